@@ -1,0 +1,251 @@
+"""Statistics of downstream results, as in Jonske et al. (CMPB 2025) plus what the paper left out.
+
+Input is a tidy results table, one row per run and metric, with at least the columns ``task``, ``protocol`` (or
+``experiment``), ``data_fraction``, ``init``, ``seed``, ``metric`` and ``value``
+(see :func:`rtl_core.analysis.paper_reference.load_paper_runs` for the paper's own runs).
+
+For each group (by default protocol/task/data_fraction/metric) :func:`compare_inits` compares two inits:
+
+* mean and SD (``ddof=1``) of each; Δ absolute (``mean_a - mean_b``) and relative (``(mean_a / mean_b - 1) * 100``,
+  the paper's "Δ %");
+* Welch's t-test exactly as the paper: ``pingouin.ttest(a, b, correction=True)``. Pingouin's default
+  ``correction='auto'`` applies Welch only when the sample sizes differ, so with the paper's 4-vs-4 runs it would give
+  Student's t-test;
+* the paired t-test, pairing runs by seed (NaN when the two inits' seeds are not the same set);
+* a seeded percentile-bootstrap CI of the mean difference (each init's runs resampled on their own);
+* Holm and Benjamini–Hochberg adjusted Welch p-values across the family of comparisons in that call.
+
+:func:`paper_table` formats the result like the paper's tables (mean ± SD, Δ %, p).
+
+On the paper's runs this reproduces the reference README's checks (RadNet-1.28M vs ImageNet on RadNet-CTBR: E1
++0.122 %, p = 0.844; E4 linear +2.141 %, p = 0.0010; E2 1 % +1.511 %, p = 0.133). The abstract's headline numbers
+(+0.44 %, p = 0.541; +2.07 %, p = 0.025; +1.63 %, p = 0.114) cannot be reproduced from runs: they compare ImageNet
+with an interpolated "RadNet-1.28M (UB-adjusted)" population, not with runs that exist in the authors' logs.
+
+Example::
+
+    df = load_paper_runs()
+    cmp = compare_inits(df, "RadNet-1.28M", "ImageNet")
+    print(paper_table(cmp))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pingouin as pg
+from scipy import stats as sps
+
+from rtl_core.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("task", "data_fraction", "init", "seed", "metric", "value")
+DEFAULT_BY = ("protocol", "task", "data_fraction", "metric")
+_P_METHODS = {"holm": "holm", "bh": "fdr_bh", "fdr_bh": "fdr_bh"}
+
+
+# --------------------------------------------------------------------------------------------- single tests
+def relative_delta_pct(mean_a: float, mean_b: float) -> float:
+    """The paper's relative Δ of ``a`` over ``b`` in percent: ``(mean_a / mean_b - 1) * 100``."""
+    return (mean_a / mean_b - 1.0) * 100.0
+
+
+def _pg_col(res: pd.DataFrame, *names: str) -> float:
+    # pingouin >= 0.6 names the p-value column "p_val", older releases "p-val".
+    for name in names:
+        if name in res.columns:
+            return float(res[name].iloc[0])
+    raise KeyError(f"pingouin result has none of {names}: {list(res.columns)}")
+
+
+def welch_ttest(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """Welch's unequal-variance t-test, ``pingouin.ttest(a, b, correction=True)``; returns ``(t, dof, p)``."""
+    res = pg.ttest(np.asarray(a, float), np.asarray(b, float), correction=True)
+    return _pg_col(res, "T"), _pg_col(res, "dof"), _pg_col(res, "p_val", "p-val")
+
+
+def paired_ttest(a: pd.Series, b: pd.Series) -> tuple[float, float]:
+    """Paired t-test of two Series indexed by seed; ``(t, p)``, or ``(nan, nan)`` when the seed sets differ."""
+    if set(a.index) != set(b.index) or len(a) < 2:
+        return float("nan"), float("nan")
+    seeds = sorted(a.index)
+    res = pg.ttest(a.loc[seeds].to_numpy(float), b.loc[seeds].to_numpy(float), paired=True)
+    return _pg_col(res, "T"), _pg_col(res, "p_val", "p-val")
+
+
+def bootstrap_mean_diff_ci(
+    a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``mean(a) - mean(b)`` (``scipy.stats.bootstrap``), each sample resampled
+    independently with a generator seeded by ``seed``. With 4 runs per init the CI is coarse."""
+
+    def diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+    res = sps.bootstrap(
+        (np.asarray(a, float), np.asarray(b, float)),
+        diff,
+        vectorized=True,
+        paired=False,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def adjust_pvalues(pvals: Sequence[float], method: str = "holm") -> np.ndarray:
+    """Holm (``"holm"``) or Benjamini–Hochberg (``"bh"``) adjusted p-values via ``pingouin.multicomp``; NaNs are
+    left out of the family and stay NaN."""
+    if method not in _P_METHODS:
+        raise ConfigError(f"p-value adjustment method '{method}' is unknown; use one of {sorted(_P_METHODS)}.")
+    p = np.asarray(pvals, float)
+    if p.size == 0 or np.isnan(p).all():
+        return p.copy()
+    _, adj = pg.multicomp(p, method=_P_METHODS[method])
+    return np.asarray(adj, float)
+
+
+# --------------------------------------------------------------------------------------------- tables
+def _check_table(df: pd.DataFrame, by: Sequence[str]) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if "protocol" not in df.columns and "experiment" not in df.columns:
+        missing.append("protocol (or experiment)")
+    missing += [c for c in by if c not in df.columns and c not in missing]
+    if missing:
+        raise DataError(
+            f"results table lacks column(s) {missing}; it needs one row per run and metric with columns "
+            f"{list(REQUIRED_COLUMNS)} and 'protocol' or 'experiment'."
+        )
+    value = pd.to_numeric(df["value"], errors="coerce")
+    if value.isna().any():
+        raise DataError(f"results table: column 'value' has {int(value.isna().sum())} empty or non-numeric entries.")
+    nan_keys = [c for c in [*by, "init", "seed"] if df[c].isna().any()]
+    if nan_keys:
+        raise DataError(f"results table: column(s) {nan_keys} have empty entries; every run needs them.")
+
+
+def _default_by(df: pd.DataFrame) -> list[str]:
+    first = "protocol" if "protocol" in df.columns else "experiment"
+    return [first, *DEFAULT_BY[1:]]
+
+
+def summarize(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per group and init: number of runs, mean and SD (``ddof=1``) of ``value``."""
+    by = list(by) if by is not None else _default_by(df)
+    _check_table(df, by)
+    g = df.assign(value=pd.to_numeric(df["value"])).groupby([*by, "init"], sort=False)["value"]
+    return g.agg(n="count", mean="mean", sd=lambda v: v.std(ddof=1)).reset_index()
+
+
+def _runs(group: pd.DataFrame, init: str, key: dict[str, object]) -> pd.Series:
+    runs = group.loc[group["init"] == init].set_index("seed")["value"].astype(float)
+    if runs.index.duplicated().any():
+        dup = sorted(set(runs.index[runs.index.duplicated()]))
+        raise DataError(
+            f"group {key}, init '{init}': several runs share seed(s) {dup}. Add the distinguishing column to `by` "
+            "or drop the duplicated runs (for the paper's runs, load_paper_runs drops the E6/E8 copies)."
+        )
+    if len(runs) < 2:
+        raise DataError(f"group {key}, init '{init}' has {len(runs)} run(s); a t-test needs at least 2 per init.")
+    return runs
+
+
+def compare_inits(
+    df: pd.DataFrame,
+    a: str,
+    b: str,
+    by: Sequence[str] | None = None,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Compare init ``a`` with init ``b`` in every group of ``by`` (default protocol/task/data_fraction/metric).
+
+    Returns one row per group in which both inits have runs, with the ``by`` columns and ``init_a, init_b, n_a, n_b,
+    mean_a, sd_a, mean_b, sd_b, delta_abs, delta_rel_pct, welch_t, welch_dof, welch_p, paired_n, paired_t, paired_p,
+    ci_low, ci_high, p_holm, p_bh`` (plus ``experiment`` listing the source experiments when that column exists and
+    is not in ``by``). Holm and BH adjust ``welch_p`` across all rows returned. Groups holding only one of the two
+    inits are skipped; a group with fewer than 2 runs of an init raises :class:`DataError`.
+    """
+    if a == b:
+        raise ConfigError(f"compare_inits needs two different inits; got '{a}' twice.")
+    by = list(by) if by is not None else _default_by(df)
+    _check_table(df, by)
+    data = df[df["init"].isin([a, b])].assign(value=lambda d: pd.to_numeric(d["value"]))
+    rows: list[dict[str, object]] = []
+    for keys, group in data.groupby(by, sort=False):
+        key = dict(zip(by, keys if isinstance(keys, tuple) else (keys,)))
+        if not {a, b} <= set(group["init"]):
+            log.debug("skipping group %s: it lacks init '%s' or '%s'", key, a, b)
+            continue
+        ra, rb = _runs(group, a, key), _runs(group, b, key)
+        mean_a, mean_b = float(ra.mean()), float(rb.mean())
+        welch_t, welch_dof, welch_p = welch_ttest(ra, rb)
+        paired_t, paired_p = paired_ttest(ra, rb)
+        ci_low, ci_high = bootstrap_mean_diff_ci(ra, rb, confidence=confidence, n_resamples=n_resamples, seed=seed)
+        row: dict[str, object] = dict(key)
+        if "experiment" in group.columns and "experiment" not in by:
+            row["experiment"] = "+".join(sorted(group["experiment"].astype(str).unique()))
+        row.update(
+            init_a=a, init_b=b, n_a=len(ra), n_b=len(rb),
+            mean_a=mean_a, sd_a=float(ra.std(ddof=1)), mean_b=mean_b, sd_b=float(rb.std(ddof=1)),
+            delta_abs=mean_a - mean_b, delta_rel_pct=relative_delta_pct(mean_a, mean_b),
+            welch_t=welch_t, welch_dof=welch_dof, welch_p=welch_p,
+            paired_n=len(ra) if set(ra.index) == set(rb.index) else 0, paired_t=paired_t, paired_p=paired_p,
+            ci_low=ci_low, ci_high=ci_high,
+        )
+        rows.append(row)
+    if not rows:
+        raise DataError(f"no group of {by} holds runs of both '{a}' and '{b}'. Check the init names: "
+                        f"{sorted(df['init'].astype(str).unique())}.")
+    out = pd.DataFrame(rows)
+    out["p_holm"] = adjust_pvalues(out["welch_p"], "holm")
+    out["p_bh"] = adjust_pvalues(out["welch_p"], "bh")
+    return out
+
+
+def format_p(p: float) -> str:
+    """p to 3 decimals, 4 below 0.01 (as the reference README), ``<0.0001`` below that."""
+    if np.isnan(p):
+        return "n/a"
+    if p >= 0.01:
+        return f"{p:.3f}"
+    return f"{p:.4f}" if p >= 1e-4 else "<0.0001"
+
+
+def paper_table(comparisons: pd.DataFrame, *, digits: int = 5, delta_digits: int = 3) -> pd.DataFrame:
+    """Format :func:`compare_inits` output like the paper: ``mean ± SD`` per init, ``Δ (%)`` and Welch ``p``
+    (plus Holm/BH-adjusted p). Columns are named after the two inits when the table holds one pair of inits."""
+    need = ["init_a", "init_b", "mean_a", "sd_a", "mean_b", "sd_b", "delta_rel_pct", "welch_p", "p_holm", "p_bh"]
+    missing = [c for c in need if c not in comparisons.columns]
+    if missing:
+        raise DataError(f"paper_table needs the output of compare_inits; column(s) {missing} are missing.")
+    stat_cols = set(need) | {
+        "n_a", "n_b", "delta_abs", "welch_t", "welch_dof", "paired_n", "paired_t", "paired_p", "ci_low", "ci_high",
+    }
+    keys = [c for c in comparisons.columns if c not in stat_cols]
+    pairs = comparisons[["init_a", "init_b"]].drop_duplicates()
+    if len(pairs) == 1:
+        name_a, name_b = pairs.iloc[0]
+    else:
+        name_a, name_b = "A", "B"
+        keys += ["init_a", "init_b"]
+
+    def pm(m: pd.Series, s: pd.Series) -> list[str]:
+        return [f"{x:.{digits}f} ± {y:.{digits}f}" for x, y in zip(m, s)]
+
+    out = comparisons[keys].copy()
+    out[f"{name_a}"] = pm(comparisons["mean_a"], comparisons["sd_a"])
+    out[f"{name_b}"] = pm(comparisons["mean_b"], comparisons["sd_b"])
+    out["Δ (%)"] = [f"{d:+.{delta_digits}f} %" for d in comparisons["delta_rel_pct"]]
+    out["p (Welch)"] = [format_p(p) for p in comparisons["welch_p"]]
+    out["p (Holm)"] = [format_p(p) for p in comparisons["p_holm"]]
+    out["p (BH)"] = [format_p(p) for p in comparisons["p_bh"]]
+    return out.reset_index(drop=True)

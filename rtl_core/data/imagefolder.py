@@ -1,0 +1,306 @@
+"""Lazy, disk-streaming datasets for users' own image folders and CT files.
+
+* :func:`index_image_folder` + :class:`ImageFolderStream`: the ImageNet / torchvision ``ImageFolder`` layout
+  (``root/<class>/**/<image>``), the natural-image pretraining pools of Jonske et al. (CMPB 2025).
+* :class:`DicomSliceStream`, :class:`NiftiSliceStream`: axial CT slices from DICOM files or NIfTI volumes,
+  windowed to [0, 1], the CT pretraining pool.
+
+Indexing only lists files (and, for CT, reads headers); pixels are decoded in ``__getitem__``, so DataLoader
+workers stream from disk and the index scales to millions of files. Paths are held in NumPy byte arrays,
+not Python lists, so forked workers do not copy them page by page (PyTorch issue #13246).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from nibabel.orientations import io_orientation
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from rtl_core.data.medical import (
+    DISPLAY_AXCODES,
+    _dicom_hu,
+    _load_nifti,
+    _read_dicom,
+    list_dicom_files,
+    to_display_orientation,
+)
+from rtl_core.errors import DataError
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+"""torchvision's ImageFolder extensions."""
+
+PathLike = str | os.PathLike
+
+
+def _encode(paths: Sequence[str]) -> np.ndarray:
+    return np.asarray([os.fsencode(p) for p in paths], dtype=np.bytes_)
+
+
+@dataclass
+class FolderIndex:
+    """File list of an ImageFolder tree: ``root / rel_paths[i]`` has label ``labels[i]`` (index into ``class_names``)."""
+
+    root: Path
+    rel_paths: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.rel_paths)
+
+    def path(self, i: int) -> Path:
+        return self.root / os.fsdecode(self.rel_paths[i])
+
+    @property
+    def paths(self) -> list[Path]:
+        """All file paths (materialised; for millions of files prefer :meth:`path`)."""
+        return [self.path(i) for i in range(len(self))]
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.class_names)}
+
+    def counts(self) -> dict[str, int]:
+        """Number of images per class."""
+        return {name: int(n) for name, n in zip(self.class_names, np.bincount(self.labels, minlength=len(self.class_names)))}
+
+
+def _scan_files(folder: Path, extensions: tuple[str, ...]) -> list[str]:
+    """Image files below ``folder`` (recursive, ``os.scandir``), relative to ``folder``, sorted."""
+    found: list[str] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(folder / rel if rel else folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir():
+                    stack.append(name)
+                elif entry.name.lower().endswith(extensions):
+                    found.append(name)
+    return sorted(found)
+
+
+def index_image_folder(root: PathLike, extensions: Sequence[str] = IMG_EXTENSIONS) -> FolderIndex:
+    """List an ImageNet-layout tree ``root/<class_name>/**/<image>`` without decoding any image.
+
+    Classes are the sorted sub-folder names (as torchvision ``ImageFolder``). A missing root, a root without
+    class folders, or a class folder without images raise :class:`DataError` naming the folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: image folder not found. Expected root/<class_name>/<image files>.")
+    exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+    with os.scandir(root) as entries:
+        classes = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise DataError(
+            f"{root}: no class folders found. An ImageFolder root holds one sub-folder per class "
+            "(root/<class_name>/<image files>)."
+        )
+    rel_paths: list[str] = []
+    labels: list[np.ndarray] = []
+    for label, name in enumerate(classes):
+        files = _scan_files(root / name, exts)
+        if not files:
+            raise DataError(
+                f"{root / name}: class folder has no images with extensions {list(exts)}. "
+                "Add images or remove the folder."
+            )
+        rel_paths.extend(f"{name}/{f}" for f in files)
+        labels.append(np.full(len(files), label, dtype=np.int64))
+    return FolderIndex(root=root, rel_paths=_encode(rel_paths), labels=np.concatenate(labels), class_names=classes)
+
+
+class ImageFolderStream(Dataset):
+    """Decode one image of a :class:`FolderIndex` per ``__getitem__`` -> ``(float32 (3, size, size) in [0, 1], label)``.
+
+    Images are centre-cropped to a square and resized (``PIL.ImageOps.fit``, bicubic); ``grey=True`` converts
+    to luminance and replicates it to 3 channels (the 1 -> 3 channel input of the paper's ResNets).
+    An undecodable file raises :class:`DataError` naming it.
+
+    Example::
+
+        index = index_image_folder("imagenet/train")
+        loader = DataLoader(ImageFolderStream(index, size=224), batch_size=256, num_workers=8, shuffle=True)
+    """
+
+    def __init__(self, index: FolderIndex, size: int, grey: bool = False) -> None:
+        if size < 1:
+            raise DataError(f"ImageFolderStream: size must be >= 1, got {size}.")
+        self.index, self.size, self.grey = index, int(size), grey
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path = self.index.path(i)
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if self.grey else "RGB")
+        except Exception as exc:  # noqa: BLE001 - OSError, UnidentifiedImageError, SyntaxError, ...
+            raise DataError(
+                f"{path}: cannot decode the image ({type(exc).__name__}: {exc}). Remove or re-save the file."
+            ) from exc
+        img = ImageOps.fit(img, (self.size, self.size), method=Image.Resampling.BICUBIC)
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+        x = torch.from_numpy(arr)
+        x = x.expand(3, -1, -1).contiguous() if self.grey else x.permute(2, 0, 1).contiguous()
+        return x, int(self.index.labels[i])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CT slices
+# ----------------------------------------------------------------------------------------------------------------
+def window_to_unit(hu: np.ndarray | torch.Tensor, level: float, width: float) -> torch.Tensor:
+    """CT windowing: HU -> [0, 1] with ``(hu - (level - width/2)) / width``, clipped."""
+    if width <= 0:
+        raise DataError(f"window width must be > 0 HU, got {width}.")
+    x = torch.as_tensor(np.asarray(hu, dtype=np.float32)) if not isinstance(hu, torch.Tensor) else hu.float()
+    return ((x - (level - width / 2.0)) / width).clamp_(0.0, 1.0)
+
+
+def _to_square_rgb(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(H, W) in [0, 1] -> (3, size, size): zero-pad to a square (air after windowing), antialiased resize."""
+    h, w = x.shape
+    side = max(h, w)
+    if h != w:
+        top, left = (side - h) // 2, (side - w) // 2
+        x = F.pad(x, (left, side - w - left, top, side - h - top))
+    if side != size:
+        x = F.interpolate(x[None, None], size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=side > size)[0, 0].clamp_(0.0, 1.0)
+    return x.expand(3, -1, -1).contiguous()
+
+
+def _check_window(window: tuple[float, float], size: int) -> tuple[float, float]:
+    if len(window) != 2 or window[1] <= 0:
+        raise DataError(f"window must be (level, width) in HU with width > 0, got {window}.")
+    if size < 1:
+        raise DataError(f"size must be >= 1, got {size}.")
+    return float(window[0]), float(window[1])
+
+
+class DicomSliceStream(Dataset):
+    """Lazy CT slices from DICOM files -> windowed float32 ``(3, size, size)`` in [0, 1].
+
+    ``files``: DICOM file paths, or one folder (searched recursively, any file names). Indexing reads headers
+    only (``stop_before_pixels``) to count frames of multi-frame files; ``read_headers=False`` skips that and
+    takes one slice per file (fast for millions of single-slice files; a header problem then surfaces in
+    ``__getitem__``). ``window = (level, width)`` in HU, e.g. ``(40, 400)`` soft tissue.
+    A corrupt file raises :class:`DataError` naming it.
+    """
+
+    def __init__(self, files: Sequence[PathLike] | PathLike, window: tuple[float, float], size: int,
+                 read_headers: bool = True) -> None:
+        if isinstance(files, (str, os.PathLike)):
+            files = list_dicom_files(files, recursive=True)
+        paths = [Path(f) for f in files]
+        if not paths:
+            raise DataError("DicomSliceStream: no DICOM files given.")
+        self.window, self.size = _check_window(window, size), int(size)
+        frames = []
+        for path in paths:
+            n = 1
+            if read_headers:
+                ds = _read_dicom(path, header_only=True)
+                if "Rows" not in ds:
+                    raise DataError(f"{path}: DICOM file without image data; remove it from the list.")
+                n = int(ds.get("NumberOfFrames", 1) or 1)
+            frames.append(n)
+        counts = np.asarray(frames, dtype=np.int64)
+        self.files = _encode([str(p) for p in paths])
+        self.file_index = np.repeat(np.arange(len(paths), dtype=np.int64), counts)
+        self.frame = np.concatenate([np.arange(n, dtype=np.int32) for n in counts])
+        self.multi = counts > 1
+
+    def __len__(self) -> int:
+        return len(self.file_index)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        f = int(self.file_index[i])
+        path = Path(os.fsdecode(self.files[f]))
+        ds = _read_dicom(path, header_only=False)
+        hu = _dicom_hu(ds, path, frame=int(self.frame[i]) if self.multi[f] else None)
+        if hu.ndim != 2:
+            raise DataError(f"{path}: expected one 2-D slice, got pixel data of shape {hu.shape}.")
+        return _to_square_rgb(window_to_unit(hu, *self.window), self.size)
+
+
+class NiftiSliceStream(Dataset):
+    """Lazy axial slices from NIfTI CT volumes (HU) -> windowed float32 ``(3, size, size)`` in [0, 1].
+
+    Indexing reads headers only (shape and affine; no voxel data): the slice axis is the voxel axis closest
+    to superior-inferior, slice 0 is the most inferior. ``__getitem__`` reads one slice through nibabel's
+    ``dataobj`` slicing and orients it like :class:`rtl_core.data.medical.CTVolume` (rows anterior -> posterior,
+    columns patient right -> left). Plain ``.nii`` files are memory-mapped; ``.nii.gz`` must be decompressed up
+    to the slice, so prefer ``.nii`` for large pools. A corrupt file raises :class:`DataError` naming it.
+    """
+
+    def __init__(self, paths: Sequence[PathLike], window: tuple[float, float], size: int) -> None:
+        paths = [Path(p) for p in paths]
+        if not paths:
+            raise DataError("NiftiSliceStream: no NIfTI files given.")
+        self.window, self.size = _check_window(window, size), int(size)
+        axes, flips, counts = [], [], []
+        for path in paths:
+            img = _load_nifti(path)
+            ornt = io_orientation(img.affine)
+            axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])  # world axis 2 = S/I
+            axes.append(axis)
+            flips.append(ornt[axis, 1] < 0)  # stored order runs superior -> inferior
+            counts.append(int(img.shape[axis]))
+        counts_arr = np.asarray(counts, dtype=np.int64)
+        self.paths = _encode([str(p) for p in paths])
+        self.axis = np.asarray(axes, dtype=np.int8)
+        self.flip = np.asarray(flips, dtype=bool)
+        self.n_slices = counts_arr
+        self.file_index = np.repeat(np.arange(len(paths), dtype=np.int64), counts_arr)
+        self.slice = np.concatenate([np.arange(n, dtype=np.int32) for n in counts_arr])
+
+    def __len__(self) -> int:
+        return len(self.file_index)
+
+    def read_hu(self, i: int) -> np.ndarray:
+        """Slice ``i`` in HU, (H, W) float32, display orientation."""
+        f = int(self.file_index[i])
+        path = Path(os.fsdecode(self.paths[f]))
+        img = _load_nifti(path)
+        axis, k = int(self.axis[f]), int(self.slice[i])
+        if self.flip[f]:
+            k = int(self.n_slices[f]) - 1 - k
+        slicer: list[slice] = [slice(None)] * 3
+        slicer[axis] = slice(k, k + 1)
+        try:
+            slab = np.asarray(img.dataobj[tuple(slicer)], dtype=np.float32)
+        except Exception as exc:  # noqa: BLE001 - EOFError, zlib.error, OSError for truncated files
+            raise DataError(
+                f"{path}: cannot read slice {k} ({type(exc).__name__}: {exc}); the file is probably truncated or "
+                "corrupt. Remove it or re-export it."
+            ) from exc
+        oriented, _ = to_display_orientation(slab, img.affine, DISPLAY_AXCODES)
+        return oriented[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return _to_square_rgb(window_to_unit(self.read_hu(i), *self.window), self.size)
+
+
+__all__ = [
+    "IMG_EXTENSIONS",
+    "DicomSliceStream",
+    "FolderIndex",
+    "ImageFolderStream",
+    "NiftiSliceStream",
+    "index_image_folder",
+    "window_to_unit",
+]

@@ -1,0 +1,383 @@
+"""Named pools and tasks of the demo suite, one registry each (a name → a spec with a builder).
+
+Tasks (labelled, split train/val/test; metrics listed primary first):
+
+==============  =============================================================  ==================
+``ct_cls``      COVID vs non-COVID chest CT, single-source SARS-CoV-2 CT-scan   accuracy, AUC
+                group of ``ct/covid_ct_cvt`` (balanced; other groups confound
+                label and source); no patient ids → near-duplicate groups
+``ct_liver_seg`` liver segmentation, MSD Task03 / LiTS slices, split by scan     Dice
+``xray_cls``    paediatric chest X-ray, pneumonia vs normal (Kermany)          AUC, accuracy
+``mri_cls``     4-class brain tumour MRI, cross-split duplicates removed      accuracy
+``natural_cls`` CUB-200 birds (first 50 species), official split               accuracy
+==============  =============================================================  ==================
+
+Extras: ``derm_cls`` (ISIC 9-class), ``fundus_cls`` (DR grade, split by patient), ``pneumoniamnist_cls``,
+``breastmnist_cls``, ``ct_contrast_cls`` (TCGA, HU, split by patient).
+
+Pools (unlabelled, for pretraining): ``ct`` (every CT slice of the pack outside the val/test split of any
+task), ``natural`` (Tiny-ImageNet subset, Imagenette train, ImageNet samples), ``mixed`` (half of each);
+size-matched by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+
+from rtl_core.data.arrays import ImageSet
+from rtl_core.data.intensity import render
+from rtl_core.data.pack import read_arrays, read_folder, read_medmnist
+from rtl_core.data.splits import (
+    check_split,
+    content_hashes,
+    exact_duplicate_groups,
+    grouped_split,
+    near_duplicate_groups,
+    split_from_train,
+)
+from rtl_core.errors import ConfigError, DataError
+from rtl_core.paths import data_root
+
+TaskKind = Literal["classification", "segmentation"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A labelled downstream dataset: how to build it, what it measures."""
+
+    name: str
+    description: str
+    kind: TaskKind
+    metrics: tuple[str, ...]
+    build: Callable[[Path, int], ImageSet] = field(repr=False)
+    window: str | None = None  # CT window for HU sources
+    extra: bool = False  # not one of the paper's five core tasks
+
+
+@dataclass(frozen=True)
+class PoolSource:
+    """One dataset contributing to a pretraining pool."""
+
+    label: str
+    read: Callable[[Path], ImageSet] = field(repr=False)
+    window: str | None = None
+
+
+TASKS: dict[str, TaskSpec] = {}
+POOL_SOURCES: dict[str, tuple[PoolSource, ...]] = {}
+POOLS = ("ct", "natural", "mixed")
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    if spec.name in TASKS:
+        raise ValueError(f"task {spec.name!r} registered twice")
+    TASKS[spec.name] = spec
+    return spec
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise ConfigError(f"Unknown task {name!r}. Known tasks: {', '.join(TASKS)}.")
+    return TASKS[name]
+
+
+def core_tasks() -> list[str]:
+    return [name for name, spec in TASKS.items() if not spec.extra]
+
+
+def _with_index(images: ImageSet) -> ImageSet:
+    """Remember each image's row in its source file (for leakage checks)."""
+    images.extras.setdefault("source_index", np.arange(len(images)))
+    return images
+
+
+# --- task builders -------------------------------------------------------------------------------------------
+
+
+def _build_ct_cls(root: Path, seed: int) -> ImageSet:
+    full = _with_index(read_arrays(root, "ct/covid_ct_cvt"))
+    names = full.meta.get("group_names", [])
+    if "sarscov2_ctscan" not in names:
+        raise DataError(f"{full.source}: meta.json group_names lacks 'sarscov2_ctscan'; is this the pack's covid_ct_cvt?")
+    data = full.subset(full.extras["source_group"] == names.index("sarscov2_ctscan"), name="ct_cls")
+    boxes = [full.meta["per_slice"][i].get("content_box_tlhw") for i in data.extras["source_index"]]
+    crops = np.stack([_crop_resize(img, box) for img, box in zip(data.images, boxes)])
+    data.groups = near_duplicate_groups(crops)
+    data.splits = grouped_split(data.labels, data.groups, seed=seed, name="ct_cls")
+    data.meta = {**data.meta, "grouping": "near-duplicate slices (256-bit pHash of the content box, ≤48 bits apart)"}
+    return data
+
+
+def _crop_resize(image: np.ndarray, box: list[int] | None, size: int = 64) -> np.ndarray:
+    from PIL import Image
+
+    if box:
+        top, left, h, w = box
+        image = image[top : top + h, left : left + w]
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def _build_liver_seg(root: Path, seed: int) -> ImageSet:
+    data = _with_index(read_arrays(root, "ct/msd_liver_slices_sarah"))
+    data.name = "ct_liver_seg"
+    data.masks = (data.masks > 0).astype(np.uint8)
+    data.splits = grouped_split(None, data.groups, seed=seed, name="ct_liver_seg")
+    return data
+
+
+def _official_with_val(rel: str, name: str, reader=read_folder, drop: tuple[str, ...] = ()) -> Callable[[Path, int], ImageSet]:
+    """A task keeping the source's train/test split, with a validation part carved out of train.
+
+    Rows flagged by any ``drop`` column are removed; exact duplicates are grouped so they never straddle splits,
+    and duplicates that still occur in two source splits are removed.
+    """
+
+    def build(root: Path, seed: int) -> ImageSet:
+        data = _with_index(reader(root, rel))
+        data.name = name
+        keep = np.ones(len(data), dtype=bool)
+        for column in drop:
+            keep &= ~data.extras[column].astype(bool)
+        data = data.subset(keep)
+        hashes = content_hashes(data.images)
+        data = data.subset(_single_split_hashes(hashes, data.splits), name=name)
+        data.groups = exact_duplicate_groups(data.images, data.groups)
+        data.splits = split_from_train(data.labels, data.groups, data.splits, val_fraction=0.1, seed=seed, name=name)
+        return data
+
+    return build
+
+
+def _single_split_hashes(hashes: np.ndarray, splits: np.ndarray) -> np.ndarray:
+    """Mask of images whose content appears in only one source split."""
+    keep = np.ones(len(hashes), dtype=bool)
+    order = np.argsort(hashes, kind="stable")
+    sorted_hashes = hashes[order]
+    uniq, start, counts = np.unique(sorted_hashes, return_index=True, return_counts=True)
+    for s, c in zip(start[counts > 1], counts[counts > 1]):
+        members = order[s : s + c]
+        if len(np.unique(splits[members])) > 1:
+            keep[members] = False
+    return keep
+
+
+def _grouped_task(rel: str, name: str, label_column: str | None = None, reader=read_folder, window: str | None = None):
+    def build(root: Path, seed: int) -> ImageSet:
+        data = _with_index(reader(root, rel))
+        data.name = name
+        if label_column:
+            data.labels = data.extras[label_column].astype(np.int64)
+        data.groups = exact_duplicate_groups(data.images, data.groups)
+        data.splits = grouped_split(data.labels, data.groups, seed=seed, name=name)
+        return data
+
+    return build
+
+
+def _deduplicated_resplit(rel: str, name: str, root: Path, seed: int, drop: tuple[str, ...] = ()) -> ImageSet:
+    """Drop flagged rows, keep one copy of every exact duplicate, then make a fresh grouped, stratified split.
+
+    Used for the brain-tumour MRI set, whose authors' Testing folder cannot be kept: every one of its
+    ``no_tumor`` images is a byte-identical copy of a Training image (and 106 of 115 meningioma ones are), so
+    dropping the cross-split copies would leave the test split without a ``no_tumor`` class. Likewise ISIC, whose
+    tiny Test folder has no seborrheic keratosis left once the label-conflict copies are dropped.
+    """
+    data = _with_index(read_folder(root, rel))
+    for column in drop:
+        data = data.subset(~data.extras[column].astype(bool))
+    hashes = content_hashes(data.images)
+    _, first = np.unique(hashes, return_index=True)
+    data = data.subset(np.sort(first), name=name)
+    data.groups = hashes[np.sort(first)]
+    data = _drop_rare_classes(data, min_per_class=10)
+    data.splits = grouped_split(data.labels, data.groups, seed=seed, name=name)
+    data.meta = {**data.meta, "split_note": "authors' split replaced: duplicates removed, re-split 70/10/20"}
+    return data
+
+
+def _drop_rare_classes(data: ImageSet, min_per_class: int) -> ImageSet:
+    """Remove classes with fewer than ``min_per_class`` images (too few to split) and renumber the rest.
+
+    ISIC's seborrheic keratosis keeps only 2 images once its label-conflict copies are dropped.
+    """
+    counts = np.bincount(data.labels, minlength=data.num_classes)
+    kept = np.flatnonzero(counts >= min_per_class)
+    if len(kept) == len(counts):
+        return data
+    dropped = [data.class_names[c] for c in np.flatnonzero(counts < min_per_class)]
+    data = data.subset(np.isin(data.labels, kept))
+    data.labels = np.searchsorted(kept, data.labels).astype(np.int64)
+    data.class_names = [data.class_names[c] for c in kept]
+    data.meta = {**data.meta, "dropped_classes": dropped}
+    return data
+
+
+def _fundus_names(data: ImageSet) -> ImageSet:
+    data.class_names = ["No DR", "mild", "moderate", "severe", "PDR", "ADED"]
+    return data
+
+
+register_task(TaskSpec("ct_cls", "COVID vs non-COVID CT (SARS-CoV-2 CT-scan group)", "classification", ("accuracy", "auc"), _build_ct_cls))
+register_task(TaskSpec("ct_liver_seg", "Liver segmentation on MSD/LiTS CT slices", "segmentation", ("dice",), _build_liver_seg))
+register_task(TaskSpec("xray_cls", "Chest X-ray pneumonia vs normal (Kermany)", "classification", ("auc", "accuracy"),
+                       _official_with_val("xray/chest_xray_pneumonia_kermany_64", "xray_cls")))
+register_task(TaskSpec("mri_cls", "Brain tumour MRI, 4 classes (deduplicated, re-split)", "classification",
+                       ("accuracy", "balanced_accuracy"), lambda root, seed: _deduplicated_resplit("mri/brain_tumor_mri_4class_64", "mri_cls", root, seed)))
+register_task(TaskSpec("natural_cls", "CUB-200 birds, first 50 species", "classification", ("accuracy",),
+                       _official_with_val("natural/cub200_first50_birds_64", "natural_cls")))
+register_task(TaskSpec("derm_cls", "ISIC dermoscopy, 9 classes", "classification", ("balanced_accuracy", "accuracy"),
+                       lambda root, seed: _deduplicated_resplit("dermatology/isic_skin_9class_64", "derm_cls", root, seed, drop=("label_conflict",)),
+                       extra=True))
+register_task(TaskSpec("fundus_cls", "Fundus DR grade (6 grades), split by patient", "classification", ("balanced_accuracy", "accuracy"),
+                       lambda root, seed: _fundus_names(_grouped_task("fundus/fundus_dr_srahim_96", "fundus_cls", "labels_grade")(root, seed)),
+                       extra=True))
+register_task(TaskSpec("pneumoniamnist_cls", "PneumoniaMNIST chest X-ray, 28 px", "classification", ("auc", "accuracy"),
+                       lambda root, seed: _medmnist_task(root, "pneumoniamnist", "pneumoniamnist_cls"), extra=True))
+register_task(TaskSpec("breastmnist_cls", "BreastMNIST ultrasound, 28 px", "classification", ("auc", "accuracy"),
+                       lambda root, seed: _medmnist_task(root, "breastmnist", "breastmnist_cls"), extra=True))
+register_task(TaskSpec("ct_contrast_cls", "TCGA CT, IV contrast yes/no (HU), split by patient", "classification", ("auc", "accuracy"),
+                       _grouped_task("ct/tcga_ct_kaggle100", "ct_contrast_cls", reader=read_arrays), window="mediastinum", extra=True))
+
+
+def _medmnist_task(root: Path, file: str, name: str) -> ImageSet:
+    """MedMNIST keeps its official train/val/test; duplicates across splits are dropped."""
+    data = _with_index(read_medmnist(root, file))
+    data = data.subset(_single_split_hashes(content_hashes(data.images), data.splits), name=name)
+    data.groups = exact_duplicate_groups(data.images, data.groups)
+    check_split(data.labels, data.splits, name, data.groups)
+    return data
+
+
+@lru_cache(maxsize=32)
+def _load_task_cached(name: str, root: str, split_seed: int) -> ImageSet:
+    spec = get_task(name)
+    data = spec.build(Path(root), split_seed)
+    check_split(data.labels, data.splits, name, data.groups)
+    data.meta = {**data.meta, "task": name, "split_seed": split_seed}
+    return data
+
+
+def load_task(name: str, split_seed: int = 0, root: str | Path | None = None) -> ImageSet:
+    """The task's images with ``splits`` set to train/val/test (grouped, stratified, seeded by ``split_seed``)."""
+    return _load_task_cached(name, str(data_root(root)), split_seed)
+
+
+# --- pools ---------------------------------------------------------------------------------------------------
+
+
+def _arrays(rel: str, prefix: str = "") -> Callable[[Path], ImageSet]:
+    return lambda root: _with_index(read_arrays(root, rel, prefix))
+
+
+def _folder(rel: str) -> Callable[[Path], ImageSet]:
+    return lambda root: _with_index(read_folder(root, rel))
+
+
+POOL_SOURCES["ct"] = (
+    PoolSource("covid_ct_cvt", _arrays("ct/covid_ct_cvt")),
+    PoolSource("msd_liver_slices", _arrays("ct/msd_liver_slices_sarah")),
+    PoolSource("tcga_ct", _arrays("ct/tcga_ct_kaggle100"), window="mediastinum"),
+    PoolSource("ircadb_p17", _arrays("ct/ircadb_p17_liver"), window="abdomen"),
+    PoolSource("ircadb_p01", _arrays("ct/ircadb_p01_nomask"), window="abdomen"),
+    PoolSource("totalseg_ct3mm", _arrays("ct/totalseg_examples", "ct3mm_"), window="abdomen"),
+    PoolSource("totalseg_dicom", _arrays("ct/totalseg_examples", "dicom_"), window="abdomen"),
+    PoolSource("ircadb_minitest", _arrays("ct/ircadb_minitest_liver_sarah")),
+    PoolSource("chaos_minitest", _arrays("ct/chaos_ct_minitest_liver_sarah")),
+)
+POOL_SOURCES["natural"] = (
+    PoolSource("tiny_imagenet", _folder("natural/tiny_imagenet200_subset")),
+    PoolSource("imagenette", _folder("natural/imagenette_64")),
+    PoolSource("imagenet_sample", _folder("natural/imagenet_sample_1k")),
+)
+
+
+@lru_cache(maxsize=4)
+def held_out_images(root: str, split_seed: int) -> tuple[frozenset[tuple[str, int]], frozenset[str]]:
+    """Every downstream val/test image: as (source file, row) pairs and as content hashes."""
+    rows: set[tuple[str, int]] = set()
+    hashes: set[str] = set()
+    for name in TASKS:
+        data = _load_task_cached(name, root, split_seed)
+        held = data.splits != "train"
+        rows.update((data.source, int(i)) for i in data.extras["source_index"][held])
+        hashes.update(content_hashes(data.images[held]))
+    return frozenset(rows), frozenset(hashes)
+
+
+@lru_cache(maxsize=8)
+def _pool_candidates(kind: str, root: str, split_seed: int, size: int, window: str | None) -> ImageSet:
+    """All images a pool may draw from, rendered to uint8 (N, size, size, 3), held-out images removed."""
+    rows, hashes = held_out_images(root, split_seed)
+    parts, sources, hashes_kept, groups = [], [], [], []
+    for source in POOL_SOURCES[kind]:
+        data = source.read(Path(root))
+        # Test images of tasks that use this file, with the image itself checked by content as well.
+        keep = np.array([(data.source, int(i)) not in rows for i in data.extras["source_index"]])
+        source_hashes = content_hashes(data.images)
+        keep &= ~np.isin(source_hashes, list(hashes))
+        if data.splits is not None and kind == "natural":
+            keep &= data.splits != "test"  # a source's own held-out split is never pretraining data
+        data = data.subset(keep)
+        tensor = render(data.images, data.intensity, window or source.window or "abdomen", size)
+        parts.append(tensor.permute(0, 2, 3, 1).numpy())
+        sources += [source.label] * len(data)
+        hashes_kept.append(source_hashes[keep])
+        groups.append(np.char.add(f"{source.label}:", data.groups.astype(str)))
+    images = np.concatenate(parts)
+    return ImageSet(
+        name=kind,
+        images=images,
+        groups=np.concatenate(groups),
+        splits=np.full(len(images), "all", dtype="<U8"),
+        domain=kind,
+        source=", ".join(s.label for s in POOL_SOURCES[kind]),
+        extras={"pool_source": np.array(sources), "content_hash": np.concatenate(hashes_kept)},
+    )
+
+
+def load_pool(
+    name: str,
+    size: int = 64,
+    pool_size: int | None = None,
+    seed: int = 0,
+    split_seed: int = 0,
+    ct_window: str | None = None,
+    root: str | Path | None = None,
+) -> ImageSet:
+    """An unlabelled pretraining pool as uint8 images (N, size, size, 3) (grey replicated to 3 channels).
+
+    ``pool_size=None`` size-matches: every pool gets as many images as the smaller of ``ct`` and ``natural``.
+    ``mixed`` is half CT, half natural. Sub-sampling is seeded by ``seed``. No image of any task's val or
+    test split is ever in a pool (checked by source row and by content hash).
+    """
+    if name not in POOLS:
+        raise ConfigError(f"Unknown pool {name!r}. Known pools: {', '.join(POOLS)}.")
+    root_s = str(data_root(root))
+    ct = _pool_candidates("ct", root_s, split_seed, size, ct_window)
+    natural = _pool_candidates("natural", root_s, split_seed, size, ct_window)
+    available = min(len(ct), len(natural))
+    n = available if pool_size is None else int(pool_size)
+    if n < 1 or n > available:
+        raise ConfigError(f"pool_size={pool_size} is not possible: the pack offers {len(ct)} CT and {len(natural)} natural images.")
+    rng = np.random.default_rng(seed)
+    if name == "mixed":
+        half = n // 2
+        pick_ct = np.sort(rng.choice(len(ct), half, replace=False))
+        pick_nat = np.sort(rng.choice(len(natural), n - half, replace=False))
+        a, b = ct.subset(pick_ct), natural.subset(pick_nat)
+        return ImageSet(
+            name="mixed",
+            images=np.concatenate([a.images, b.images]),
+            groups=np.concatenate([a.groups, b.groups]),
+            splits=np.full(n, "all", dtype="<U8"),
+            domain="mixed",
+            source=f"{a.source}, {b.source}",
+            extras={k: np.concatenate([a.extras[k], b.extras[k]]) for k in a.extras},
+        )
+    full = ct if name == "ct" else natural
+    return full.subset(np.sort(rng.choice(len(full), n, replace=False)), name=name)
