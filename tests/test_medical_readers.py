@@ -22,8 +22,8 @@ from rtl_core.data.imagefolder import (
     ImageFolderStream,
     NiftiSliceStream,
     index_image_folder,
-    window_to_unit,
 )
+from rtl_core.data.intensity import CTWindow
 from rtl_core.data.medical import (
     read_dicom_series,
     read_dicom_slice,
@@ -325,9 +325,9 @@ def test_ct_slice_streams(series):
     # full-size stream of one file equals windowing of the series slice read from that file
     lowest = min(SERIES.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]))
     one = DicomSliceStream([lowest], window=(40, 400), size=512)[0]
-    torch.testing.assert_close(one[0], window_to_unit(series.hu[0], 40, 400))
+    torch.testing.assert_close(one[0], CTWindow(40, 400)(torch.from_numpy(series.hu[0].astype(np.float32))))
 
-    nifti = NiftiSliceStream([NIFTI / "example_ct_sm.nii.gz"], window=(-600, 1500), size=64)
+    nifti = NiftiSliceStream([NIFTI / "example_ct_sm.nii.gz"], window="lung", size=64)
     assert len(nifti) == 30
     x = nifti[12]
     assert x.shape == (3, 64, 64) and x.dtype == torch.float32

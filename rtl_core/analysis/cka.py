@@ -437,11 +437,13 @@ class LayerwiseCKA:
         self.mb_self_a = np.zeros(len(self.layers_a))
         self.mb_self_b = np.zeros(len(self.layers_b))
         self.mb_cross = np.zeros((len(self.layers_a), len(self.layers_b)))
-        for names, dims_from, flags in ((self.layers_a, acts_a, self.streaming_a), (self.layers_b, acts_b, self.streaming_b)):
+        for tag, names, acts, flags in (
+            ("A", self.layers_a, acts_a, self.streaming_a),
+            ("B", self.layers_b, acts_b, self.streaming_b),
+        ):
             for name, flag in zip(names, flags):
-                logger.info(
-                    "CKA layer %s: %d features -> %s", name, dims_from[name][0].numel(), "streaming" if flag else "minibatch"
-                )
+                kind = "streaming" if flag else "minibatch"
+                logger.info("CKA layer %s.%s: %d features -> %s", tag, name, acts[name][0].numel(), kind)
         if self.pair_streams.any() and not self.pair_streams.all() and not self.debiased:
             logger.warning(
                 "CKA matrix mixes estimators: streaming pairs are biased full-data CKA, minibatch pairs use "

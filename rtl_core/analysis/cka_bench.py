@@ -84,7 +84,10 @@ def _run_variant(payload: dict, variant: str) -> dict:
         norms_a = [float(k.norm()) for k in grams_a]
         norms_b = [float(k.norm()) for k in grams_b]
         matrix = np.array(
-            [[float((ka * kb).sum()) / (na * nb) for kb, nb in zip(grams_b, norms_b)] for ka, na in zip(grams_a, norms_a)]
+            [
+                [float((ka * kb).sum()) / (na * nb) for kb, nb in zip(grams_b, norms_b)]
+                for ka, na in zip(grams_a, norms_a)
+            ]
         )
     _sync(device)
     cka_s += time.perf_counter() - t1

@@ -3,7 +3,7 @@
 * :func:`index_image_folder` + :class:`ImageFolderStream`: the ImageNet / torchvision ``ImageFolder`` layout
   (``root/<class>/**/<image>``), the natural-image pretraining pools of Jonske et al. (CMPB 2025).
 * :class:`DicomSliceStream`, :class:`NiftiSliceStream`: axial CT slices from DICOM files or NIfTI volumes,
-  windowed to [0, 1], the CT pretraining pool.
+  windowed to [0, 1] (:mod:`rtl_core.data.intensity` windows), the CT pretraining pool.
 
 Indexing only lists files (and, for CT, reads headers); pixels are decoded in ``__getitem__``, so DataLoader
 workers stream from disk and the index scales to millions of files. Paths are held in NumPy byte arrays,
@@ -24,6 +24,7 @@ from nibabel.orientations import io_orientation
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from rtl_core.data.intensity import CTWindow, get_window
 from rtl_core.data.medical import (
     DISPLAY_AXCODES,
     _dicom_hu,
@@ -162,14 +163,6 @@ class ImageFolderStream(Dataset):
 # ----------------------------------------------------------------------------------------------------------------
 # CT slices
 # ----------------------------------------------------------------------------------------------------------------
-def window_to_unit(hu: np.ndarray | torch.Tensor, level: float, width: float) -> torch.Tensor:
-    """CT windowing: HU -> [0, 1] with ``(hu - (level - width/2)) / width``, clipped."""
-    if width <= 0:
-        raise DataError(f"window width must be > 0 HU, got {width}.")
-    x = torch.as_tensor(np.asarray(hu, dtype=np.float32)) if not isinstance(hu, torch.Tensor) else hu.float()
-    return ((x - (level - width / 2.0)) / width).clamp_(0.0, 1.0)
-
-
 def _to_square_rgb(x: torch.Tensor, size: int) -> torch.Tensor:
     """(H, W) in [0, 1] -> (3, size, size): zero-pad to a square (air after windowing), antialiased resize."""
     h, w = x.shape
@@ -183,12 +176,10 @@ def _to_square_rgb(x: torch.Tensor, size: int) -> torch.Tensor:
     return x.expand(3, -1, -1).contiguous()
 
 
-def _check_window(window: tuple[float, float], size: int) -> tuple[float, float]:
-    if len(window) != 2 or window[1] <= 0:
-        raise DataError(f"window must be (level, width) in HU with width > 0, got {window}.")
+def _check_size(size: int) -> int:
     if size < 1:
         raise DataError(f"size must be >= 1, got {size}.")
-    return float(window[0]), float(window[1])
+    return int(size)
 
 
 class DicomSliceStream(Dataset):
@@ -197,18 +188,19 @@ class DicomSliceStream(Dataset):
     ``files``: DICOM file paths, or one folder (searched recursively, any file names). Indexing reads headers
     only (``stop_before_pixels``) to count frames of multi-frame files; ``read_headers=False`` skips that and
     takes one slice per file (fast for millions of single-slice files; a header problem then surfaces in
-    ``__getitem__``). ``window = (level, width)`` in HU, e.g. ``(40, 400)`` soft tissue.
+    ``__getitem__``). ``window``: ``(level, width)`` in HU, e.g. ``(40, 400)``, or a preset name of
+    :data:`rtl_core.data.intensity.WINDOWS` (``"abdomen"``, ``"lung"``, ...).
     A corrupt file raises :class:`DataError` naming it.
     """
 
-    def __init__(self, files: Sequence[PathLike] | PathLike, window: tuple[float, float], size: int,
+    def __init__(self, files: Sequence[PathLike] | PathLike, window: str | CTWindow | tuple[float, float], size: int,
                  read_headers: bool = True) -> None:
         if isinstance(files, (str, os.PathLike)):
             files = list_dicom_files(files, recursive=True)
         paths = [Path(f) for f in files]
         if not paths:
             raise DataError("DicomSliceStream: no DICOM files given.")
-        self.window, self.size = _check_window(window, size), int(size)
+        self.window, self.size = get_window(window), _check_size(size)
         frames = []
         for path in paths:
             n = 1
@@ -234,7 +226,7 @@ class DicomSliceStream(Dataset):
         hu = _dicom_hu(ds, path, frame=int(self.frame[i]) if self.multi[f] else None)
         if hu.ndim != 2:
             raise DataError(f"{path}: expected one 2-D slice, got pixel data of shape {hu.shape}.")
-        return _to_square_rgb(window_to_unit(hu, *self.window), self.size)
+        return _to_square_rgb(self.window(torch.from_numpy(hu)), self.size)
 
 
 class NiftiSliceStream(Dataset):
@@ -247,11 +239,11 @@ class NiftiSliceStream(Dataset):
     to the slice, so prefer ``.nii`` for large pools. A corrupt file raises :class:`DataError` naming it.
     """
 
-    def __init__(self, paths: Sequence[PathLike], window: tuple[float, float], size: int) -> None:
+    def __init__(self, paths: Sequence[PathLike], window: str | CTWindow | tuple[float, float], size: int) -> None:
         paths = [Path(p) for p in paths]
         if not paths:
             raise DataError("NiftiSliceStream: no NIfTI files given.")
-        self.window, self.size = _check_window(window, size), int(size)
+        self.window, self.size = get_window(window), _check_size(size)
         axes, flips, counts = [], [], []
         for path in paths:
             img = _load_nifti(path)
@@ -292,7 +284,7 @@ class NiftiSliceStream(Dataset):
         return oriented[0]
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return _to_square_rgb(window_to_unit(self.read_hu(i), *self.window), self.size)
+        return _to_square_rgb(self.window(torch.from_numpy(self.read_hu(i))), self.size)
 
 
 __all__ = [
@@ -302,5 +294,4 @@ __all__ = [
     "ImageFolderStream",
     "NiftiSliceStream",
     "index_image_folder",
-    "window_to_unit",
 ]

@@ -246,7 +246,7 @@ def read_dicom_series(folder: PathLike, series_uid: str | None = None, spacing_t
         positions.append(ipp)
     positions_arr = np.stack(positions)
     along = positions_arr @ normal
-    order = np.arange(len(along))
+    order = np.argsort(along, kind="stable")
     along = along[order]
     headers = [headers[i] for i in order]
     positions_arr = positions_arr[order]
@@ -497,7 +497,7 @@ def _open_png(path: Path) -> Image.Image:
     return img
 
 
-def _decode_mask(img: Image.Image, path: Path, mask_rgb: tuple[int, int, int] | None, rgb_tol: float) -> np.ndarray:
+def _decode_mask(img: Image.Image, mask_rgb: tuple[int, int, int] | None, rgb_tol: float) -> np.ndarray:
     """Mask file -> uint8 label map.
 
     With ``mask_rgb``: 1 where the pixel is within ``rgb_tol`` (Euclidean, 0..255 units) of that colour.
@@ -573,7 +573,7 @@ def read_png_slice_folder(
     for name in names:
         ipath, mpath = images[name], masks[name]
         image = np.asarray(_open_png(ipath).convert("L"), dtype=np.uint8)
-        mask = _decode_mask(_open_png(mpath), mpath, mask_rgb, rgb_tol)
+        mask = _decode_mask(_open_png(mpath), mask_rgb, rgb_tol)
         if mask.shape != image.shape:
             raise DataError(
                 f"mask {mpath} is {mask.shape[1]}x{mask.shape[0]} px but image {ipath} is "

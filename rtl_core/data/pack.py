@@ -9,6 +9,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -109,11 +110,13 @@ def _parse_column(values: list[str]) -> np.ndarray:
         return np.array(values)
 
 
-def read_folder(root: Path, rel: str, use_cache: bool = True) -> ImageSet:
+def read_folder(root: Path, rel: str, use_cache: bool | None = None) -> ImageSet:
     """Read a ``folder`` dataset: ``images.zip`` (ImageFolder layout inside) + ``index.csv`` + ``meta.json``.
 
     Decoded arrays are cached under ``artifacts/cache`` keyed by the zip's checksum, so a second load is fast.
     """
+    if use_cache is None:
+        use_cache = os.environ.get("RTL_CACHE", "1") != "0"
     folder = root / rel
     meta = read_meta(folder, root)
     index_path, zip_path = folder / "index.csv", folder / "images.zip"
@@ -156,7 +159,16 @@ def read_folder(root: Path, rel: str, use_cache: bool = True) -> ImageSet:
                 raise DataError(f"{zip_path}: images have differing shapes {sorted(shapes)[:4]}; the pack stores one size per set.")
             images = np.stack(decoded)
             if has_masks:
-                masks = np.stack([(load(row["mask_path"]) > 0).astype(np.uint8) for row in rows])
+                mask_list = []
+                for row, image in zip(rows, decoded):
+                    mask = load(row["mask_path"])
+                    if mask.shape[:2] != image.shape[:2]:
+                        raise DataError(
+                            f"{zip_path}: mask {row['mask_path']} is {mask.shape[:2]} but its image {row['path']} is "
+                            f"{image.shape[:2]}. Re-export the mask at the image's size."
+                        )
+                    mask_list.append((mask if mask.ndim == 2 else mask.max(axis=-1)) > 0)
+                masks = np.stack(mask_list).astype(np.uint8)
         if use_cache:
             from rtl_core.io import atomic_write
 

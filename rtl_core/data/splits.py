@@ -45,7 +45,15 @@ def _merge_groups(groups: np.ndarray, keys: np.ndarray) -> np.ndarray:
     size = n_g + k.max() + 1
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(size, size))
     _, component = connected_components(graph, directed=False)
-    return np.array([f"g{c}" for c in component[g]])
+    # Name each merged group after its first original group (patient ids stay readable); mark merges with '+'.
+    names = np.asarray(groups).astype(str)
+    per_item = component[g]
+    first: dict[int, str] = {}
+    size: dict[int, set] = {}
+    for comp, name in zip(per_item, names):
+        first.setdefault(comp, name)
+        size.setdefault(comp, set()).add(name)
+    return np.array([first[c] + ("+" if len(size[c]) > 1 else "") for c in per_item])
 
 
 def perceptual_hashes(images: np.ndarray, hash_size: int = 8) -> np.ndarray:
@@ -155,10 +163,12 @@ def check_split(labels: np.ndarray | None, splits: np.ndarray, name: str, groups
                     "Use more data for these classes, merge or drop them, or change the split fractions."
                 )
     if groups is not None:
-        for group in np.unique(groups):
-            parts = np.unique(splits[groups == group])
-            if len(parts) > 1:
-                raise DataError(f"{name}: group {group!r} is in several splits {parts.tolist()}; splits must be grouped.")
+        pairs = np.unique(np.stack([np.asarray(groups).astype(str), np.asarray(splits).astype(str)], axis=1), axis=0)
+        uniq, counts = np.unique(pairs[:, 0], return_counts=True)
+        if (counts > 1).any():
+            group = str(uniq[counts > 1][0])
+            parts = sorted(pairs[pairs[:, 0] == group, 1].tolist())
+            raise DataError(f"{name}: group {group!r} is in several splits {parts}; splits must be grouped.")
 
 
 def lowlabel_subsets(labels: np.ndarray, fractions: tuple[float, ...] = (0.01, 0.1), seed: int = 42) -> dict[float, np.ndarray]:

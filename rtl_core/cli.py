@@ -1,0 +1,84 @@
+"""``rtl``: the command line of rtl_core (``python -m rtl_core.cli`` works too).
+
+Subcommands: ``summary`` (pools and tasks), ``splits`` (write split files), ``reproduce`` (the demo study; until
+the later stages land it prints the data summary and saves the splits), ``bench`` (benchmarks → reports/bench.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from rtl_core.errors import RtlError
+
+log = logging.getLogger("rtl_core")
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from rtl_core.data.summary import format_summary
+
+    print(format_summary(split_seed=args.split_seed))
+
+
+def _splits(args: argparse.Namespace) -> None:
+    from rtl_core.data.registry import TASKS
+    from rtl_core.data.summary import save_splits
+
+    for name in TASKS:
+        print(f"{name}: {save_splits(name, args.split_seed)}")
+
+
+def _reproduce(args: argparse.Namespace) -> None:
+    from rtl_core.config import load_config
+    from rtl_core.data.registry import TASKS
+    from rtl_core.data.summary import format_summary, save_splits
+
+    config = load_config(args.profile, args.config)
+    print(f"rtl reproduce: profile {config.profile} (config hash {config.hash()})")
+    print(format_summary(split_seed=config.data.split_seed, size=config.data.image_size))
+    for name in TASKS:
+        print(f"split saved: {save_splits(name, config.data.split_seed)}")
+    print("Pretraining, evaluation, analysis and reports are not built yet; this run only prepared the data.")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from rtl_core.bench import BENCH_JSON, merge_figures
+    from rtl_core.bench import data_bench
+
+    sections = {"data": data_bench.run}
+    chosen = args.only or list(sections)
+    for name in chosen:
+        figures = sections[name]()
+        merge_figures(figures)
+    print(f"figures written to {BENCH_JSON}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rtl", description="CT vs natural-image pretraining, measured.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("summary", help="print every pool and task with sizes and splits")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.set_defaults(func=_summary)
+    p = sub.add_parser("splits", help="write every task's split to artifacts/splits/")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.set_defaults(func=_splits)
+    p = sub.add_parser("reproduce", help="run the demo study on a profile")
+    p.add_argument("--profile", default="default", help="smoke | default | paper")
+    p.add_argument("--config", default=None, help="a YAML config overriding the profile")
+    p.set_defaults(func=_reproduce)
+    p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
+    p.add_argument("--only", nargs="*", choices=["data"], help="run only these sections")
+    p.set_defaults(func=_bench)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except RtlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The typed, validated study config and its profiles (``smoke``, ``default``, ``paper``).
+
+A config is YAML validated into pydantic models that forbid unknown keys, so a typo or a wrong type fails
+with a message naming the key. Profiles live in ``rtl_core/profiles/<name>.yaml``; a user's config file
+names a profile and overrides any part of it::
+
+    profile: paper
+    data:
+      tasks:
+        my_ct_cls: {format: imagefolder, path: /data/ct_cls, metrics: [accuracy, auc]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rtl_core.errors import ConfigError
+
+PROFILES = ("smoke", "default", "paper")
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class UserDataset(Strict):
+    """A user's own pool or task on disk (indexed lazily, streamed by DataLoader workers)."""
+
+    format: Literal["imagefolder", "dicom", "nifti", "png_slices"]
+    path: str
+    window: str | tuple[float, float] | None = Field(None, description="CT window (preset or [level, width]) for HU data")
+    labels_path: str | None = Field(None, description="nifti: folder of label maps with the same file names")
+    kind: Literal["classification", "segmentation"] = "classification"
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    group_regex: str | None = Field(None, description="regex whose first group is the patient id in a file path")
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1)
+
+
+class DataConfig(Strict):
+    data_dir: str | None = Field(None, description="data root; default $RTL_DATA_DIR, else ../shared/data")
+    image_size: int = Field(64, ge=8, le=1024)
+    pool_size: int | None = Field(None, ge=1, description="images per pool; None = size-matched to the smaller pool")
+    split_seed: int = 0
+    ct_window: str | tuple[float, float] | None = Field(None, description="override the per-source window of HU pool data")
+    num_workers: int = Field(0, ge=0)
+    pools: dict[str, UserDataset] = Field(default_factory=dict)
+    tasks: dict[str, UserDataset] = Field(default_factory=dict)
+
+
+class PretrainConfig(Strict):
+    pools: list[str] = Field(default_factory=lambda: ["ct", "natural"])
+    methods: list[str] = Field(default_factory=lambda: ["simclr"])
+    backbone: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=2)
+    optimizer: Literal["lars", "sgd", "adamw"] = "lars"
+    lr: float = Field(0.3, gt=0, description="base learning rate before batch-size scaling")
+    lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
+    weight_decay: float = Field(1e-6, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+    temperature: float = Field(0.5, gt=0)
+    projection_dim: int = Field(256, ge=2)
+    crop_size: int = Field(64, ge=8)
+    gaussian_blur: bool = False
+    gather_distributed: bool = False
+    color_jitter_on_grey: bool = False
+    devices: int | Literal["auto"] = "auto"
+    num_nodes: int = Field(1, ge=1)
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
+    channels_last: bool = True
+
+
+class EvaluateConfig(Strict):
+    tasks: list[str] = Field(default_factory=lambda: ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls"])
+    inits: list[str] = Field(default_factory=lambda: ["scratch", "ssl:ct:simclr", "ssl:natural:simclr"])
+    protocols: list[Literal["finetune", "linear", "linear_bn_train", "lowlabel_10", "lowlabel_1"]] = Field(
+        default_factory=lambda: ["finetune", "linear", "lowlabel_1"]
+    )
+    seeds: list[int] = Field(default_factory=lambda: [42, 1, 2, 3])
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    image_size: int | None = Field(None, ge=8)
+
+
+class AnalysisConfig(Strict):
+    cka_images: int = Field(1000, ge=4)
+    embedding_images: int = Field(1000, ge=10)
+    probe_layers: list[str] = Field(default_factory=lambda: ["layer1", "layer2", "layer3", "layer4"])
+
+
+class StudyConfig(Strict):
+    profile: Literal["smoke", "default", "paper"] = "default"
+    seed: int = 42
+    output_dir: str | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> "StudyConfig":
+        from rtl_core.data.registry import POOLS, TASKS
+
+        pools = set(POOLS) | set(self.data.pools)
+        for pool in self.pretrain.pools:
+            if pool not in pools:
+                raise ValueError(f"pretrain.pools: unknown pool {pool!r}; known: {sorted(pools)}")
+        tasks = set(TASKS) | set(self.data.tasks)
+        for task in self.evaluate.tasks:
+            if task not in tasks:
+                raise ValueError(f"evaluate.tasks: unknown task {task!r}; known: {sorted(tasks)}")
+        for init in self.evaluate.inits:
+            parts = init.split(":")
+            if init != "scratch" and not (len(parts) == 3 and parts[0] in ("ssl", "sequential")):
+                raise ValueError(
+                    f"evaluate.inits: {init!r} is not 'scratch', 'ssl:<pool>:<method>' or 'sequential:<pool>:<method>'"
+                )
+        overlap = set(POOLS) & set(self.data.pools) | set(TASKS) & set(self.data.tasks)
+        if overlap:
+            raise ValueError(f"data.pools/data.tasks: names {sorted(overlap)} are taken by the demo suite; choose others")
+        return self
+
+    def hash(self) -> str:
+        """Stable short hash of the whole config (recorded with every run and checkpoint)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"Config file {path} does not exist.") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(content, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping at the top level, got {type(content).__name__}.")
+    return content
+
+
+def _format_errors(error: ValidationError, origin: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling against the profiles in rtl_core/profiles/)"
+        lines.append(f"  {key}: {message}")
+    return f"Invalid config ({origin}):\n" + "\n".join(lines)
+
+
+def load_config(
+    profile: str | None = None, path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> StudyConfig:
+    """Build a config: the profile's YAML, then the file at ``path``, then ``overrides`` (nested dicts)."""
+    file_values = _read_yaml(Path(path)) if path else {}
+    name = profile or file_values.get("profile") or "default"
+    if name not in PROFILES:
+        raise ConfigError(f"Unknown profile {name!r}; choose one of {', '.join(PROFILES)}.")
+    values = _merge(_read_yaml(PROFILE_DIR / f"{name}.yaml"), file_values)
+    values = _merge(values, overrides or {})
+    values["profile"] = name
+    try:
+        return StudyConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path) if path else f"profile {name}")) from None

@@ -1,0 +1,33 @@
+"""Shared fixtures: the real demo pack, and damaged copies of parts of it in temporary folders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rtl_core.paths import data_root
+
+
+@pytest.fixture(scope="session")
+def pack() -> Path:
+    """The real data pack (``$RTL_DATA_DIR`` or ``../shared/data``)."""
+    return data_root()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_outputs(tmp_path_factory, monkeypatch):
+    """Runs and caches of a test go to a temporary output root, never into the repository."""
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path_factory.getbasetemp() / "artifacts"))
+
+
+def copy_pack_subset(pack: Path, dest: Path, *rel_dirs: str) -> Path:
+    """Copy the named dataset folders and the manifest into ``dest`` (a writable mini pack)."""
+    for rel in rel_dirs:
+        shutil.copytree(pack / rel, dest / rel)
+        for path in (dest / rel).rglob("*"):
+            path.chmod(0o644)
+    shutil.copy(pack / "MANIFEST.sha256", dest / "MANIFEST.sha256")
+    (dest / "MANIFEST.sha256").chmod(0o644)
+    return dest

@@ -1,0 +1,157 @@
+"""Splits are grouped, stratified and seeded; pools never hold a downstream test image; datasets have the
+documented shapes. All on the real pack."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rtl_core.data.datasets import pool_dataset, task_dataset
+from rtl_core.data.registry import POOLS, TASKS, core_tasks, get_task, load_pool, load_task
+from rtl_core.data.splits import (
+    check_split,
+    content_hashes,
+    grouped_split,
+    lowlabel_subsets,
+    near_duplicate_groups,
+)
+from rtl_core.data.summary import format_summary, save_splits, split_fingerprint
+from rtl_core.errors import ConfigError, DataError
+
+
+def test_core_tasks_are_the_papers_five():
+    assert core_tasks() == ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls"]
+    with pytest.raises(ConfigError, match="Unknown task 'ct_clf'"):
+        get_task("ct_clf")
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_task_splits_are_grouped_and_disjoint(name):
+    data = load_task(name)
+    assert set(data.splits) == {"train", "val", "test"}
+    for group in np.unique(data.groups):
+        assert len(np.unique(data.splits[data.groups == group])) == 1, f"{name}: group {group} straddles splits"
+    hashes = content_hashes(data.images)
+    train = set(hashes[data.splits == "train"])
+    assert not train & set(hashes[data.splits == "test"]), f"{name}: an identical image is in train and test"
+    if data.labels is not None:  # every class in every split
+        for part in ("train", "val", "test"):
+            assert set(np.unique(data.labels[data.splits == part])) == set(range(len(data.class_names)))
+
+
+def test_patient_ids_never_in_two_splits():
+    # Tasks whose sources carry real patient / scan ids.
+    for name, prefix in (("ct_liver_seg", "msd_liver_"), ("fundus_cls", "fundus_dr_srahim_96:"), ("ct_contrast_cls", "TCGA-")):
+        data = load_task(name)
+        assert any(str(g).startswith(prefix) for g in data.groups), name
+        seen: dict[str, str] = {}
+        for group, part in zip(data.groups, data.splits):
+            assert seen.setdefault(group, part) == part
+
+
+def test_splits_are_seeded():
+    a, b, c = load_task("ct_liver_seg", 0), load_task("ct_liver_seg", 0), load_task("ct_liver_seg", 1)
+    assert np.array_equal(a.splits, b.splits) and not np.array_equal(a.splits, c.splits)
+    assert split_fingerprint("ct_liver_seg", 0) != split_fingerprint("ct_liver_seg", 1)
+
+
+def test_ct_cls_uses_the_balanced_single_source_group_with_near_duplicate_groups():
+    data = load_task("ct_cls")
+    assert len(data) == 2481 and abs(int((data.labels == 1).sum()) - 1252) == 0
+    n_groups = len(np.unique(data.groups))
+    assert 500 < n_groups < len(data)  # neighbouring slices were merged, but not into one blob
+    assert np.bincount(np.unique(data.groups, return_inverse=True)[1]).max() < 200
+
+
+def test_near_duplicates_of_real_slices_are_grouped():
+    volume = load_task("ct_liver_seg")  # not used for labels; just real CT slices
+    images = volume.images[:40]
+    shifted = np.roll(images[:5], 1, axis=2)  # a one-pixel shift is a near duplicate
+    groups = near_duplicate_groups(np.concatenate([images, shifted]))
+    for i in range(5):
+        assert groups[i] == groups[40 + i]
+
+
+def test_split_that_empties_a_class_is_an_error():
+    data = load_task("fundus_cls")
+    keep = np.ones(len(data), dtype=bool)
+    rare = np.flatnonzero(data.labels == 5)
+    keep[rare[1:]] = False  # leave one image of grade 5: it cannot be in all three splits
+    with pytest.raises(DataError, match=r"has no example of class\(es\) \[5\]"):
+        grouped_split(data.labels[keep], data.groups[keep], seed=0, name="fundus_cls")
+
+
+def test_check_split_rejects_group_in_two_splits():
+    labels = np.array([0, 1, 0, 1])
+    with pytest.raises(DataError, match="group 'p1' is in several splits"):
+        check_split(labels, np.array(["train", "train", "test", "test"]), "x", groups=np.array(["p1", "p2", "p1", "p3"]))
+
+
+def test_lowlabel_subsets_nested_stratified_per_seed():
+    data = load_task("mri_cls").split("train")
+    subsets = lowlabel_subsets(data.labels, (0.01, 0.1), seed=42)
+    one, ten = set(subsets[0.01]), set(subsets[0.1])
+    assert one < ten and len(one) >= 4
+    assert set(np.unique(data.labels[subsets[0.01]])) == set(range(4))
+    assert abs(len(ten) - 0.1 * len(data)) <= 4
+    other = lowlabel_subsets(data.labels, (0.01, 0.1), seed=1)
+    assert set(other[0.1]) != ten
+    again = lowlabel_subsets(data.labels, (0.01, 0.1), seed=42)
+    assert np.array_equal(again[0.1], subsets[0.1])
+    # at least one example per class even where 1 % rounds to zero
+    tiny = lowlabel_subsets(load_task("fundus_cls").split("train").labels, (0.01,), seed=0)[0.01]
+    assert len(np.unique(load_task("fundus_cls").split("train").labels[tiny])) == 6
+
+
+def test_no_pool_contains_a_downstream_test_image():
+    held_out = set()
+    for name in TASKS:
+        data = load_task(name)
+        held_out |= set(content_hashes(data.images[data.splits != "train"]))
+    for name in POOLS:
+        pool = load_pool(name)
+        overlap = held_out & set(pool.extras["content_hash"])
+        assert not overlap, f"pool {name} holds {len(overlap)} downstream val/test images"
+    # and the check itself can fail: the covid slices of ct_cls's test split are a subset of the pack's CT
+    ct_test = load_task("ct_cls")
+    assert set(content_hashes(ct_test.images[ct_test.splits == "test"])) <= set(
+        content_hashes(__import__("rtl_core.data.pack", fromlist=["read_arrays"]).read_arrays(
+            __import__("rtl_core.paths", fromlist=["data_root"]).data_root(), "ct/covid_ct_cvt").images)
+    )
+
+
+def test_pools_are_size_matched_and_mixed_is_half_half():
+    ct, natural, mixed = (load_pool(name) for name in POOLS)
+    assert len(ct) == len(natural) == len(mixed) > 4000
+    is_ct = np.isin(mixed.extras["pool_source"], [s.label for s in __import__("rtl_core.data.registry", fromlist=["POOL_SOURCES"]).POOL_SOURCES["ct"]])
+    assert abs(is_ct.mean() - 0.5) < 0.01
+    small = load_pool("ct", pool_size=100, seed=3)
+    assert len(small) == 100 and small.images.shape[1:] == (64, 64, 3)
+    with pytest.raises(ConfigError, match="pool_size=100000"):
+        load_pool("ct", pool_size=100000)
+    with pytest.raises(ConfigError, match="Unknown pool 'radnet'"):
+        load_pool("radnet")
+
+
+def test_task_datasets_have_documented_shapes_and_range():
+    cls = task_dataset("xray_cls", "test", size=32)
+    image, label = cls[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
+    assert label.dtype == torch.int64 and len(cls) == 624
+    seg = task_dataset("ct_liver_seg", "val", size=64)
+    image, mask = seg[0]
+    assert mask.shape == (64, 64) and mask.dtype == torch.int64 and set(mask.unique().tolist()) <= {0, 1}
+    hu = task_dataset("ct_contrast_cls", "train", size=64)  # HU data are windowed (mediastinum preset)
+    assert hu[0][0].shape == (3, 64, 64) and torch.equal(hu[0][0][0], hu[0][0][1])
+    pool = pool_dataset("natural", size=32, pool_size=50)
+    assert pool[0].shape == (3, 32, 32) and len(pool) == 50
+
+
+def test_summary_lists_every_pool_and_task_and_splits_are_saved(tmp_path):
+    text = format_summary()
+    for name in list(TASKS) + list(POOLS):
+        assert name in text
+    path = save_splits("ct_liver_seg", directory=tmp_path)
+    rows = path.read_text().splitlines()
+    assert rows[0] == "source,source_index,group,split,label,sha1" and len(rows) == 624
