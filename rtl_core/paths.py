@@ -51,3 +51,10 @@ def cache_dir() -> Path:
     path = output_root() / "cache"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def results_dir(profile: str) -> Path:
+    """One JSON record per run lives below here: ``<task>/<init>/<protocol>/seed<k>.json``."""
+    path = output_root() / "results" / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path

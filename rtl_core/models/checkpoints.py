@@ -1,0 +1,104 @@
+"""Encoder checkpoints: a ``state_dict`` in torchvision key names plus a JSON sidecar.
+
+``<stem>.pt`` holds the backbone's weights (no projection head, no ``fc``); ``<stem>.json`` says what they
+are: architecture, input channels, SSL method, pool, epochs, profile, config hash, data fingerprint, package
+versions and git commit. Both are written atomically; loading uses ``torch.load(..., weights_only=True)``
+and checks the sidecar against what the caller expects.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rtl_core.errors import CheckpointError
+from rtl_core.io import atomic_write, write_json
+from rtl_core.models.backbones import BACKBONES, build_backbone
+from rtl_core.provenance import provenance
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "arch", "in_channels")
+
+
+def checkpoint_paths(stem: str | Path) -> tuple[Path, Path]:
+    stem = Path(stem)
+    stem = stem.with_suffix("") if stem.suffix in (".pt", ".json") else stem
+    return stem.with_suffix(".pt"), stem.with_suffix(".json")
+
+
+def save_encoder(stem: str | Path, encoder: nn.Module, arch: str, in_channels: int = 3, **info: Any) -> Path:
+    """Save ``encoder``'s weights and a sidecar; ``info`` adds method, pool, epochs, profile, config_hash, …"""
+    weights_path, sidecar_path = checkpoint_paths(stem)
+    state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items() if not k.startswith("fc.")}
+    sidecar = {
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "in_channels": in_channels,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **info,
+        **{k: v for k, v in provenance().items() if k not in info},
+    }
+    atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
+    write_json(sidecar_path, sidecar)  # the sidecar last: a checkpoint without one is incomplete
+    return weights_path
+
+
+def read_sidecar(stem: str | Path) -> dict[str, Any]:
+    weights_path, sidecar_path = checkpoint_paths(stem)
+    if not sidecar_path.is_file():
+        raise CheckpointError(f"Checkpoint sidecar {sidecar_path} is missing; the checkpoint is incomplete. Rerun pretraining.")
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"Checkpoint sidecar {sidecar_path} is not valid JSON ({exc}). Rerun pretraining.") from exc
+    missing = [k for k in REQUIRED_KEYS if k not in sidecar]
+    if missing:
+        raise CheckpointError(f"Checkpoint sidecar {sidecar_path} lacks {missing}. Rerun pretraining.")
+    if sidecar["arch"] not in BACKBONES:
+        raise CheckpointError(f"{sidecar_path}: unknown architecture {sidecar['arch']!r}.")
+    return sidecar
+
+
+def load_encoder(stem: str | Path, expect: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the torchvision backbone from a checkpoint; ``expect`` (e.g. ``{"arch": "resnet18",
+    "in_channels": 3}``) must match the sidecar, else :class:`CheckpointError` names both values."""
+    weights_path, sidecar_path = checkpoint_paths(stem)
+    sidecar = read_sidecar(stem)
+    for key, wanted in (expect or {}).items():
+        if sidecar.get(key) != wanted:
+            raise CheckpointError(
+                f"Checkpoint {weights_path} has {key}={sidecar.get(key)!r} but {wanted!r} was asked for "
+                f"(sidecar {sidecar_path}). Use a checkpoint pretrained with {key}={wanted!r} or change the config."
+            )
+    if not weights_path.is_file():
+        raise CheckpointError(f"Checkpoint weights {weights_path} are missing (sidecar {sidecar_path} exists). Rerun pretraining.")
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged files
+        raise CheckpointError(f"Checkpoint {weights_path} cannot be read ({exc}). Delete it and rerun pretraining.") from exc
+    model = build_backbone(sidecar["arch"], in_channels=int(sidecar["in_channels"]))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"Checkpoint {weights_path} does not fit a {sidecar['arch']} with {sidecar['in_channels']} input channels: "
+            f"{str(exc).splitlines()[0]}. The sidecar {sidecar_path} may belong to other weights."
+        ) from exc
+    return model, sidecar
+
+
+def encoder_stem(pool: str, method: str, profile: str, sequential: bool = False) -> Path:
+    """Where the encoder pretrained with ``method`` on ``pool`` under ``profile`` lives (without suffix).
+
+    ``sequential=True`` names the natural-then-``pool`` encoder (pretraining continued on ``pool`` from the
+    ``natural`` encoder of the same method), i.e. the init ``sequential:<pool>:<method>``.
+    """
+    from rtl_core.paths import output_root
+
+    name = f"natural_then_{pool}-{method}" if sequential else f"{pool}-{method}"
+    return output_root() / "checkpoints" / profile / name
