@@ -194,6 +194,24 @@ def test_minibatch_average_over_batchings_matches_full_debiased() -> None:
     assert np.mean(estimates) == pytest.approx(full, abs=0.01)
 
 
+def test_layerwise_engine_mixes_paths_and_skips_tiny_batches() -> None:
+    rng = np.random.default_rng(11)
+    x_small, x_big = rng.normal(size=(15, 8)), rng.normal(size=(15, 5000))
+    y_big = x_big[:, :2500] + rng.normal(size=(15, 2500))
+    engine = LayerwiseCKA(["small", "big"], ["big"], debiased=True)
+    batches = [slice(0, 6), slice(6, 12), slice(12, 15)]
+    with pytest.warns(RuntimeWarning, match="too small"):
+        for s in batches:
+            engine.update({"small": x_small[s], "big": x_big[s]}, {"big": y_big[s]})
+    assert engine.streaming_a == [True, False] and engine.streaming_b == [False]
+    assert engine.skipped_examples == 3 and engine.n == 15
+    mat = engine.compute()
+    xs, ys = [x_big[s] for s in batches[:2]], [y_big[s] for s in batches[:2]]
+    assert mat[1, 0] == pytest.approx(ref_minibatch_cka(xs, ys), abs=1e-10)
+    xs = [x_small[s] for s in batches[:2]]
+    assert mat[0, 0] == pytest.approx(ref_minibatch_cka(xs, ys), abs=1e-10)
+
+
 # ----------------------------------------------------------------------------- errors
 def test_debiased_needs_four_examples() -> None:
     x, y = related_pair(3)

@@ -425,9 +425,9 @@ class LayerwiseCKA:
             return False
         return self.method == "streaming" or d <= self.max_streaming_dim
 
-    def _setup(self, acts_a: Mapping[str, torch.Tensor], acts_b: Mapping[str, torch.Tensor]) -> None:
-        self.streaming_a = [self._streams(acts_a[n][0].numel()) for n in self.layers_a]
-        self.streaming_b = [self._streams(acts_b[n][0].numel()) for n in self.layers_b]
+    def _setup(self, dims_a: list[int], dims_b: list[int]) -> None:
+        self.streaming_a = [self._streams(d) for d in dims_a]
+        self.streaming_b = [self._streams(d) for d in dims_b]
         self.pair_streams = np.outer(self.streaming_a, self.streaming_b)
         self.gram_a = [not self.pair_streams[i].all() for i in range(len(self.layers_a))]
         self.gram_b = [not self.pair_streams[:, j].all() for j in range(len(self.layers_b))]
@@ -437,13 +437,12 @@ class LayerwiseCKA:
         self.mb_self_a = np.zeros(len(self.layers_a))
         self.mb_self_b = np.zeros(len(self.layers_b))
         self.mb_cross = np.zeros((len(self.layers_a), len(self.layers_b)))
-        for tag, names, acts, flags in (
-            ("A", self.layers_a, acts_a, self.streaming_a),
-            ("B", self.layers_b, acts_b, self.streaming_b),
+        for tag, names, dims, flags in (
+            ("A", self.layers_a, dims_a, self.streaming_a),
+            ("B", self.layers_b, dims_b, self.streaming_b),
         ):
-            for name, flag in zip(names, flags):
-                kind = "streaming" if flag else "minibatch"
-                logger.info("CKA layer %s.%s: %d features -> %s", tag, name, acts[name][0].numel(), kind)
+            for name, d, flag in zip(names, dims, flags):
+                logger.info("CKA layer %s.%s: %d features -> %s", tag, name, d, "streaming" if flag else "minibatch")
         if self.pair_streams.any() and not self.pair_streams.all() and not self.debiased:
             logger.warning(
                 "CKA matrix mixes estimators: streaming pairs are biased full-data CKA, minibatch pairs use "
@@ -458,7 +457,7 @@ class LayerwiseCKA:
         if any(t.shape[0] != m for t in xa + xb):
             raise DataError("Layers returned different batch sizes; CKA needs the same examples in every layer.")
         if self.streaming_a is None:
-            self._setup(acts_a, acts_b)
+            self._setup([t.shape[1] for t in xa], [t.shape[1] for t in xb])
         self.n += m
         shifted_a = [f.update(t) if f is not None else None for f, t in zip(self.fa, xa)]
         shifted_b = [f.update(t) if f is not None else None for f, t in zip(self.fb, xb)]

@@ -109,7 +109,7 @@ def _child_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--payload", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    payload = torch.load(args.payload, weights_only=False, mmap=True)
+    payload = torch.load(args.payload, map_location="cpu", weights_only=False, mmap=True)
     args.out.write_text(json.dumps(_run_variant(payload, args.variant)))
 
 
@@ -124,7 +124,8 @@ def bench_cka(
 ) -> dict[str, float]:
     """Time and peak memory of layer-wise linear CKA: scalable path vs full-Gram, on ``images``.
 
-    ``images`` is ``(N, 3, H, W)`` float. Each variant runs in a fresh subprocess. Returns
+    ``images`` is ``(N, 3, H, W)`` float. Each variant runs in a fresh subprocess, which unpickles the
+    models: their classes must be importable (torchvision or rtl_core models, not ``__main__``). Returns
     ``cka.minibatch_seconds``, ``cka.fullgram_seconds`` (CKA work only, forward passes excluded),
     ``cka.minibatch_peak_rss_mb``, ``cka.fullgram_peak_rss_mb``, plus ``cka.forward_seconds``,
     ``cka.baseline_rss_mb`` (peak RSS of a child before any forward pass: interpreter, torch, models,
