@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-stamp
 PROFILE ?= default
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test reproduce bench lab summary clean-artifacts
+.PHONY: setup browser test reproduce bench lab summary clean-artifacts
 
 setup: $(STAMP)
 
@@ -18,11 +18,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name rtl_core --display-name "Python (rtl_core)" >/dev/null
 	@touch $@
 
-test: setup
+# Headless Chromium (Debian's package) for the report rendering tests.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the report tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	$(PY) -m pytest -q
 
 reproduce: setup
-	$(PY) -m rtl_core.cli reproduce --profile $(PROFILE)
+	$(PY) -m rtl_core.cli reproduce --profile $(PROFILE) $(if $(SHOW_CODE),--show-code,)
 
 bench: setup
 	$(PY) -m rtl_core.cli bench

@@ -1,7 +1,7 @@
 """``rtl``: the command line of rtl_core (``python -m rtl_core.cli`` works too).
 
-Subcommands: ``summary`` (pools and tasks), ``splits`` (write split files), ``reproduce`` (the demo study; until
-the later stages land it prints the data summary and saves the splits), ``bench`` (benchmarks → reports/bench.json).
+Subcommands: ``summary`` (pools and tasks), ``splits`` (write split files), ``reproduce`` (the whole study on a
+profile, then the HTML reports), ``bench`` (benchmarks → reports/bench.json).
 """
 
 from __future__ import annotations
@@ -30,16 +30,9 @@ def _splits(args: argparse.Namespace) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> None:
-    from rtl_core.config import load_config
-    from rtl_core.data.registry import TASKS
-    from rtl_core.data.summary import format_summary, save_splits
+    from rtl_core.report.pipeline import reproduce
 
-    config = load_config(args.profile, args.config)
-    print(f"rtl reproduce: profile {config.profile} (config hash {config.hash()})")
-    print(format_summary(split_seed=config.data.split_seed, size=config.data.image_size))
-    for name in TASKS:
-        print(f"split saved: {save_splits(name, config.data.split_seed)}")
-    print("Pretraining, evaluation, analysis and reports are not built yet; this run only prepared the data.")
+    reproduce(args.profile, args.config, show_code=args.show_code)
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -66,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("reproduce", help="run the demo study on a profile")
     p.add_argument("--profile", default="default", help="smoke | default | paper")
     p.add_argument("--config", default=None, help="a YAML config overriding the profile")
+    p.add_argument("--show-code", action="store_true", help="show notebook code in the HTML reports")
     p.set_defaults(func=_reproduce)
     p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
     p.add_argument("--only", nargs="*", choices=["data"], help="run only these sections")

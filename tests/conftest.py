@@ -16,10 +16,15 @@ def pack() -> Path:
     return data_root()
 
 
-@pytest.fixture(autouse=True)
-def _isolated_outputs(tmp_path_factory, monkeypatch):
-    """Runs and caches of a test go to a temporary output root, never into the repository."""
-    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path_factory.getbasetemp() / "artifacts"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_outputs(tmp_path_factory):
+    """Runs and caches of the test session go to a temporary output root, never into the repository.
+
+    Session-scoped so that module- and session-scoped fixtures see it too.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RTL_OUTPUT_DIR", str(tmp_path_factory.getbasetemp() / "artifacts"))
+        yield
 
 
 def copy_pack_subset(pack: Path, dest: Path, *rel_dirs: str) -> Path:

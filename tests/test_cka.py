@@ -197,7 +197,7 @@ def test_minibatch_average_over_batchings_matches_full_debiased() -> None:
 def test_layerwise_engine_mixes_paths_and_skips_tiny_batches() -> None:
     rng = np.random.default_rng(11)
     x_small, x_big = rng.normal(size=(15, 8)), rng.normal(size=(15, 5000))
-    y_big = x_big[:, :2500] + rng.normal(size=(15, 2500))
+    y_big = x_big + 2.0 * rng.normal(size=(15, 5000))
     engine = LayerwiseCKA(["small", "big"], ["big"], debiased=True)
     batches = [slice(0, 6), slice(6, 12), slice(12, 15)]
     with pytest.warns(RuntimeWarning, match="too small"):
@@ -253,10 +253,13 @@ def test_layerwise_self_comparison_has_unit_diagonal(real_images: torch.Tensor, 
     loader = DataLoader(TensorDataset(real_images), batch_size=4)
     layers = list(RESNET18_STAGES)
     with caplog.at_level(logging.INFO, logger="rtl_core.analysis.cka"):
-        mat = layerwise_cka(model, model, loader, layers, layers, pool="flatten", device="cpu", progress=False)
-    # flattened conv1 (64*14*14 features) takes the minibatch path, the others stream
+        mat = layerwise_cka(
+            model, model, loader, layers, layers, pool="flatten", max_streaming_dim=1024, device="cpu", progress=False
+        )
+    # flattened conv1..layer2 (64*14*14, 64*7*7, 128*4*4 features) take the minibatch path, the others stream
     assert "A.conv1: 12544 features -> minibatch" in caplog.text
-    assert "B.layer1: 3136 features -> streaming" in caplog.text
+    assert "B.layer2: 2048 features -> minibatch" in caplog.text
+    assert "B.layer3: 1024 features -> streaming" in caplog.text
     assert mat.shape == (6, 6)
     np.testing.assert_allclose(np.diag(mat), 1.0, atol=1e-9)
     np.testing.assert_allclose(mat, mat.T, atol=1e-9)

@@ -128,18 +128,20 @@ def iter_paired_activations(
     When ``model_b is model_a`` with the same layers, the model runs once per batch.
     """
     same = model_b is model_a and list(layers_a) == list(layers_b)
-    with ActivationRecorder(model_a, layers_a, pool) as rec_a, torch.inference_mode():
+    with ActivationRecorder(model_a, layers_a, pool) as rec_a:
         if same:
             for batch in batches:
-                model_a(batch_inputs(batch).to(device, non_blocking=True))
+                with torch.inference_mode():
+                    model_a(batch_inputs(batch).to(device, non_blocking=True))
                 acts = rec_a.pop()
                 yield acts, acts
             return
         with ActivationRecorder(model_b, layers_b, pool) as rec_b:
             for batch in batches:
                 x = batch_inputs(batch).to(device, non_blocking=True)
-                model_a(x)
-                model_b(x)
+                with torch.inference_mode():
+                    model_a(x)
+                    model_b(x)
                 yield rec_a.pop(), rec_b.pop()
 
 

@@ -1,0 +1,90 @@
+"""``reports/index.html``: the dashboard that links every report and shows the summary table."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from rtl_core.io import atomic_write
+from rtl_core.provenance import git_commit, machine
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0} th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left}
+th{background:#f4f4f4;cursor:pointer} tr:nth-child(even){background:#fafafa} .meta{color:#555;font-size:.85em}
+a{color:#0b5cad}
+"""
+
+# Click a header to sort a table (no external scripts; works offline).
+SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0]; const rows = Array.from(body.rows);
+  const asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
+  const key = r => { const t = r.cells[i].innerText; const n = parseFloat(t); return isNaN(n) ? t : n; };
+  rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (asc ? 1 : -1));
+  rows.forEach(r => body.appendChild(r));
+}));
+"""
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    """A sortable HTML table."""
+    return frame.to_html(index=False, classes="sortable", border=0, escape=True, na_rep="–", float_format=lambda x: f"{x:.4g}")
+
+
+def build_index(
+    report_dir: Path,
+    reports: list[tuple[str, str, str]],
+    profile: str,
+    summary: pd.DataFrame | None = None,
+    bench: dict | None = None,
+    wall_minutes: float | None = None,
+    peak_rss_mb: float | None = None,
+    notes: list[str] | None = None,
+) -> Path:
+    """Write ``index.html``; ``reports`` holds (file name, title, one-line summary) in reading order."""
+    info = machine()
+    rows = "".join(
+        f"<tr><td><a href='{html.escape(file)}'>{html.escape(title)}</a></td><td>{html.escape(text)}</td></tr>"
+        for file, title, text in reports
+    )
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>rtl_core reports</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>CT or birds? Pretraining-domain study</h1>",
+        "<p>Reproduction and extension of Jonske et al., <i>Why does my medical AI look at pictures of birds?</i> "
+        "(Comput Methods Programs Biomed 2025).</p>",
+        f"<p class='meta'>profile <b>{html.escape(profile)}</b> · machine {html.escape(info['platform'])}, {info['cpus']} CPUs"
+        + (f", {html.escape(info['gpus'])}" if "gpus" in info else "")
+        + f" · commit {git_commit()[:12]} · built {time.strftime('%Y-%m-%d %H:%M %Z')}</p>",
+    ]
+    if wall_minutes is not None:
+        parts.append(f"<p class='meta'>make reproduce: {wall_minutes:.1f} min wall time, peak memory {peak_rss_mb:.0f} MB.</p>")
+    parts.append("<h2>Reports</h2><table><thead><tr><th>report</th><th>what it shows</th></tr></thead>" f"<tbody>{rows}</tbody></table>")
+    parts.append("<h2>Summary</h2>")
+    if summary is not None and len(summary):
+        parts.append(table_html(summary))
+    else:
+        parts.append("<p>No downstream results yet.</p>")
+    for note in notes or []:
+        parts.append(f"<p class='meta'>{html.escape(note)}</p>")
+    if bench:
+        frame = pd.DataFrame(sorted(bench.items()), columns=["figure", "value"])
+        parts.append("<h2>Benchmarks (reports/bench.json)</h2>" + table_html(frame))
+    parts.append(f"<script>{SORT_JS}</script></body></html>")
+    path = report_dir / "index.html"
+    text = "\n".join(parts)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def read_bench(report_dir: Path) -> dict:
+    path = report_dir / "bench.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}

@@ -1,0 +1,95 @@
+"""Notebooks as functions (papermill): parameters in, an executed notebook out, then HTML via nbconvert.
+
+Each notebook in ``notebooks/`` has one cell tagged ``parameters`` with plain defaults. Parameters are checked
+before execution: an unknown name, or a profile that does not exist, is a :class:`ConfigError`. A failing cell
+raises :class:`NotebookFailed`, which names the notebook, the cell and where the partial output is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rtl_core.config import PROFILES
+from rtl_core.errors import ConfigError, RtlError
+from rtl_core.paths import REPO_ROOT
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+REPORT_DIR = REPO_ROOT / "reports"
+
+
+class NotebookFailed(RtlError):
+    """A notebook cell raised during headless execution."""
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    name: str
+    title: str
+    summary: str
+
+
+#: In the order a reader meets them.
+NOTEBOOKS: tuple[NotebookSpec, ...] = (
+    NotebookSpec("00_data", "Data", "What is in each pool and task: samples, intensities, split sizes by patient."),
+)
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """The parameters a notebook declares (its ``parameters`` cell), with their defaults."""
+    import papermill as pm
+
+    if not path.is_file():
+        raise ConfigError(f"Notebook {path} does not exist.")
+    return {name: info["default"] for name, info in pm.inspect_notebook(str(path)).items()}
+
+
+def check_parameters(path: Path, parameters: dict[str, Any]) -> None:
+    declared = notebook_parameters(path)
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ConfigError(f"{path.name}: unknown parameter(s) {unknown}; it declares {sorted(declared)}.")
+    profile = parameters.get("profile")
+    if profile is not None and profile not in PROFILES:
+        raise ConfigError(f"{path.name}: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.")
+
+
+def execute(name: str, parameters: dict[str, Any], out_dir: Path, kernel: str = "python3",
+            source_dir: Path = NOTEBOOK_DIR) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` headless with ``parameters``; the executed copy goes to ``out_dir``."""
+    import logging
+
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)
+    source = source_dir / f"{name}.ipynb"
+    check_parameters(source, parameters)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{name}.ipynb"
+    try:
+        pm.execute_notebook(
+            str(source), str(target), parameters=parameters, kernel_name=kernel, cwd=str(source_dir),
+            progress_bar=False, log_output=False,
+        )
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(
+            f"Notebook {source.name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}). "
+            f"The partially executed notebook is at {target}."
+        ) from None
+    return target
+
+
+def to_html(executed: Path, html_path: Path, show_code: bool = False) -> Path:
+    """Render an executed notebook to standalone HTML (figures embedded; code hidden unless ``show_code``)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from rtl_core.io import atomic_write
+
+    notebook = nbformat.read(str(executed), as_version=4)
+    exporter = HTMLExporter(template_name="lab", exclude_input=not show_code, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(notebook)
+    return atomic_write(html_path, lambda tmp: tmp.write_text(body))
