@@ -37,9 +37,9 @@ def _reproduce(args: argparse.Namespace) -> None:
 
 def _bench(args: argparse.Namespace) -> None:
     from rtl_core.bench import BENCH_JSON, merge_figures
-    from rtl_core.bench import data_bench
+    from rtl_core.bench import cka_section, data_bench
 
-    sections = {"data": data_bench.run}
+    sections = {"data": data_bench.run, "cka": cka_section.run}
     chosen = args.only or list(sections)
     for name in chosen:
         figures = sections[name]()
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show-code", action="store_true", help="show notebook code in the HTML reports")
     p.set_defaults(func=_reproduce)
     p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
-    p.add_argument("--only", nargs="*", choices=["data"], help="run only these sections")
+    p.add_argument("--only", nargs="*", choices=["data", "cka"], help="run only these sections")
     p.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -383,6 +383,73 @@ class MinibatchCKAAccumulator:
         return _ratio(*self._sums)
 
 
+class _FusedMoments:
+    """Streaming moments of many layers of A and B at once (one matrix product per batch instead of one per
+    layer pair, which matters on a busy CPU where every small op waits for its threads).
+
+    Layers are concatenated column-wise; per-layer squared row norms (the diagonals ``a``, ``b`` of the
+    linear Gram matrices) are kept as extra columns ``R``. Every quantity :func:`_hsic_from_moments`
+    needs for a layer or a pair is a block of the accumulated products.
+    """
+
+    def __init__(self, dims_a: list[int], dims_b: list[int], debiased: bool) -> None:
+        self.debiased = debiased
+        self.off_a, self.off_b = np.cumsum([0, *dims_a]), np.cumsum([0, *dims_b])
+        self.n = 0
+        self.shift_a: torch.Tensor | None = None
+
+    def _prep(self, xs: list[torch.Tensor], shift: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = torch.cat(xs, dim=1)
+        shift = x.mean(0) if shift is None else shift
+        x = x - shift
+        rows = torch.stack([(t * t).sum(1) for t in torch.split(x, [t.shape[1] for t in xs], dim=1)], dim=1)
+        return x, rows, shift
+
+    def update(self, xa: list[torch.Tensor], xb: list[torch.Tensor]) -> None:
+        a, ra, self.shift_a = self._prep(xa, self.shift_a)
+        b, rb, self.shift_b = self._prep(xb, getattr(self, "shift_b", None))
+        terms = {"ata": (a, a), "btb": (b, b), "atb": (a, b)}
+        if self.debiased:
+            terms |= {"atra": (a, ra), "btrb": (b, rb), "atrb": (a, rb), "btra": (b, ra),
+                      "rara": (ra, ra), "rbrb": (rb, rb), "rarb": (ra, rb)}
+        if self.n == 0:
+            for key, (u, v) in terms.items():
+                setattr(self, key, torch.zeros(u.shape[1], v.shape[1], dtype=torch.float64, device=u.device))
+            self.sa, self.sb = torch.zeros_like(a[0]), torch.zeros_like(b[0])
+            self.sra, self.srb = torch.zeros_like(ra[0]), torch.zeros_like(rb[0])
+        for key, (u, v) in terms.items():
+            getattr(self, key).addmm_(u.T, v)
+        self.sa += a.sum(0)
+        self.sb += b.sum(0)
+        self.sra += ra.sum(0)
+        self.srb += rb.sum(0)
+        self.n += a.shape[0]
+
+    def _stats(self, side: str, i: int) -> "_FeatureStats":
+        off = self.off_a if side == "a" else self.off_b
+        sl = slice(int(off[i]), int(off[i + 1]))
+        f = _FeatureStats.__new__(_FeatureStats)
+        f.n, f.s = self.n, (self.sa if side == "a" else self.sb)[sl]
+        f.xtx = (self.ata if side == "a" else self.btb)[sl, sl]
+        f.sa = (self.sra if side == "a" else self.srb)[i]
+        f.xta = (self.atra if side == "a" else self.btrb)[sl, i] if self.debiased else None
+        f.saa = (self.rara if side == "a" else self.rbrb)[i, i] if self.debiased else None
+        return f
+
+    def cka(self, i: int, j: int) -> float:
+        fa, fb = self._stats("a", i), self._stats("b", j)
+        sa, sb = slice(int(self.off_a[i]), int(self.off_a[i + 1])), slice(int(self.off_b[j]), int(self.off_b[j + 1]))
+        c = _CrossStats()
+        c.xty = self.atb[sa, sb]
+        if self.debiased:
+            c.xtb, c.yta, c.sab = self.atrb[sa, j], self.btra[sb, i], self.rarb[i, j]
+        return _ratio(
+            _hsic_from_moments(fa, fb, c, self.debiased),
+            _hsic_from_moments(fa, fa, _CrossStats.of_self(fa), self.debiased),
+            _hsic_from_moments(fb, fb, _CrossStats.of_self(fb), self.debiased),
+        )
+
+
 # ----------------------------------------------------------------------------- layer-wise CKA
 class LayerwiseCKA:
     """CKA between every layer of A and every layer of B, fed batch by batch.
@@ -431,9 +498,12 @@ class LayerwiseCKA:
         self.pair_streams = np.outer(self.streaming_a, self.streaming_b)
         self.gram_a = [not self.pair_streams[i].all() for i in range(len(self.layers_a))]
         self.gram_b = [not self.pair_streams[:, j].all() for j in range(len(self.layers_b))]
-        self.fa = [_FeatureStats() if s else None for s in self.streaming_a]
-        self.fb = [_FeatureStats() if s else None for s in self.streaming_b]
-        self.cross = {ij: _CrossStats() for ij in zip(*np.nonzero(self.pair_streams))}
+        self.stream_idx_a = [i for i, s in enumerate(self.streaming_a) if s]
+        self.stream_idx_b = [j for j, s in enumerate(self.streaming_b) if s]
+        self.moments = (
+            _FusedMoments([dims_a[i] for i in self.stream_idx_a], [dims_b[j] for j in self.stream_idx_b], self.debiased)
+            if self.stream_idx_a and self.stream_idx_b else None
+        )
         self.mb_self_a = np.zeros(len(self.layers_a))
         self.mb_self_b = np.zeros(len(self.layers_b))
         self.mb_cross = np.zeros((len(self.layers_a), len(self.layers_b)))
@@ -459,10 +529,8 @@ class LayerwiseCKA:
         if self.streaming_a is None:
             self._setup([t.shape[1] for t in xa], [t.shape[1] for t in xb])
         self.n += m
-        shifted_a = [f.update(t) if f is not None else None for f, t in zip(self.fa, xa)]
-        shifted_b = [f.update(t) if f is not None else None for f, t in zip(self.fb, xb)]
-        for (i, j), c in self.cross.items():
-            c.update(*shifted_a[i], *shifted_b[j])
+        if self.moments is not None:
+            self.moments.update([xa[i] for i in self.stream_idx_a], [xb[j] for j in self.stream_idx_b])
         if not (any(self.gram_a) or any(self.gram_b)):
             return
         if m < 4:
@@ -498,14 +566,10 @@ class LayerwiseCKA:
             _min_n(self.debiased, self.n, "The data")
         if not self.pair_streams.all() and self.n_minibatches == 0:
             raise DataError("No batch had >= 4 examples, so minibatch CKA is undefined; use a larger batch size.")
-        for i, fa in enumerate(self.fa):
-            for j, fb in enumerate(self.fb):
+        for i in range(len(self.layers_a)):
+            for j in range(len(self.layers_b)):
                 if self.pair_streams[i, j]:
-                    out[i, j] = _ratio(
-                        _hsic_from_moments(fa, fb, self.cross[(i, j)], self.debiased),
-                        _hsic_from_moments(fa, fa, _CrossStats.of_self(fa), self.debiased),
-                        _hsic_from_moments(fb, fb, _CrossStats.of_self(fb), self.debiased),
-                    )
+                    out[i, j] = self.moments.cka(self.stream_idx_a.index(i), self.stream_idx_b.index(j))
                 else:
                     out[i, j] = _ratio(self.mb_cross[i, j], self.mb_self_a[i], self.mb_self_b[j])
         return out
