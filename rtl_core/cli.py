@@ -35,6 +35,14 @@ def _reproduce(args: argparse.Namespace) -> None:
     reproduce(args.profile, args.config, show_code=args.show_code)
 
 
+def _analyze(args: argparse.Namespace) -> None:
+    from rtl_core.analysis.study import analyze
+    from rtl_core.config import load_config
+
+    out = analyze(load_config(args.profile, args.config), force=args.force)
+    print(f"analysis tables in {out}")
+
+
 def _bench(args: argparse.Namespace) -> None:
     from rtl_core.bench import BENCH_JSON, merge_figures
     from rtl_core.bench import cka_section, data_bench
@@ -61,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None, help="a YAML config overriding the profile")
     p.add_argument("--show-code", action="store_true", help="show notebook code in the HTML reports")
     p.set_defaults(func=_reproduce)
+    p = sub.add_parser("analyze", help="feature-space analysis (CKA, embeddings, probes) of a study's encoders")
+    p.add_argument("--profile", default="default")
+    p.add_argument("--config", default=None)
+    p.add_argument("--force", action="store_true", help="recompute even if the tables exist")
+    p.set_defaults(func=_analyze)
     p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
     p.add_argument("--only", nargs="*", choices=["data", "cka"], help="run only these sections")
     p.set_defaults(func=_bench)

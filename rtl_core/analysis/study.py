@@ -1,0 +1,161 @@
+"""``rtl analyze``: the feature-space analysis of a study, computed once and saved for the notebooks.
+
+For the study's inits (``scratch`` = a seeded random encoder, ``ssl:<pool>:<method>`` = our checkpoints):
+
+* layer-wise linear CKA between every pair of encoders, on CT inputs and on natural inputs
+  (Kornblith et al. 2019; streaming / minibatch estimators, :mod:`rtl_core.analysis.cka`);
+* feature reuse: each pretrained encoder against its fine-tuned self (where the evaluation kept fine-tuned
+  weights), layer-wise CKA and the paper's weight-space RBF CKA of conv1, layer1[0].conv1/conv2;
+* embeddings of every domain's test images: domain separability per layer, UMAP coordinates and an
+  interactive view with thumbnails;
+* linear probes per layer for macroscopic image properties and dataset / body region, grouped by patient;
+* who knew what: overlap of correctly classified test images between inits (from the run records).
+
+Everything lands in ``artifacts/analysis/<profile>/`` as CSV / HTML; a rerun skips what exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from rtl_core.analysis.cka import weight_cka
+from rtl_core.analysis.embeddings import (
+    EMBEDDING_TASKS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LAYERS,
+    encoder_features,
+    normalize,
+    sample_tasks,
+    separability_table,
+    sidecar_normalization,
+    umap_frame,
+)
+from rtl_core.config import StudyConfig
+from rtl_core.errors import CheckpointError
+from rtl_core.io import atomic_write, write_json
+from rtl_core.models.backbones import RESNET_STAGES, build_backbone
+from rtl_core.models.checkpoints import encoder_stem, load_encoder
+from rtl_core.paths import output_root
+
+CT_TASKS = ("ct_cls", "ct_liver_seg")
+NATURAL_TASKS = ("natural_cls",)
+CKA_LAYERS = tuple(s for s in RESNET_STAGES if s != "avgpool")
+
+
+def analysis_dir(profile: str) -> Path:
+    path = output_root() / "analysis" / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def study_encoders(config: StudyConfig) -> tuple[dict[str, nn.Module], dict[str, tuple]]:
+    """``init -> encoder`` and ``init -> (mean, std)`` for the study's inits (random for ``scratch``)."""
+    encoders, stats = {}, {}
+    for init in config.evaluate.inits:
+        if init == "scratch":
+            torch.manual_seed(config.seed)
+            encoders[init] = build_backbone(config.pretrain.backbone)
+            stats[init] = (IMAGENET_MEAN, IMAGENET_STD)
+            continue
+        kind, pool, method = init.split(":")
+        stem = encoder_stem(pool, method, config.profile, sequential=kind == "sequential")
+        try:
+            encoders[init], sidecar = load_encoder(stem, {"arch": config.pretrain.backbone})
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"{exc} Create it with `rtl pretrain --pool {pool} --method {method} --profile {config.profile}`"
+                + (" --sequential" if kind == "sequential" else "") + "."
+            ) from None
+        stats[init] = sidecar_normalization(sidecar)
+    return encoders, stats
+
+
+def _normalised_batches(images: torch.Tensor, stats: tuple, batch_size: int = 128):
+    for start in range(0, len(images), batch_size):
+        yield normalize(images[start : start + batch_size].float().div(255), *stats)
+
+
+def cka_tables(config: StudyConfig, encoders, stats, n_images: int) -> pd.DataFrame:
+    """Tidy layer-wise CKA: one row per (model_a, model_b, inputs, layer_a, layer_b)."""
+    rows = []
+    inputs = {
+        "ct": sample_tasks(CT_TASKS, n_per_task=max(2, n_images // len(CT_TASKS)), size=config.data.image_size, seed=1),
+        "natural": sample_tasks(NATURAL_TASKS, n_per_task=n_images, size=config.data.image_size, seed=1),
+    }
+    names = list(encoders)
+    for domain, sample in inputs.items():
+        for i, a in enumerate(names):
+            for b in names[i:]:
+                # Both models see the same images, each normalised its own way; pair them batch by batch.
+                loader = zip(_normalised_batches(sample.images, stats[a]), _normalised_batches(sample.images, stats[b]))
+                matrix = _paired_cka(encoders[a], encoders[b], loader)
+                for la, row in zip(CKA_LAYERS, matrix):
+                    for lb, value in zip(CKA_LAYERS, row):
+                        rows.append({"model_a": a, "model_b": b, "inputs": domain, "layer_a": la, "layer_b": lb,
+                                     "cka": float(value), "n_images": len(sample.images)})
+    return pd.DataFrame(rows)
+
+
+def _paired_cka(model_a: nn.Module, model_b: nn.Module, loader) -> np.ndarray:
+    from rtl_core.analysis.activations import ActivationRecorder, eval_mode
+    from rtl_core.analysis.cka import LayerwiseCKA
+
+    engine = LayerwiseCKA(CKA_LAYERS, CKA_LAYERS, kernel="linear", debiased=False)
+    with eval_mode(model_a, model_b), torch.no_grad():
+        with ActivationRecorder(model_a, CKA_LAYERS, "avg") as rec_a, ActivationRecorder(model_b, CKA_LAYERS, "avg") as rec_b:
+            for xa, xb in loader:
+                model_a(xa)
+                model_b(xb)
+                engine.update(rec_a.pop(), rec_b.pop())
+    return engine.compute()
+
+
+def weight_reuse_table(config: StudyConfig, encoders) -> pd.DataFrame:
+    """The paper's weight-space CKA between each pretrained encoder and its fine-tuned copies (where saved)."""
+    rows = []
+    finetuned_root = output_root() / "finetuned" / config.profile
+    for init, model in encoders.items():
+        for path in sorted(finetuned_root.glob(f"{init.replace(':', '_')}/*/*.pt")):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            for layer, value in weight_cka(model.state_dict(), state).items():
+                rows.append({"init": init, "task": path.parent.name, "run": path.stem, "layer": layer, "weight_cka": value})
+    return pd.DataFrame(rows, columns=["init", "task", "run", "layer", "weight_cka"])
+
+
+def analyze(config: StudyConfig, force: bool = False) -> Path:
+    """Compute every analysis table of the study (skipping those that exist unless ``force``)."""
+    from rtl_core.analysis.figures import interactive_embedding_html, thumbnail_uris
+    from rtl_core.analysis.probes import probe_table, probe_targets
+
+    out = analysis_dir(config.profile)
+    done = out / "done.json"
+    if done.is_file() and not force:
+        return out
+    encoders, stats = study_encoders(config)
+    n = config.analysis.cka_images
+    cka_tables(config, encoders, stats, n).to_csv(out / "cka.csv", index=False)
+    weight_reuse_table(config, encoders).to_csv(out / "weight_cka.csv", index=False)
+
+    per_task = max(8, config.analysis.embedding_images // len(EMBEDDING_TASKS))
+    sample = sample_tasks(EMBEDDING_TASKS, n_per_task=per_task, size=config.data.image_size, seed=2)
+    features = encoder_features(encoders, sample.images, LAYERS, stats=stats)
+    separability_table(features, sample.meta).to_csv(out / "separability.csv", index=False)
+    separability_table(features, sample.meta, by="task").to_csv(out / "separability_task.csv", index=False)
+    targets = probe_targets(sample)
+    probe_table(features, targets, sample.meta["group"].to_numpy()).to_csv(out / "probes.csv", index=False)
+    frame = umap_frame(features, sample.meta, layers=["layer4"], n_neighbors=15, seed=config.seed)
+    frame.to_csv(out / "umap.csv", index=False)
+    thumbs = thumbnail_uris(sample.images, size=48, fmt="webp")
+    for init, part in frame.groupby("init", sort=False):
+        html = interactive_embedding_html(part.reset_index(drop=True), [thumbs[i] for i in part["image_index"]],
+                                          color="domain", title=f"{init}: layer4 features of every domain (UMAP)",
+                                          include_plotlyjs=True, full_html=False)
+        atomic_write(out / f"embedding_{init.replace(':', '_')}.html", lambda tmp, h=html: tmp.write_text(h))
+    write_json(done, {"config_hash": config.hash(), "inits": list(encoders), "images": len(sample.images)})
+    return out
