@@ -259,3 +259,41 @@ def figures_by_init(frame: pd.DataFrame, layer: str) -> Mapping[str, pd.DataFram
     if part.empty:
         raise ConfigError(f"frame has no layer {layer!r}; it has {sorted(frame['layer'].unique())}.")
     return {init: rows.sort_values("image_index") for init, rows in part.groupby("init", sort=False)}
+
+
+def cka_heatmaps(cka: pd.DataFrame, pairs: Sequence[tuple[str, str]], inputs: Sequence[str] = ("ct", "natural")):
+    """Layer × layer CKA heatmaps: one row per (model A, model B) pair, one column per input domain."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(len(pairs), len(inputs), figsize=(4.2 * len(inputs), 3.6 * len(pairs)), squeeze=False)
+    for r, (a, b) in enumerate(pairs):
+        for c, domain in enumerate(inputs):
+            part = cka[(cka.model_a == a) & (cka.model_b == b) & (cka.inputs == domain)]
+            if part.empty:  # stored once per unordered pair
+                part = cka[(cka.model_a == b) & (cka.model_b == a) & (cka.inputs == domain)].rename(
+                    columns={"layer_a": "layer_b", "layer_b": "layer_a"})
+            layers = list(dict.fromkeys(part["layer_a"]))
+            matrix = part.pivot(index="layer_a", columns="layer_b", values="cka").reindex(index=layers, columns=layers)
+            ax = axes[r, c]
+            sns.heatmap(matrix, vmin=0, vmax=1, cmap="magma", annot=True, fmt=".2f", annot_kws={"fontsize": 7},
+                        ax=ax, cbar=c == len(inputs) - 1)
+            ax.set_xlabel(b), ax.set_ylabel(a)
+            ax.set_title(f"{domain} inputs (n={int(part['n_images'].iloc[0]) if len(part) else 0})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def cka_diagonal_figure(cka: pd.DataFrame, pairs: Sequence[tuple[str, str]]):
+    """Same-layer CKA (the heatmaps' diagonal) per layer, for each pair and input domain."""
+    import seaborn as sns
+
+    rows = []
+    for a, b in pairs:
+        part = cka[((cka.model_a == a) & (cka.model_b == b)) | ((cka.model_a == b) & (cka.model_b == a))]
+        part = part[part.layer_a == part.layer_b]
+        rows.append(part.assign(pair=f"{a} vs {b}"))
+    data = pd.concat(rows, ignore_index=True)
+    grid = sns.catplot(data=data, x="layer_a", y="cka", hue="pair", col="inputs", kind="point", height=3.2, aspect=1.2)
+    grid.set_axis_labels("layer", "CKA (same layer)")
+    return grid.figure

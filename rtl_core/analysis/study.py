@@ -16,6 +16,7 @@ Everything lands in ``artifacts/analysis/<profile>/`` as CSV / HTML; a rerun ski
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,17 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
         atomic_write(out / f"embedding_{init.replace(':', '_')}.html", lambda tmp, h=html: tmp.write_text(h))
     write_json(done, {"config_hash": config.hash(), "inits": list(encoders), "images": len(sample.images)})
     return out
+
+
+def load_analysis(profile: str) -> dict:
+    """The saved analysis tables of ``profile`` (run ``rtl analyze`` first) and its interactive views."""
+    from rtl_core.errors import RtlError
+
+    out = output_root() / "analysis" / profile
+    if not (out / "done.json").is_file():
+        raise RtlError(f"No analysis for profile {profile!r} in {out}; run `rtl analyze --profile {profile}` first.")
+    tables = {name: pd.read_csv(out / f"{name}.csv") for name in
+              ("cka", "weight_cka", "separability", "separability_task", "probes", "umap")}
+    tables["embedding_html"] = {p.stem.removeprefix("embedding_"): p.read_text() for p in sorted(out.glob("embedding_*.html"))}
+    tables["info"] = json.loads((out / "done.json").read_text())
+    return tables

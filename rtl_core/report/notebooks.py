@@ -33,6 +33,7 @@ class NotebookSpec:
 #: In the order a reader meets them.
 NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("00_data", "Data", "What is in each pool and task: samples, intensities, split sizes by patient."),
+    NotebookSpec("30_feature_space", "Feature space", "CKA between encoders, domain separability, probes, interactive embedding."),
 )
 
 
