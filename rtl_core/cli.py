@@ -45,9 +45,9 @@ def _analyze(args: argparse.Namespace) -> None:
 
 def _bench(args: argparse.Namespace) -> None:
     from rtl_core.bench import BENCH_JSON, merge_figures
-    from rtl_core.bench import cka_section, data_bench
+    from rtl_core.bench import cka_section, data_bench, evaluate_bench
 
-    sections = {"data": data_bench.run, "cka": cka_section.run}
+    sections = {"data": data_bench.run, "evaluate": evaluate_bench.run, "cka": cka_section.run}
     chosen = args.only or list(sections)
     for name in chosen:
         figures = sections[name]()
@@ -69,13 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None, help="a YAML config overriding the profile")
     p.add_argument("--show-code", action="store_true", help="show notebook code in the HTML reports")
     p.set_defaults(func=_reproduce)
+    from rtl_core.evaluate.cli import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     p = sub.add_parser("analyze", help="feature-space analysis (CKA, embeddings, probes) of a study's encoders")
     p.add_argument("--profile", default="default")
     p.add_argument("--config", default=None)
     p.add_argument("--force", action="store_true", help="recompute even if the tables exist")
     p.set_defaults(func=_analyze)
     p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
-    p.add_argument("--only", nargs="*", choices=["data", "cka"], help="run only these sections")
+    p.add_argument("--only", nargs="*", choices=["data", "evaluate", "cka"], help="run only these sections")
     p.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

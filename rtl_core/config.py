@@ -56,6 +56,12 @@ class DataConfig(Strict):
 
 
 class PretrainConfig(Strict):
+    """Self-supervised pretraining (``rtl pretrain``): method, encoder, optimisation, augmentation, devices.
+
+    ``batch_size`` is the global batch (split over devices); ``lr`` is scaled by ``lr_scaling``:
+    ``sqrt`` gives ``lr * sqrt(batch_size)`` (SimCLR's rule for LARS), ``linear`` ``lr * batch_size / 256``.
+    """
+
     pools: list[str] = Field(default_factory=lambda: ["ct", "natural"])
     methods: list[str] = Field(default_factory=lambda: ["simclr"])
     backbone: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
@@ -76,9 +82,18 @@ class PretrainConfig(Strict):
     num_nodes: int = Field(1, ge=1)
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
     channels_last: bool = True
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="auto: GPUs when present, else CPU; cpu with devices > 1 runs CPU processes (gloo DDP)"
+    )
+    min_scale: float = Field(0.08, gt=0, le=1, description="smallest crop area of RandomResizedCrop")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum")
+    checkpoint_every_n_epochs: int = Field(1, ge=1, description="how often the resumable last.ckpt is written")
 
 
 class EvaluateConfig(Strict):
+    """Downstream evaluation (see :mod:`rtl_core.evaluate`): the grid init × task × protocol × seed and how each
+    run trains. Every run trains a fixed number of epochs; ``selection`` says which epoch's model is tested."""
+
     tasks: list[str] = Field(default_factory=lambda: ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls"])
     inits: list[str] = Field(default_factory=lambda: ["scratch", "ssl:ct:simclr", "ssl:natural:simclr"])
     protocols: list[Literal["finetune", "linear", "linear_bn_train", "lowlabel_10", "lowlabel_1"]] = Field(
@@ -87,8 +102,23 @@ class EvaluateConfig(Strict):
     seeds: list[int] = Field(default_factory=lambda: [42, 1, 2, 3])
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    image_size: int | None = Field(None, ge=8)
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate of fine-tunes (encoder and head)")
+    weight_decay: float = Field(1e-4, ge=0)
+    image_size: int | None = Field(None, ge=8, description="downstream image size; None = data.image_size")
+    selection: Literal["last", "best_val"] = Field(
+        "last", description="test the last epoch's model, or the epoch with the best validation primary metric"
+    )
+    max_train_images: int | None = Field(
+        None, ge=1, description="cap of the training split for the full-data protocols (class-stratified, fixed by data.split_seed)"
+    )
+    min_steps: int = Field(0, ge=0, description="train at least this many optimizer steps (more epochs on tiny low-label subsets)")
+    linear_on_features: bool = Field(True, description="protocol linear: fit the head on cached features of the frozen encoder")
+    linear_epochs: int = Field(100, ge=1, description="epochs of the linear head on cached features")
+    linear_lr: float = Field(1e-2, gt=0)
+    decoder_channels: list[int] = Field(
+        default_factory=lambda: [256, 128, 64, 32, 16], min_length=5, max_length=5,
+        description="U-Net decoder widths (segmentation-models-pytorch's default)",
+    )
 
 
 class AnalysisConfig(Strict):

@@ -35,7 +35,7 @@ from rtl_core.analysis.figures import (  # noqa: E402
 )
 from rtl_core.errors import DataError  # noqa: E402
 from rtl_core.models.backbones import build_backbone  # noqa: E402
-from rtl_core.models.checkpoints import save_encoder  # noqa: E402
+from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, save_encoder  # noqa: E402
 
 TASKS = ("ct_liver_seg", "fundus_cls")
 
@@ -88,7 +88,10 @@ def test_features_per_layer(sample, features):
         assert x.shape == (128, widths[layer]) and np.isfinite(x).all()
     torch.manual_seed(0)
     raw = extract_features(build_backbone("resnet18"), sample.images[:8], ["layer1"], normalize_input=False)
-    assert not np.allclose(raw["layer1"], feats["layer1"][:8])  # the ImageNet normalisation is applied
+    np.testing.assert_allclose(raw["layer1"], feats["layer1"][:8], rtol=1e-4, atol=1e-5)  # default: [0, 1] as is
+    torch.manual_seed(0)
+    imagenet = extract_features(build_backbone("resnet18"), sample.images[:8], ["layer1"], stats=(IMAGENET_MEAN, IMAGENET_STD))
+    assert not np.allclose(imagenet["layer1"], feats["layer1"][:8])  # statistics, when given, are applied
     with pytest.raises(DataError):
         extract_features(build_backbone("resnet18"), sample.images.float(), ["layer1"])
 
@@ -101,7 +104,7 @@ def test_encoders_from_checkpoints_and_grey_stems(sample, features, tmp_path):
     save_encoder(tmp_path / "grey", build_backbone("resnet18", in_channels=1), "resnet18", in_channels=1)
     stems = {name: tmp_path / name for name in ("rgb", "own_stats", "grey")}
     encoders, stats = load_encoders(stems)
-    assert stats["rgb"] == (IMAGENET_MEAN, IMAGENET_STD) and stats["own_stats"] == ((0.5,) * 3, (0.25,) * 3)
+    assert stats["rgb"] == (IDENTITY_MEAN, IDENTITY_STD) and stats["own_stats"] == ((0.5,) * 3, (0.25,) * 3)
     feats = encoder_features(encoders, sample.images[:16], ["layer4"], stats=stats)
     np.testing.assert_allclose(feats["rgb"]["layer4"], features["random"]["layer4"][:16], rtol=1e-4, atol=1e-5)
     assert not np.allclose(feats["own_stats"]["layer4"], feats["rgb"]["layer4"])  # same weights, own statistics

@@ -8,9 +8,9 @@ The flow (paper Sec. 3.5 extends CKA with a look at what the features separate):
     table = separability_table(feats, sample.meta)                       # kNN accuracy + silhouette
 
 Model input: the encoders receive float images in ``[0, 1]`` (the datasets' convention, see
-``rtl_core.data.datasets``) normalised here by channel mean/std (:func:`normalize`): the ImageNet statistics
-by default, or a checkpoint's own ``normalize`` sidecar entry (:func:`load_encoders`), as in
-``rtl_core.evaluate``; pass ``normalize_input=False`` to feed ``[0, 1]`` images unchanged. Features
+``rtl_core.data.datasets``) normalised here by channel mean/std (:func:`normalize`) exactly as ``rtl_core.evaluate`` does: with a
+checkpoint's own ``normalize`` sidecar entry (:func:`load_encoders`), else not at all (our pretraining feeds
+``[0, 1]`` images; ImageNet statistics are available as ``IMAGENET_MEAN``/``IMAGENET_STD``); pass ``normalize_input=False`` to feed ``[0, 1]`` images unchanged. Features
 are the global-average-pooled outputs of the ResNet stages ``layer1`` … ``layer4``.
 
 UMAP: McInnes et al., "UMAP: Uniform Manifold Approximation and Projection" (2018), via ``umap-learn``;
@@ -49,6 +49,8 @@ EMBEDDING_TASKS: tuple[str, ...] = (
 #: ResNet stages analysed layer by layer (global-average-pooled).
 LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
 
+from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD  # noqa: E402  (our encoders' default: none)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -68,10 +70,11 @@ def normalize(
 
 
 def sidecar_normalization(sidecar: Mapping) -> Stats:
-    """The input mean/std a checkpoint was trained with (its sidecar's ``normalize`` entry; ImageNet otherwise),
-    as ``rtl_core.evaluate`` reads it."""
-    norm = sidecar.get("normalize") or {}
-    return tuple(norm.get("mean", IMAGENET_MEAN)), tuple(norm.get("std", IMAGENET_STD))
+    """The input mean/std a checkpoint was trained with (its sidecar's ``normalize`` entry; none otherwise,
+    as our pretraining feeds ``[0, 1]`` images), exactly as ``rtl_core.evaluate`` reads it."""
+    from rtl_core.models.checkpoints import input_normalization
+
+    return input_normalization(dict(sidecar))
 
 
 @dataclass
@@ -168,7 +171,7 @@ def extract_features(
     batch_size: int = 128,
     device: torch.device | str = "cpu",
     normalize_input: bool = True,
-    stats: Stats = (IMAGENET_MEAN, IMAGENET_STD),
+    stats: Stats = (IDENTITY_MEAN, IDENTITY_STD),
 ) -> dict[str, np.ndarray]:
     """Global-average-pooled activations ``layer -> (N, C)`` of uint8 images ``(N, 3, S, S)`` (eval mode, no grad).
 
@@ -197,7 +200,7 @@ def encoder_features(
     mean/std (as returned by :func:`load_encoders`; ImageNet for inits not in it)."""
     stats = stats or {}
     return {
-        init: extract_features(model, images, layers, stats=stats.get(init, (IMAGENET_MEAN, IMAGENET_STD)), **kwargs)
+        init: extract_features(model, images, layers, stats=stats.get(init, (IDENTITY_MEAN, IDENTITY_STD)), **kwargs)
         for init, model in encoders.items()
     }
 

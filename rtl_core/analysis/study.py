@@ -27,8 +27,6 @@ from torch import nn
 from rtl_core.analysis.cka import weight_cka
 from rtl_core.analysis.embeddings import (
     EMBEDDING_TASKS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     LAYERS,
     encoder_features,
     normalize,
@@ -41,7 +39,7 @@ from rtl_core.config import StudyConfig
 from rtl_core.errors import CheckpointError
 from rtl_core.io import atomic_write, write_json
 from rtl_core.models.backbones import RESNET_STAGES, build_backbone
-from rtl_core.models.checkpoints import encoder_stem, load_encoder
+from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, encoder_stem, load_encoder
 from rtl_core.paths import output_root
 
 CT_TASKS = ("ct_cls", "ct_liver_seg")
@@ -62,7 +60,7 @@ def study_encoders(config: StudyConfig) -> tuple[dict[str, nn.Module], dict[str,
         if init == "scratch":
             torch.manual_seed(config.seed)
             encoders[init] = build_backbone(config.pretrain.backbone)
-            stats[init] = (IMAGENET_MEAN, IMAGENET_STD)
+            stats[init] = (IDENTITY_MEAN, IDENTITY_STD)  # as the evaluation feeds a scratch encoder
             continue
         kind, pool, method = init.split(":")
         stem = encoder_stem(pool, method, config.profile, sequential=kind == "sequential")

@@ -102,3 +102,15 @@ def encoder_stem(pool: str, method: str, profile: str, sequential: bool = False)
 
     name = f"natural_then_{pool}-{method}" if sequential else f"{pool}-{method}"
     return output_root() / "checkpoints" / profile / name
+
+
+#: Input normalisation of an encoder whose sidecar has no ``normalize: {mean, std}`` entry: none. Our
+#: pretraining feeds images in ``[0, 1]`` as they are (the stem's BatchNorm adapts), and so must every user.
+IDENTITY_MEAN = (0.0, 0.0, 0.0)
+IDENTITY_STD = (1.0, 1.0, 1.0)
+
+
+def input_normalization(sidecar: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) an encoder expects its ``[0, 1]`` inputs to be normalised with (from its sidecar)."""
+    norm = sidecar.get("normalize") or {}
+    return tuple(norm.get("mean", IDENTITY_MEAN)), tuple(norm.get("std", IDENTITY_STD))

@@ -1,0 +1,126 @@
+"""Classification runs: fine-tune, linear evaluation (optionally on cached features) and low-label fine-tunes.
+
+Linear evaluation on cached features: with the encoder frozen and its BatchNorm in eval mode, the encoder is a
+fixed function, so its features of the training, validation and test images are computed once (per init, task
+and image size; per seed for ``scratch``, whose random encoder depends on the seed) and only the linear head
+trains, by mini-batch AdamW over ``evaluate.linear_epochs``. This is the same model as training the head through
+the frozen encoder without augmentation, at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from rtl_core.config import EvaluateConfig
+from rtl_core.evaluate.data import BatchLoader, TaskData, batches
+from rtl_core.evaluate.metrics import classification_metrics
+from rtl_core.evaluate.models import Classifier, freeze_encoder, set_train_mode, trainable_parameters
+from rtl_core.evaluate.protocols import Protocol
+from rtl_core.evaluate.train import FitResult, Timer, epochs_for, fit
+from rtl_core.models.backbones import feature_dim
+
+
+@dataclass
+class RunOutput:
+    metrics: dict[str, float]
+    fit: FitResult
+    n_train: int
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, data, batch_size: int, timer: Timer, device: torch.device,
+                  forward: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (N, C) and targets (N,) of a whole split, model in eval mode."""
+    forward = forward or (lambda m, x: m(x))
+    model.eval()
+    probs, targets = [], []
+    for x, y in batches(data, batch_size):
+        with timer.model():
+            probs.append(torch.softmax(forward(model, x.to(device)), 1).cpu())
+        targets.append(y)
+    return torch.cat(probs).numpy(), torch.cat(targets).numpy()
+
+
+class _Features:
+    """A split reduced to cached features: quacks like a TensorImageDataset for :func:`batches`."""
+
+    def __init__(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        self.images, self.targets = features, targets
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+_FEATURE_CACHE: dict[tuple, dict[str, _Features]] = {}
+
+
+@torch.no_grad()
+def _extract(model: Classifier, data, batch_size: int, timer: Timer, device: torch.device) -> _Features:
+    model.eval()
+    feats = []
+    for x, _ in batches(data, batch_size):
+        with timer.model():
+            feats.append(model.features(x.to(device)).cpu())
+    return _Features(torch.cat(feats), data.targets)
+
+
+def cached_features(key: tuple, model: Classifier, task: TaskData, train_indices: np.ndarray, batch_size: int,
+                    timer: Timer, device) -> dict[str, _Features]:
+    """Features of the training images in ``train_indices`` (in that order) and of the validation and test splits,
+    under ``key`` plus the indices (kept for the last few keys of this process)."""
+    key = (*key, len(train_indices), hashlib.sha1(np.ascontiguousarray(train_indices).tobytes()).hexdigest())
+    if key not in _FEATURE_CACHE:
+        if len(_FEATURE_CACHE) >= 4:
+            _FEATURE_CACHE.pop(next(iter(_FEATURE_CACHE)))
+        index = torch.as_tensor(train_indices, dtype=torch.long)
+        train = _Features(task.train.images[index], task.train.targets[index])
+        bs = max(batch_size, 256)
+        _FEATURE_CACHE[key] = {"train": _extract(model, train, bs, timer, device),
+                               "val": _extract(model, task.val, bs, timer, device),
+                               "test": _extract(model, task.test, bs, timer, device)}
+    return _FEATURE_CACHE[key]
+
+
+def run_classification(
+    task: TaskData, protocol: Protocol, encoder: nn.Module, init_info: dict, cfg: EvaluateConfig, arch: str,
+    seed: int, device: torch.device, timer: Timer, feature_key: tuple | None = None,
+) -> RunOutput:
+    """Train and test one classification run; the encoder is modified in place."""
+    torch.manual_seed(seed)  # the head's initialisation
+    model = Classifier(encoder, feature_dim(arch), task.num_classes, init_info["mean"], init_info["std"],
+                       probe=protocol.frozen_encoder).to(device)
+    freeze_encoder(model, protocol)
+    indices = task.train_indices(protocol, seed, cfg.max_train_images)
+    names = task.metric_names
+    primary = names[0]
+    if protocol.name == "linear" and cfg.linear_on_features:
+        feats = cached_features(feature_key or (id(encoder),), model, task, indices, cfg.batch_size, timer, device)
+        head = model.head
+        loader = BatchLoader(feats["train"], np.arange(len(indices)), cfg.batch_size, seed)  # type: ignore[arg-type]
+        bs = max(cfg.batch_size, 256)
+
+        def validate() -> dict[str, float]:
+            p, t = predict_probs(head, feats["val"], bs, timer, device)
+            return classification_metrics(t, p, names)
+
+        result = fit(head, list(head.parameters()), loader, epochs_for(cfg.linear_epochs, len(loader), cfg.min_steps),
+                     cfg.linear_lr, cfg.weight_decay, head.train, validate, primary, cfg.selection, timer, device)
+        p, t = predict_probs(head, feats["test"], bs, timer, device)
+        return RunOutput(classification_metrics(t, p, names), result, len(indices))
+
+    loader = BatchLoader(task.train, indices, cfg.batch_size, seed)
+
+    def validate() -> dict[str, float]:
+        p, t = predict_probs(model, task.val, max(cfg.batch_size, 256), timer, device)
+        return classification_metrics(t, p, names)
+
+    result = fit(model, trainable_parameters(model), loader, epochs_for(cfg.epochs, len(loader), cfg.min_steps), cfg.lr,
+                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, primary, cfg.selection, timer, device)
+    p, t = predict_probs(model, task.test, max(cfg.batch_size, 256), timer, device)
+    return RunOutput(classification_metrics(t, p, names), result, len(indices))

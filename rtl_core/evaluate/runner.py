@@ -1,0 +1,235 @@
+"""The multi-seed runner: the grid init × task × protocol × seed, one JSON record per run.
+
+A record lives at ``results_dir(profile)/<task>/<init with ':' → '_'>/<protocol>/seed<k>.json`` and is written
+atomically (temporary file + rename) once the run has finished. Rerunning the grid skips every run whose record
+is *complete*: it parses, says ``"status": "complete"``, has every required key, names the same run, and was
+made with the same run settings (:func:`settings_hash`: the whole config apart from which tasks, inits,
+protocols and seeds make up the grid). Anything else (no file, a half-written or corrupted file, a record of
+other settings) is redone, so a killed grid resumes where it stopped and never counts a run twice.
+
+Example::
+
+    config = load_config("smoke")
+    report = run_grid(config, tasks=["mri_cls"], inits=["scratch"])
+    print(report.ran, report.skipped)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rtl_core.config import StudyConfig
+from rtl_core.data.summary import split_fingerprint
+from rtl_core.errors import ConfigError
+from rtl_core.evaluate.classification import run_classification
+from rtl_core.evaluate.data import load_task_data
+from rtl_core.evaluate.inits import check_checkpoint, init_slug, load_init, parse_init
+from rtl_core.evaluate.protocols import get_protocol
+from rtl_core.evaluate.segmentation import run_segmentation
+from rtl_core.evaluate.train import Timer
+from rtl_core.io import write_json
+from rtl_core.paths import results_dir
+from rtl_core.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+REQUIRED_KEYS = (
+    "record_version", "status", "task", "init", "protocol", "seed", "data_fraction", "profile", "metrics",
+    "primary_metric", "settings_hash", "split_fingerprint", "curves", "wall_seconds", "model_seconds", "n_train",
+)
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One run of the grid."""
+
+    task: str
+    init: str
+    protocol: str
+    seed: int
+
+    def path(self, root: Path) -> Path:
+        return Path(root) / self.task / init_slug(self.init) / self.protocol / f"seed{self.seed}.json"
+
+    def __str__(self) -> str:
+        return f"{self.task} · {self.init} · {self.protocol} · seed {self.seed}"
+
+
+@dataclass
+class GridReport:
+    """What :func:`run_grid` did."""
+
+    ran: list[RunKey] = field(default_factory=list)
+    skipped: list[RunKey] = field(default_factory=list)
+    redone: list[tuple[RunKey, str]] = field(default_factory=list)  # (run, why its old record was not used)
+    root: Path | None = None
+    wall_seconds: float = 0.0
+
+
+def settings_hash(config: StudyConfig) -> str:
+    """Hash of everything that changes a run's result: the config minus the grid's lists and the analysis part."""
+    values = config.model_dump(mode="json")
+    values.pop("analysis", None)
+    values.pop("output_dir", None)
+    for key in ("tasks", "inits", "protocols", "seeds"):
+        values["evaluate"].pop(key, None)
+    canonical = json.dumps(values, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def record_problem(path: Path, key: RunKey | None = None, settings: str | None = None) -> str | None:
+    """Why the record at ``path`` cannot be used as a result (``None``: it is complete and matches)."""
+    if not path.is_file():
+        return "missing"
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"not valid JSON ({exc})"
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("status") != "complete":
+        return "not marked complete"
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        return f"lacks keys {missing}"
+    if record["record_version"] != RECORD_VERSION:
+        return f"record_version {record['record_version']} (expected {RECORD_VERSION})"
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict) or not metrics or not all(v is None or isinstance(v, (int, float)) for v in metrics.values()):
+        return "metrics are not a mapping of numbers"
+    if key is not None and (record["task"], record["init"], record["protocol"], record["seed"]) != (key.task, key.init, key.protocol, key.seed):
+        return "names another run"
+    if settings is not None and record["settings_hash"] != settings:
+        return f"made with other settings ({record['settings_hash']} ≠ {settings})"
+    return None
+
+
+def plan_grid(
+    config: StudyConfig, tasks: Sequence[str] | None = None, inits: Sequence[str] | None = None,
+    protocols: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
+) -> list[RunKey]:
+    """Every run of the grid, ordered task → init → protocol → seed (so cached features are reused)."""
+    ev = config.evaluate
+    tasks, inits = list(tasks or ev.tasks), list(inits or ev.inits)
+    protocols, seeds = list(protocols or ev.protocols), list(seeds if seeds is not None else ev.seeds)
+    for name in inits:
+        parse_init(name)
+    for name in protocols:
+        get_protocol(name)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"evaluate.seeds: {seeds} repeats a seed; each seed is one run.")
+    return [RunKey(t, i, p, s) for t in tasks for i in inits for p in protocols for s in seeds]
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+@lru_cache(maxsize=1)
+def _provenance() -> dict[str, Any]:
+    """Git commit, packages and machine, looked up once per process (one grid)."""
+    return provenance()
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: torch.device | None = None) -> dict[str, Any]:
+    """Train and test one run, write its record atomically and return it."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    ev, arch = config.evaluate, config.pretrain.backbone
+    size = ev.image_size or config.data.image_size
+    protocol = get_protocol(key.protocol)
+    device = device or _device()
+    task = load_task_data(key.task, size, config.data.split_seed)
+    torch.manual_seed(key.seed)
+    np.random.seed(key.seed)
+    encoder, info = load_init(key.init, config.profile, arch, key.seed)
+    encoder = encoder.to(device)
+    timer = Timer()
+    if task.kind == "segmentation":
+        out = run_segmentation(task, protocol, encoder, info, ev, arch, key.seed, device, timer)
+    else:
+        scratch = parse_init(key.init).kind == "scratch"
+        feature_key = (key.init, info["checkpoint"], key.task, size, config.data.split_seed, key.seed if scratch else None)
+        out = run_classification(task, protocol, encoder, info, ev, arch, key.seed, device, timer, feature_key)
+    meta = _provenance()
+    record = {
+        "record_version": RECORD_VERSION,
+        "task": key.task, "init": key.init, "protocol": key.protocol, "seed": key.seed,
+        "data_fraction": protocol.data_fraction, "profile": config.profile,
+        "metrics": out.metrics, "primary_metric": task.metric_names[0], "val_metrics": out.fit.val_metrics,
+        "selection": ev.selection, "selected_epoch": out.fit.selected_epoch, "curves": out.fit.curves,
+        "n_train": out.n_train, "n_val": len(task.val), "n_test": len(task.test), "n_test_scans": int(len(set(task.test_scans))),
+        "image_size": size, "arch": arch, "init_info": {k: v for k, v in info.items() if k != "init"},
+        "split_fingerprint": split_fingerprint(key.task, config.data.split_seed),
+        "settings_hash": settings_hash(config), "config_hash": config.hash(), "config": config.model_dump(mode="json"),
+        "device": str(device), "torch_threads": torch.get_num_threads(),
+        "model_seconds": timer.model_seconds,
+        "git_commit": meta["git_commit"], "machine": meta["machine"], "packages": meta["packages"],
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    record["wall_seconds"] = time.perf_counter() - start
+    record["cpu_seconds"] = time.process_time() - cpu_start
+    record["status"] = "complete"  # the completion marker: written last, inside one atomic write
+    path = key.path(root or results_dir(config.profile))
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):  # leftovers of a write killed mid-way
+        tmp.unlink(missing_ok=True)
+    write_json(path, _finite(record))
+    return record
+
+
+def run_grid(
+    config: StudyConfig, tasks: Sequence[str] | None = None, inits: Sequence[str] | None = None,
+    protocols: Sequence[str] | None = None, seeds: Sequence[int] | None = None, root: Path | None = None,
+    progress: bool = True, on_run_done: Callable[[RunKey, dict[str, Any]], None] | None = None,
+) -> GridReport:
+    """Run every unfinished run of the grid (see the module doc); ``on_run_done(key, record)`` after each run."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    keys = plan_grid(config, tasks, inits, protocols, seeds)
+    for name in dict.fromkeys(k.init for k in keys):
+        check_checkpoint(parse_init(name), config.profile)  # fail before any run, naming the pretrain command
+    root = Path(root or results_dir(config.profile))
+    settings = settings_hash(config)
+    report = GridReport(root=root)
+    todo = []
+    for key in keys:
+        problem = record_problem(key.path(root), key, settings)
+        if problem is None:
+            report.skipped.append(key)
+        else:
+            if problem != "missing":
+                log.warning("redoing %s: its record %s is %s", key, key.path(root), problem)
+                report.redone.append((key, problem))
+            todo.append(key)
+    log.info("evaluation grid: %d runs, %d finished already, %d to run; records in %s", len(keys), len(report.skipped), len(todo), root)
+    bar = tqdm(todo, desc="rtl evaluate", unit="run", disable=not progress, dynamic_ncols=True)
+    for key in bar:
+        bar.set_postfix_str(str(key))
+        record = run_one(config, key, root)
+        report.ran.append(key)
+        if on_run_done is not None:
+            on_run_done(key, record)
+    report.wall_seconds = time.perf_counter() - start
+    return report

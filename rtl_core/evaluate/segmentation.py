@@ -1,0 +1,58 @@
+"""Segmentation runs (``ct_liver_seg``): a U-Net decoder (segmentation-models-pytorch) on our ResNet encoder.
+
+Fine-tune and low-label protocols train encoder and decoder; ``linear`` freezes the encoder (BatchNorm in eval
+mode) and trains the decoder only; ``linear_bn_train`` lets the frozen encoder's BatchNorm statistics adapt.
+Test Dice is reported per scan (``dice_scan``; scans are the test split's groups) and per slice batch of
+``evaluate.batch_size`` slices in split order (``dice_batch``, the paper's way).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rtl_core.config import EvaluateConfig
+from rtl_core.errors import ConfigError
+from rtl_core.evaluate.classification import RunOutput
+from rtl_core.evaluate.data import BatchLoader, TaskData, batches
+from rtl_core.evaluate.metrics import segmentation_metrics
+from rtl_core.evaluate.models import build_segmenter, freeze_encoder, set_train_mode, trainable_parameters
+from rtl_core.evaluate.protocols import Protocol
+from rtl_core.evaluate.train import Timer, epochs_for, fit
+
+
+@torch.no_grad()
+def predict_masks(model: nn.Module, data, batch_size: int, timer: Timer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Arg-max label maps (N, H, W) and targets of a whole split."""
+    model.eval()
+    preds, targets = [], []
+    for x, y in batches(data, batch_size):
+        with timer.model():
+            preds.append(model(x.to(device)).argmax(1).cpu())
+        targets.append(y)
+    return torch.cat(preds), torch.cat(targets)
+
+
+def run_segmentation(
+    task: TaskData, protocol: Protocol, encoder: nn.Module, init_info: dict, cfg: EvaluateConfig, arch: str,
+    seed: int, device: torch.device, timer: Timer,
+) -> RunOutput:
+    """Train and test one segmentation run."""
+    size = task.train.images.shape[-1]
+    if size % 32:
+        raise ConfigError(f"evaluate.image_size: the U-Net of {task.name} needs a multiple of 32 px, got {size}.")
+    torch.manual_seed(seed)  # the decoder's initialisation
+    model = build_segmenter(encoder, arch, task.num_classes, init_info["mean"], init_info["std"], cfg.decoder_channels).to(device)
+    freeze_encoder(model, protocol)
+    indices = task.train_indices(protocol, seed, cfg.max_train_images)
+    loader = BatchLoader(task.train, indices, cfg.batch_size, seed)
+    bs = cfg.batch_size
+
+    def validate() -> dict[str, float]:
+        pred, target = predict_masks(model, task.val, bs, timer, device)
+        return segmentation_metrics(pred, target, task.val_scans, bs)
+
+    result = fit(model, trainable_parameters(model), loader, epochs_for(cfg.epochs, len(loader), cfg.min_steps), cfg.lr,
+                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, task.metric_names[0], cfg.selection, timer, device)
+    pred, target = predict_masks(model, task.test, bs, timer, device)
+    return RunOutput(segmentation_metrics(pred, target, task.test_scans, bs), result, len(indices))

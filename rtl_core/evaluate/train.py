@@ -1,0 +1,102 @@
+"""The training loop every protocol shares: fixed epochs of AdamW, an optional validation pass per epoch, and
+model selection (``last`` epoch, or the epoch with the best validation primary metric).
+
+Time spent inside the model (forward, backward, optimizer step, inference) is accumulated in
+:class:`Timer` so a run can report the share spent elsewhere (data, metrics, I/O).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Timer:
+    """Seconds spent in model computation."""
+
+    model_seconds: float = 0.0
+
+    @contextmanager
+    def model(self):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.model_seconds += time.perf_counter() - start
+
+
+@dataclass
+class FitResult:
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    selected_epoch: int = 0
+    val_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def epochs_for(epochs: int, steps_per_epoch: int, min_steps: int) -> int:
+    """``epochs``, raised so that training makes at least ``min_steps`` optimizer steps."""
+    return max(epochs, math.ceil(min_steps / max(1, steps_per_epoch)))
+
+
+def fit(
+    model: nn.Module,
+    parameters: list[nn.Parameter],
+    loader: Iterable,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    set_mode: Callable[[], None],
+    validate: Callable[[], dict[str, float]],
+    primary: str,
+    selection: str,
+    timer: Timer,
+    device: torch.device,
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+) -> FitResult:
+    """Train ``parameters`` of ``model`` with AdamW and cross-entropy for ``epochs`` epochs.
+
+    ``set_mode`` puts the model in its protocol's train mode; ``validate`` returns validation metrics (called every
+    epoch when ``selection == "best_val"``, else once after the last epoch). With ``best_val`` the weights of the
+    best epoch (ties: the earlier) are restored before returning.
+    """
+    forward = forward or (lambda m, x: m(x))
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    curves: dict[str, list[float]] = {"epoch": [], "train_loss": [], "epoch_seconds": [], f"val_{primary}": []}
+    best, best_epoch, best_state, best_val = -math.inf, epochs, None, {}
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        set_mode()
+        total, count = 0.0, 0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with timer.model():
+                loss = nn.functional.cross_entropy(forward(model, x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach().item() * len(x)
+            count += len(x)
+        curves["epoch"].append(epoch)
+        curves["train_loss"].append(total / max(count, 1))
+        curves["epoch_seconds"].append(time.perf_counter() - start)
+        if selection == "best_val" or epoch == epochs:
+            val = validate()
+            curves[f"val_{primary}"].append(val[primary])
+            score = val[primary] if not math.isnan(val[primary]) else -math.inf
+            if selection == "best_val" and score > best:
+                best, best_epoch, best_val = score, epoch, val
+                best_state = copy.deepcopy(model.state_dict())
+            elif selection != "best_val":
+                best_val = val
+        else:
+            curves[f"val_{primary}"].append(None)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(curves, best_epoch if selection == "best_val" else epochs, best_val)

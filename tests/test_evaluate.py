@@ -1,0 +1,138 @@
+"""Downstream evaluation on the real data pack at tiny sizes: subsets, leakage, inits, protocols, segmentation."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from rtl_core.config import load_config
+from rtl_core.errors import CheckpointError
+from rtl_core.evaluate import data as eval_data
+from rtl_core.evaluate.data import load_task_data
+from rtl_core.evaluate.inits import load_init, parse_init
+from rtl_core.evaluate.models import Classifier, build_segmenter, freeze_encoder, set_train_mode
+from rtl_core.evaluate.protocols import get_protocol
+from rtl_core.evaluate.runner import RunKey, run_grid, run_one
+from rtl_core.models.backbones import build_backbone
+from rtl_core.models.checkpoints import encoder_stem, save_encoder
+
+TINY = {"image_size": 16, "epochs": 1, "batch_size": 32, "max_train_images": 48, "min_steps": 0, "linear_epochs": 2}
+
+
+def tiny_config(**evaluate):
+    return load_config("smoke", overrides={"evaluate": {**TINY, **evaluate}})
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on the shared 2-core machine two threads oversubscribe and run several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def ct_checkpoint():
+    """A randomly initialised encoder saved as the smoke profile's ``ssl:ct:simclr`` checkpoint (until pretraining lands)."""
+    torch.manual_seed(123)
+    encoder = build_backbone("resnet18")
+    save_encoder(encoder_stem("ct", "simclr", "smoke"), encoder, "resnet18", method="simclr", pool="ct", profile="smoke")
+    return encoder
+
+
+def test_lowlabel_subsets_are_nested_per_seed_and_the_cap_is_fixed():
+    task = load_task_data("mri_cls", 16)
+    one, ten = get_protocol("lowlabel_1"), get_protocol("lowlabel_10")
+    for seed in (42, 1):
+        small, large = task.train_indices(one, seed), task.train_indices(ten, seed)
+        assert set(small) < set(large)
+        assert len(small) == pytest.approx(0.01 * len(task.train), abs=4)
+        assert set(np.unique(task.train.targets[small].numpy())) == set(range(task.num_classes))
+    assert set(task.train_indices(one, 42)) != set(task.train_indices(one, 1))
+    full = get_protocol("finetune")
+    capped = task.train_indices(full, 42, max_train=100)
+    assert len(capped) == 100 and np.array_equal(capped, task.train_indices(full, 1, max_train=100))
+    assert len(task.train_indices(full, 42)) == len(task.train)
+
+
+def _hashes(images: torch.Tensor) -> set[str]:
+    return {hashlib.sha1(img.numpy().tobytes()).hexdigest() for img in images}
+
+
+def test_no_test_or_val_image_reaches_training(monkeypatch, tmp_path):
+    """Hash what the run's train loader really yields and compare with the test and validation splits."""
+    seen: list[torch.Tensor] = []
+    original = eval_data.BatchLoader.__iter__
+
+    def recording_iter(self):
+        for x, y in original(self):
+            if x.ndim == 4:  # image batches (not cached features)
+                seen.append((x * 255).round().to(torch.uint8))
+            yield x, y
+
+    monkeypatch.setattr(eval_data.BatchLoader, "__iter__", recording_iter)
+    config = tiny_config(max_train_images=300, epochs=1)
+    run_one(config, RunKey("mri_cls", "scratch", "finetune", 42), root=tmp_path)
+    task = load_task_data("mri_cls", 16)
+    trained = _hashes(torch.cat(seen))
+    assert trained == _hashes(task.train.images[task.train_indices(get_protocol("finetune"), 42, 300)])
+    assert not trained & _hashes(task.test.images)
+    assert not trained & _hashes(task.val.images)
+
+
+def test_missing_checkpoint_names_the_pretrain_command(tmp_path):
+    config = tiny_config(inits=["scratch", "ssl:natural:nosuchmethod"])
+    with pytest.raises(CheckpointError, match=r"rtl pretrain --profile smoke --pool natural --method nosuchmethod`"):
+        run_grid(config, tasks=["mri_cls"], protocols=["linear"], seeds=[42], root=tmp_path, progress=False)
+    assert not list(tmp_path.rglob("*.json"))  # failed before any run
+    with pytest.raises(CheckpointError, match="rtl pretrain --profile smoke --pool ct --method simclr --sequential"):
+        load_init("sequential:ct:simclr", "smoke", "resnet18", 0)
+
+
+def test_init_loads_the_checkpoint_weights(ct_checkpoint):
+    encoder, info = load_init("ssl:ct:simclr", "smoke", "resnet18", seed=0)
+    assert torch.equal(encoder.conv1.weight, ct_checkpoint.conv1.weight)
+    assert info["checkpoint"].endswith("ct-simclr.pt")
+    scratch_a, _ = load_init("scratch", "smoke", "resnet18", seed=5)
+    scratch_b, _ = load_init("scratch", "smoke", "resnet18", seed=5)
+    assert torch.equal(scratch_a.layer4[1].conv2.weight, scratch_b.layer4[1].conv2.weight)
+    assert parse_init("sequential:ct:simclr").stem("smoke").name == "natural_then_ct-simclr"
+
+
+def test_segmentation_unet_gets_our_encoder_weights(ct_checkpoint):
+    encoder, info = load_init("ssl:ct:simclr", "smoke", "resnet18", seed=0)
+    model = build_segmenter(encoder, "resnet18", 2, info["mean"], info["std"], (32, 16, 16, 8, 8))
+    ours = ct_checkpoint.state_dict()
+    theirs = model.unet.encoder.state_dict()
+    assert torch.equal(theirs["layer3.1.conv2.weight"], ours["layer3.1.conv2.weight"])
+    assert torch.equal(theirs["bn1.running_var"], ours["bn1.running_var"])
+    assert all(torch.equal(theirs[k], v) for k, v in ours.items())
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 2, 32, 32)
+
+
+def test_linear_keeps_bn_statistics_and_bn_train_updates_them():
+    x = torch.rand(8, 3, 16, 16)
+    for name, should_change in (("linear", False), ("linear_bn_train", True), ("finetune", True)):
+        torch.manual_seed(0)
+        model = Classifier(build_backbone("resnet18"), 512, 3, (0.5,) * 3, (0.25,) * 3, probe=name != "finetune")
+        protocol = get_protocol(name)
+        freeze_encoder(model, protocol)
+        before = model.encoder.bn1.running_mean.clone()
+        set_train_mode(model, protocol)
+        model(x)
+        changed = not torch.equal(before, model.encoder.bn1.running_mean)
+        assert changed == should_change, name
+        assert all(p.requires_grad != protocol.frozen_encoder for p in model.encoder.parameters())
+
+
+def test_segmentation_run_reports_both_dice_variants(ct_checkpoint, tmp_path):
+    config = tiny_config(image_size=32, max_train_images=16, batch_size=8, decoder_channels=[16, 8, 8, 8, 8])
+    record = run_one(config, RunKey("ct_liver_seg", "ssl:ct:simclr", "linear", 42), root=tmp_path)
+    assert set(record["metrics"]) == {"dice_scan", "dice_batch"}
+    assert all(0.0 <= v <= 1.0 for v in record["metrics"].values())
+    assert record["n_train"] == 16 and record["n_test_scans"] > 1
+    assert record["primary_metric"] == "dice_scan"

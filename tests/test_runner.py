@@ -1,0 +1,136 @@
+"""The multi-seed runner: resuming a killed grid, redoing broken records, the tidy table, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from rtl_core.analysis.stats import compare_inits
+from rtl_core.config import load_config
+from rtl_core.evaluate.cli import add_evaluate_parser
+from rtl_core.evaluate.results import results_table
+from rtl_core.evaluate.runner import RunKey, plan_grid, record_problem, run_grid, settings_hash
+from rtl_core.models.backbones import build_backbone
+from rtl_core.models.checkpoints import encoder_stem, save_encoder
+
+GRID = {
+    "tasks": ["mri_cls"], "inits": ["scratch", "ssl:ct:simclr"], "protocols": ["linear", "lowlabel_1"], "seeds": [42, 1],
+    "image_size": 16, "epochs": 1, "batch_size": 32, "max_train_images": 48, "min_steps": 0, "linear_epochs": 2,
+}
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def config():
+    torch.manual_seed(7)
+    save_encoder(encoder_stem("ct", "simclr", "smoke"), build_backbone("resnet18"), "resnet18", method="simclr", pool="ct")
+    return load_config("smoke", overrides={"evaluate": GRID})
+
+
+def _records(root):
+    return sorted(root.rglob("seed*.json"))
+
+
+def test_killed_grid_resumes_without_recomputing_or_duplicating(config, tmp_path):
+    keys = plan_grid(config)
+    assert len(keys) == 8 and keys[0] == RunKey("mri_cls", "scratch", "linear", 42)
+
+    def kill_after_three(key, record):
+        if len(_records(tmp_path)) == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_grid(config, root=tmp_path, progress=False, on_run_done=kill_after_three)
+    first = {p: p.read_text() for p in _records(tmp_path)}
+    assert len(first) == 3
+    assert keys[0].path(tmp_path) in first and keys[0].path(tmp_path).parent.name == "linear"
+
+    report = run_grid(config, root=tmp_path, progress=False)
+    assert len(report.skipped) == 3 and len(report.ran) == 5 and not report.redone
+    assert set(report.ran) == set(keys[3:])
+    files = _records(tmp_path)
+    assert len(files) == 8 and len({json.loads(p.read_text())["finished"] + str(p) for p in files}) == 8
+    assert all(p.read_text() == text for p, text in first.items())  # finished runs were not redone
+    assert not list(tmp_path.rglob("*.tmp"))
+
+    again = run_grid(config, root=tmp_path, progress=False)
+    assert not again.ran and len(again.skipped) == 8
+
+    # tidy table: one row per run and metric, usable by the statistics module
+    df = results_table(root=tmp_path)
+    assert len(df) == 8 * 3 and set(df["metric"]) == {"accuracy", "balanced_accuracy", "auc"}
+    assert set(df["data_fraction"]) == {1.0, 0.01} and (df["profile"] == "smoke").all()
+    record = json.loads(keys[0].path(tmp_path).read_text())
+    for key in ("config", "seed", "split_fingerprint", "metrics", "curves", "wall_seconds", "git_commit", "profile", "machine"):
+        assert key in record
+    cmp = compare_inits(df[df["metric"] == "accuracy"], "ssl:ct:simclr", "scratch")
+    assert len(cmp) == 2 and (cmp["n_a"] == 2).all()
+
+
+def test_broken_records_are_detected_redone_and_never_read(config, tmp_path):
+    run_grid(config, root=tmp_path, progress=False)
+    keys = plan_grid(config)
+    half = keys[1].path(tmp_path)
+    half.write_text(half.read_text()[: len(half.read_text()) // 2])  # half-written
+    unmarked = keys[2].path(tmp_path)
+    record = json.loads(unmarked.read_text())
+    record.pop("status")
+    unmarked.write_text(json.dumps(record))  # no completion marker
+    garbage = keys[3].path(tmp_path)
+    garbage.write_bytes(b"\x00\xff\x00")  # corrupted
+    stale = keys[4].path(tmp_path)
+    record = json.loads(stale.read_text())
+    record["settings_hash"] = "000000000000"
+    stale.write_text(json.dumps(record))  # made with other settings
+
+    assert record_problem(half).startswith("not valid JSON")
+    assert record_problem(unmarked) == "not marked complete"
+    assert len(results_table(root=tmp_path)) == (8 - 3) * 3  # the broken ones are never read as results
+
+    report = run_grid(config, root=tmp_path, progress=False)
+    assert {k for k, _ in report.redone} == {keys[1], keys[2], keys[3], keys[4]}
+    assert len(report.skipped) == 4
+    assert all(record_problem(k.path(tmp_path), k, settings_hash(config)) is None for k in keys)
+    assert len(results_table(root=tmp_path)) == 8 * 3
+
+
+def test_cli_runs_and_prints_the_comparison(config, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
+    save_encoder(encoder_stem("ct", "simclr", "smoke"), build_backbone("resnet18"), "resnet18", method="simclr", pool="ct")
+    cfg_file = tmp_path / "grid.yaml"
+    cfg_file.write_text(json.dumps({"profile": "smoke", "evaluate": {**GRID, "protocols": ["linear"]}}))
+    parser = argparse.ArgumentParser()
+    add_evaluate_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", "--config", str(cfg_file), "--no-progress"])
+    args.func(args)
+    out = capsys.readouterr().out
+    assert "4 run(s) done" in out and "p (Welch)" in out and "ssl:ct:simclr" in out
+    assert len(list((tmp_path / "results" / "smoke").rglob("seed*.json"))) == 4
+
+
+def test_same_seed_same_result_and_best_val_selection(config, tmp_path):
+    best = config.model_copy(update={"evaluate": config.evaluate.model_copy(update={"selection": "best_val", "epochs": 3})})
+    key = RunKey("mri_cls", "scratch", "lowlabel_1", 42)
+    first = run_grid(best, protocols=["lowlabel_1"], seeds=[42], inits=["scratch"], root=tmp_path / "a", progress=False)
+    second = run_grid(best, protocols=["lowlabel_1"], seeds=[42], inits=["scratch"], root=tmp_path / "b", progress=False)
+    assert first.ran == second.ran == [key]
+    a, b = (json.loads(key.path(tmp_path / d).read_text()) for d in ("a", "b"))
+    assert a["metrics"] == b["metrics"] and a["curves"]["train_loss"] == b["curves"]["train_loss"]
+    curve = a["curves"]["val_accuracy"]
+    assert len(curve) == 3 and None not in curve
+    assert a["val_metrics"]["accuracy"] == max(curve) and curve[a["selected_epoch"] - 1] == max(curve)
+
