@@ -127,6 +127,26 @@ def weight_reuse_table(config: StudyConfig, encoders) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["init", "task", "run", "layer", "weight_cka"])
 
 
+def who_knew_what(config: StudyConfig) -> pd.DataFrame:
+    """Overlap of correctly classified test images between inits, per task, protocol and seed (from the run
+    records' ``test_correct``), against the overlap independence predicts."""
+    from rtl_core.analysis.overlap import overlap_table
+    from rtl_core.evaluate.results import load_records
+    from rtl_core.paths import results_dir
+
+    root = results_dir(config.profile)
+    groups: dict[tuple, dict[str, np.ndarray]] = {}
+    for record in load_records(root):
+        if record.get("test_correct") and record["init"] in config.evaluate.inits:
+            key = (record["task"], record["protocol"], record["seed"])
+            groups.setdefault(key, {})[record["init"]] = np.asarray(record["test_correct"], dtype=bool)
+    frames = []
+    for (task, protocol, seed), correct in groups.items():
+        if len(correct) >= 2 and len({len(v) for v in correct.values()}) == 1:
+            frames.append(overlap_table(correct).assign(task=task, protocol=protocol, seed=seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["task", "protocol", "seed"])
+
+
 def analyze(config: StudyConfig, force: bool = False) -> Path:
     """Compute every analysis table of the study (skipping those that exist unless ``force``)."""
     from rtl_core.analysis.figures import interactive_embedding_html, thumbnail_uris
@@ -140,6 +160,7 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
     n = config.analysis.cka_images
     cka_tables(config, encoders, stats, n).to_csv(out / "cka.csv", index=False)
     weight_reuse_table(config, encoders).to_csv(out / "weight_cka.csv", index=False)
+    who_knew_what(config).to_csv(out / "overlap.csv", index=False)
 
     per_task = max(8, config.analysis.embedding_images // len(EMBEDDING_TASKS))
     sample = sample_tasks(EMBEDDING_TASKS, n_per_task=per_task, size=config.data.image_size, seed=2)
@@ -168,7 +189,7 @@ def load_analysis(profile: str) -> dict:
     if not (out / "done.json").is_file():
         raise RtlError(f"No analysis for profile {profile!r} in {out}; run `rtl analyze --profile {profile}` first.")
     tables = {name: pd.read_csv(out / f"{name}.csv") for name in
-              ("cka", "weight_cka", "separability", "separability_task", "probes", "umap")}
+              ("cka", "weight_cka", "overlap", "separability", "separability_task", "probes", "umap")}
     tables["embedding_html"] = {p.stem.removeprefix("embedding_"): p.read_text() for p in sorted(out.glob("embedding_*.html"))}
     tables["info"] = json.loads((out / "done.json").read_text())
     return tables

@@ -31,6 +31,7 @@ class RunOutput:
     metrics: dict[str, float]
     fit: FitResult
     n_train: int
+    test_correct: list[int] | None = None  # per test image, in split order: 1 = classified correctly ("who knew what")
 
 
 @torch.no_grad()
@@ -112,7 +113,7 @@ def run_classification(
         result = fit(head, list(head.parameters()), loader, epochs_for(cfg.linear_epochs, len(loader), cfg.min_steps),
                      cfg.linear_lr, cfg.weight_decay, head.train, validate, primary, cfg.selection, timer, device)
         p, t = predict_probs(head, feats["test"], bs, timer, device)
-        return RunOutput(classification_metrics(t, p, names), result, len(indices))
+        return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 
     loader = BatchLoader(task.train, indices, cfg.batch_size, seed)
 
@@ -123,4 +124,8 @@ def run_classification(
     result = fit(model, trainable_parameters(model), loader, epochs_for(cfg.epochs, len(loader), cfg.min_steps), cfg.lr,
                  cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, primary, cfg.selection, timer, device)
     p, t = predict_probs(model, task.test, max(cfg.batch_size, 256), timer, device)
-    return RunOutput(classification_metrics(t, p, names), result, len(indices))
+    return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
+
+
+def _correct(probs: np.ndarray, targets: np.ndarray) -> list[int]:
+    return (probs.argmax(axis=1) == targets).astype(int).tolist()

@@ -153,6 +153,16 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _keep_finetuned(encoder: torch.nn.Module, profile: str, key: RunKey) -> None:
+    """Save a fine-tuned encoder (first seed only) where ``rtl analyze`` looks for it."""
+    from rtl_core.io import atomic_write
+    from rtl_core.paths import output_root
+
+    path = output_root() / "finetuned" / profile / key.init.replace(":", "_") / key.task / f"seed{key.seed}.pt"
+    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
 def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: torch.device | None = None) -> dict[str, Any]:
     """Train and test one run, write its record atomically and return it."""
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -172,6 +182,8 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
         scratch = parse_init(key.init).kind == "scratch"
         feature_key = (key.init, info["checkpoint"], key.task, size, config.data.split_seed, key.seed if scratch else None)
         out = run_classification(task, protocol, encoder, info, ev, arch, key.seed, device, timer, feature_key)
+    if key.protocol == "finetune" and key.seed == ev.seeds[0] and task.kind != "segmentation":
+        _keep_finetuned(encoder, config.profile, key)  # for the feature-reuse analysis (weight-space CKA)
     meta = _provenance()
     record = {
         "record_version": RECORD_VERSION,
@@ -187,6 +199,7 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
         "model_seconds": timer.model_seconds,
         "git_commit": meta["git_commit"], "machine": meta["machine"], "packages": meta["packages"],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "test_correct": getattr(out, "test_correct", None),
     }
     record["wall_seconds"] = time.perf_counter() - start
     record["cpu_seconds"] = time.process_time() - cpu_start
