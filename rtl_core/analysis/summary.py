@@ -46,10 +46,10 @@ def paper_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def our_rows(results: pd.DataFrame, primary: dict[str, str], ct: str = "ssl:ct:simclr", natural: str = "ssl:natural:simclr") -> pd.DataFrame:
-    """Our CT vs natural comparisons on the CT tasks, primary metric per task, Holm across the family."""
-    wanted = results[results["task"].isin(primary) & results["init"].isin([ct, natural])]
-    wanted = wanted[[primary[t] == m for t, m in zip(wanted["task"], wanted["metric"])]]
+def our_rows(results: pd.DataFrame, tasks: tuple[str, ...] = CT_TASKS, ct: str = "ssl:ct:simclr",
+             natural: str = "ssl:natural:simclr") -> pd.DataFrame:
+    """Our CT vs natural comparisons on ``tasks``, each task's primary metric, Holm across the family."""
+    wanted = results[results["task"].isin(tasks) & results["init"].isin([ct, natural]) & results["primary"]]
     if wanted.empty:
         return pd.DataFrame()
     return compare_inits(wanted, ct, natural, by=["protocol", "task", "data_fraction", "metric"])
@@ -67,10 +67,10 @@ def verdict(delta: float, p_holm: float, claim: str) -> str:
     return "not shown: difference not significant" + (" (CT ahead)" if delta > 0 else " (natural ahead)")
 
 
-def summary_table(results: pd.DataFrame, primary: dict[str, str]) -> pd.DataFrame:
+def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (claim, CT task): our Δ and p beside the paper's, and the verdict."""
     paper = paper_rows().set_index("claim")
-    ours = our_rows(results, {t: m for t, m in primary.items() if t in CT_TASKS})
+    ours = our_rows(results)
     rows = []
     for claim, (protocol, *_rest) in CLAIMS.items():
         text = CLAIMS[claim][3]

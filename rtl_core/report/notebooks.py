@@ -33,7 +33,12 @@ class NotebookSpec:
 #: In the order a reader meets them.
 NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("00_data", "Data", "What is in each pool and task: samples, intensities, split sizes by patient."),
+    NotebookSpec("20_finetune", "Full fine-tune", "Every task and init, all layers trained: results, statistics, learning curves."),
+    NotebookSpec("21_linear_eval", "Linear evaluation", "Frozen encoders, linear heads: how good the pretrained features are as they are."),
+    NotebookSpec("22_low_label", "Low-label fine-tune", "1 % (and 10 %) of the labels: results, statistics, labels vs performance."),
+    NotebookSpec("23_segmentation", "Liver segmentation", "U-Net on each encoder: Dice per scan and per slice batch, statistics."),
     NotebookSpec("30_feature_space", "Feature space", "CKA between encoders, domain separability, probes, interactive embedding."),
+    NotebookSpec("90_summary", "Summary", "The paper's headline comparisons next to ours, a verdict per claim, caveats."),
 )
 
 

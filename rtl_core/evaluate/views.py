@@ -1,0 +1,116 @@
+"""Tables and figures of downstream results, per protocol (used by notebooks 20–23 and 90)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rtl_core.analysis.stats import compare_inits, format_p
+from rtl_core.errors import RtlError
+from rtl_core.evaluate.results import load_records, results_table
+from rtl_core.paths import results_dir
+
+
+def load(profile: str) -> pd.DataFrame:
+    """The tidy results of ``profile`` (one row per run and metric)."""
+    df = results_table(profile)
+    if df.empty:
+        raise RtlError(f"No downstream results for profile {profile!r}; run `rtl evaluate --profile {profile}` first.")
+    return df
+
+
+def protocol_summary(df: pd.DataFrame, protocol: str, metrics: str = "primary") -> pd.DataFrame:
+    """Task × init table of ``mean ± SD (n runs)`` of each task's primary metric (or every metric)."""
+    part = df[df["protocol"] == protocol]
+    if metrics == "primary":
+        part = part[part["primary"]]
+    cells = part.groupby(["task", "metric", "init"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+    cells["value"] = [f"{m:.4f} ± {s:.4f} ({int(n)})" for m, s, n in zip(cells["mean"], cells["std"].fillna(0), cells["count"])]
+    return cells.pivot(index=["task", "metric"], columns="init", values="value").reset_index().rename_axis(columns=None)
+
+
+def protocol_figure(df: pd.DataFrame, protocol: str):
+    """Primary metric per init (one dot per seed, mean ± SD bar), one panel per task."""
+    import seaborn as sns
+
+    part = df[(df["protocol"] == protocol) & df["primary"]].copy()
+    part["task · metric"] = part["task"] + " · " + part["metric"]
+    grid = sns.catplot(data=part, x="init", y="value", col="task · metric", kind="strip", col_wrap=min(5, part["task"].nunique()),
+                       sharey=False, height=2.8, aspect=0.9, jitter=0.1, color="0.35", size=4)
+    grid.map_dataframe(sns.pointplot, x="init", y="value", errorbar="sd", color="C3", markers="_", linestyles="none")
+    grid.set_xticklabels(rotation=30, ha="right")
+    grid.set_titles("{col_name}")
+    return grid.figure
+
+
+def protocol_stats(df: pd.DataFrame, protocol: str, pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Every pair of inits on each task's primary metric: means ± SD, Δ (absolute and %), Welch and paired p,
+    Holm / BH across the protocol's family, bootstrap 95 % CI of the difference."""
+    part = df[(df["protocol"] == protocol) & df["primary"]]
+    inits = list(dict.fromkeys(part["init"]))
+    pairs = pairs or [(a, b) for i, a in enumerate(inits) for b in inits[i + 1:]]
+    frames = []
+    for a, b in pairs:
+        try:
+            frames.append(compare_inits(part, a, b, by=["task", "metric"]))
+        except RtlError:
+            continue
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    # One family per protocol: correct across every pair and task together.
+    from rtl_core.analysis.stats import adjust_pvalues
+
+    out["p_holm"], out["p_bh"] = adjust_pvalues(out["welch_p"], "holm"), adjust_pvalues(out["welch_p"], "bh")
+    return pd.DataFrame({
+        "task": out["task"], "metric": out["metric"], "A": out["init_a"], "B": out["init_b"],
+        "A mean ± SD": [f"{m:.4f} ± {s:.4f}" for m, s in zip(out["mean_a"], out["sd_a"])],
+        "B mean ± SD": [f"{m:.4f} ± {s:.4f}" for m, s in zip(out["mean_b"], out["sd_b"])],
+        "Δ": out["delta_abs"].round(4), "Δ %": out["delta_rel_pct"].round(2),
+        "95 % CI of Δ": [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(out["ci_low"], out["ci_high"])],
+        "p Welch": [format_p(p) for p in out["welch_p"]], "p paired": [format_p(p) for p in out["paired_p"]],
+        "p Holm": [format_p(p) for p in out["p_holm"]], "p BH": [format_p(p) for p in out["p_bh"]],
+        "runs": [f"{a} vs {b}" for a, b in zip(out["n_a"], out["n_b"])],
+    })
+
+
+def curves(profile: str, protocol: str) -> pd.DataFrame:
+    """Learning curves of every run of ``protocol``: one row per (run, epoch) with train loss and val metric."""
+    rows = []
+    for record in load_records(results_dir(profile)):
+        if record["protocol"] != protocol:
+            continue
+        c = record.get("curves") or {}
+        val_key = next((k for k in c if k.startswith("val_")), None)
+        for i, epoch in enumerate(c.get("epoch", [])):
+            rows.append({"task": record["task"], "init": record["init"], "seed": record["seed"], "epoch": epoch,
+                         "train_loss": c["train_loss"][i],
+                         "val": c[val_key][i] if val_key and c[val_key][i] is not None else np.nan})
+    return pd.DataFrame(rows)
+
+
+def curves_figure(profile: str, protocol: str):
+    """Training loss per epoch (mean over seeds, band = SD) per init, one panel per task."""
+    import seaborn as sns
+
+    data = curves(profile, protocol)
+    if data.empty:
+        return None
+    grid = sns.relplot(data=data, x="epoch", y="train_loss", hue="init", col="task", kind="line", errorbar="sd",
+                       col_wrap=min(5, data["task"].nunique()), height=2.6, aspect=1.0, facet_kws={"sharey": False})
+    grid.set_titles("{col_name}")
+    return grid.figure
+
+
+def fraction_figure(df: pd.DataFrame, protocols: tuple[str, ...] = ("lowlabel_1", "lowlabel_10", "finetune")):
+    """Primary metric against the share of training labels (1 %, 10 %, 100 %) per init, one panel per task."""
+    import seaborn as sns
+
+    part = df[df["protocol"].isin(protocols) & df["primary"]].copy()
+    part["labels (%)"] = (part["data_fraction"] * 100).round(1)
+    grid = sns.relplot(data=part, x="labels (%)", y="value", hue="init", col="task", kind="line", marker="o",
+                       errorbar="sd", col_wrap=min(5, part["task"].nunique()), height=2.6, facet_kws={"sharey": False})
+    for ax in grid.axes.flat:
+        ax.set_xscale("log")
+    grid.set_titles("{col_name}")
+    return grid.figure
