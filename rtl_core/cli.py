@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show-code", action="store_true", help="show notebook code in the HTML reports")
     p.set_defaults(func=_reproduce)
     from rtl_core.evaluate.cli import add_evaluate_parser
+    from rtl_core.pretrain.cli import add_pretrain_parser
 
+    add_pretrain_parser(sub)
     add_evaluate_parser(sub)
     p = sub.add_parser("analyze", help="feature-space analysis (CKA, embeddings, probes) of a study's encoders")
     p.add_argument("--profile", default="default")

@@ -19,8 +19,18 @@ from rtl_core.report.notebooks import NOTEBOOKS, NotebookFailed, check_parameter
 from rtl_core.report.pipeline import reproduce
 
 #: What each report must contain (key tables / figure captions), beyond at least one embedded figure.
+_RESULTS = ["Results per task and init", "Statistics", "p Welch", "p Holm", "p BH", "95 % CI of Δ", "Learning curves",
+            "ct_cls", "ssl:ct:simclr", "ssl:natural:simclr", "scratch"]
 KEY_CONTENT = {
     "00_data": ["Tasks", "ct_liver_seg", "natural_cls", "Pools", "tiny_imagenet", "groups_test"],
+    "10_pretrain": ["Pretraining runs", "pairs/s", "ct", "natural", "simclr"],
+    "20_finetune": _RESULTS,
+    "21_linear_eval": _RESULTS,
+    "22_low_label": _RESULTS + ["Labels vs performance"],
+    "23_segmentation": ["dice_scan", "dice_batch", "ssl:ct:simclr", "p Welch"],
+    "30_feature_space": ["CKA between encoders", "Domain separability", "Linear probes", "mean_intensity", "plotly_hover",
+                         "Interactive view"],
+    "90_summary": ["verdict", "paper Δ %", "abstract (interpolated)", "Caveats", "Full fine-tune", "Linear evaluation"],
 }
 
 

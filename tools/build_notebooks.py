@@ -50,10 +50,27 @@ NOTEBOOKS = {
         new_code_cell("overview.hu_histograms();"),
         new_code_cell("overview.intensity_histograms();"),
     ],
+    "10_pretrain": [
+        new_markdown_cell("# 10 · Pretraining\n\nOne self-supervised run per pool and method (SimCLR, the paper's method, by "
+                          "default): settings, throughput, loss curves, and a quick check of what was learnt: kNN accuracy "
+                          "(k = 20, cosine) of frozen features against the same backbone at random init."),
+        params('profile = "default"'),
+        new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
+                      "from IPython.display import HTML, display\n"
+                      "from rtl_core.pretrain import views\n"
+                      "from rtl_core.report.context import provenance_html\n"
+                      "display(HTML(provenance_html(profile)))"),
+        new_markdown_cell("## Pretraining runs\n\nThroughput in image pairs per second (two augmented views per image)."),
+        new_code_cell("views.runs_table(profile)"),
+        new_code_cell("views.curves_figure(profile);"),
+        new_markdown_cell("## What the encoders learnt: kNN accuracy of frozen features"),
+        new_code_cell("views.knn_table(profile)"),
+    ],
     "20_finetune": [
         new_markdown_cell("# 20 · Full fine-tune\n\nEvery layer trains (paper E1). Does the pretraining domain still matter once the whole network adapts?"),
         params('profile = "default"'),
         new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
+                      "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
                       "from IPython.display import HTML, display\n"
                       "from rtl_core.evaluate import views\n"
                       "from rtl_core.report.context import provenance_html\n"
@@ -73,6 +90,7 @@ NOTEBOOKS = {
         new_markdown_cell("# 21 · Linear evaluation\n\nFrozen encoder (BatchNorm in eval mode), linear head only (paper E4): how good are the pretrained features as they are?"),
         params('profile = "default"'),
         new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
+                      "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
                       "from IPython.display import HTML, display\n"
                       "from rtl_core.evaluate import views\n"
                       "from rtl_core.report.context import provenance_html\n"
@@ -92,6 +110,7 @@ NOTEBOOKS = {
         new_markdown_cell("# 22 · Low-label fine-tune\n\nFine-tunes on the nested 1 % (and 10 %) subsets of each training split, at least one image per class (paper E2)."),
         params('profile = "default"'),
         new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
+                      "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
                       "from IPython.display import HTML, display\n"
                       "from rtl_core.evaluate import views\n"
                       "from rtl_core.report.context import provenance_html\n"
@@ -115,6 +134,7 @@ NOTEBOOKS = {
                           "batch (the paper's way)."),
         params('profile = "default"'),
         new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
+                      "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
                       "from IPython.display import HTML, display\n"
                       "from rtl_core.evaluate import views\n"
                       "from rtl_core.report.context import provenance_html\n"
@@ -135,6 +155,7 @@ NOTEBOOKS = {
                           "(RadNet-1.28M vs ImageNet on RadNet-CTBR, `paper_runs.csv`)."),
         params('profile = "default"'),
         new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
+                      "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
                       "from IPython.display import HTML, display\n"
                       "from rtl_core.evaluate import views\n"
                       "from rtl_core.report.context import provenance_html\n"

@@ -46,6 +46,7 @@ def build_index(
     wall_minutes: float | None = None,
     peak_rss_mb: float | None = None,
     notes: list[str] | None = None,
+    seeds: list[int] | None = None,
 ) -> Path:
     """Write ``index.html``; ``reports`` holds (file name, title, one-line summary) in reading order."""
     info = machine()
@@ -59,7 +60,9 @@ def build_index(
         "<h1>CT or birds? Pretraining-domain study</h1>",
         "<p>Reproduction and extension of Jonske et al., <i>Why does my medical AI look at pictures of birds?</i> "
         "(Comput Methods Programs Biomed 2025).</p>",
-        f"<p class='meta'>profile <b>{html.escape(profile)}</b> · machine {html.escape(info['platform'])}, {info['cpus']} CPUs"
+        f"<p class='meta'>profile <b>{html.escape(profile)}</b>"
+        + (f" · seeds {', '.join(map(str, seeds))}" if seeds else "")
+        + " · machine {html.escape(info['platform'])}, {info['cpus']} CPUs"
         + (f", {html.escape(info['gpus'])}" if "gpus" in info else "")
         + f" · commit {git_commit()[:12]} · built {time.strftime('%Y-%m-%d %H:%M %Z')}</p>",
     ]

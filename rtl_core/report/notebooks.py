@@ -33,6 +33,7 @@ class NotebookSpec:
 #: In the order a reader meets them.
 NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("00_data", "Data", "What is in each pool and task: samples, intensities, split sizes by patient."),
+    NotebookSpec("10_pretrain", "Pretraining", "One SSL run per pool and method: settings, loss and throughput, kNN check."),
     NotebookSpec("20_finetune", "Full fine-tune", "Every task and init, all layers trained: results, statistics, learning curves."),
     NotebookSpec("21_linear_eval", "Linear evaluation", "Frozen encoders, linear heads: how good the pretrained features are as they are."),
     NotebookSpec("22_low_label", "Low-label fine-tune", "1 % (and 10 %) of the labels: results, statistics, labels vs performance."),

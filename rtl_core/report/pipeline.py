@@ -37,10 +37,10 @@ def peak_rss_mb() -> float:
 
 
 def _inputs_fingerprint(config: StudyConfig) -> str:
-    """Changes whenever results, checkpoints, notebooks or the config change (so stale reports are redone)."""
+    """Changes whenever results, checkpoints, analysis, notebooks or the config change (stale reports are redone)."""
     digest = hashlib.sha256(config.hash().encode())
     roots = [output_root() / "results" / config.profile, output_root() / "checkpoints" / config.profile,
-             Path(__file__).resolve().parents[2] / "notebooks"]
+             output_root() / "analysis" / config.profile, Path(__file__).resolve().parents[2] / "notebooks"]
     for root in roots:
         if root.exists():
             for path in sorted(root.rglob("*")):
@@ -73,23 +73,94 @@ def notebook_steps(config: StudyConfig, report_dir: Path, show_code: bool) -> li
     return steps
 
 
-def study_steps(config: StudyConfig) -> list[Step]:
-    """Data and compute steps before the notebooks (pretraining and evaluation join here as they land)."""
+def study_steps(config: StudyConfig, threads: int | None = 1) -> list[Step]:
+    """Data → pretraining (every pool × method the inits need) → evaluation grid → feature-space analysis."""
     from rtl_core.data.registry import TASKS
     from rtl_core.data.summary import save_splits
 
-    return [Step("data: save every task's split", lambda: [save_splits(name, config.data.split_seed) for name in TASKS])]
+    steps = [Step("data: save every task's split", lambda: [save_splits(name, config.data.split_seed) for name in TASKS])]
+    needed: list[tuple[str, str, bool]] = []
+    for init in config.evaluate.inits:
+        if init != "scratch":
+            kind, pool, method = init.split(":")
+            if kind == "sequential":
+                needed.append(("natural", method, False))
+            needed.append((pool, method, kind == "sequential"))
+    for pool in config.pretrain.pools:
+        for method in config.pretrain.methods:
+            needed.append((pool, method, False))
+    for pool, method, sequential in dict.fromkeys(needed):
+        steps.append(_pretrain_step(config, pool, method, sequential))
+    steps.append(Step("evaluate: downstream grid (finished runs are skipped)", lambda: _evaluate(config, threads)))
+    steps.append(Step("analyze: CKA, embeddings, probes, who knew what", lambda: _analyze(config), lambda: _analysis_done(config)))
+    return steps
+
+
+def _pretrain_step(config: StudyConfig, pool: str, method: str, sequential: bool) -> Step:
+    from rtl_core.pretrain.train import existing_encoder, pretrain
+
+    label = f"pretrain: {method} on {'natural → ' if sequential else ''}{pool}"
+    return Step(label, lambda: pretrain(config, pool, method, sequential=sequential),
+                lambda: existing_encoder(config, pool, method, sequential) is not None)
+
+
+def _evaluate(config: StudyConfig, threads: int | None) -> None:
+    import torch
+
+    from rtl_core.evaluate.runner import run_grid
+
+    if threads:
+        torch.set_num_threads(threads)
+    report = run_grid(config, None, None, None, None, progress=True)
+    print(f"  {len(report.ran)} run(s) done, {len(report.skipped)} already finished, {len(report.redone)} redone")
+
+
+def _analysis_fingerprint(config: StudyConfig) -> str:
+    digest = hashlib.sha256(config.hash().encode())
+    for root in (output_root() / "results" / config.profile, output_root() / "checkpoints" / config.profile):
+        if root.exists():
+            for path in sorted(root.rglob("*")):
+                if path.is_file():
+                    stat = path.stat()
+                    digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _analysis_done(config: StudyConfig) -> bool:
+    stamp = output_root() / "analysis" / config.profile / "inputs.json"
+    return stamp.is_file() and json.loads(stamp.read_text()).get("inputs") == _analysis_fingerprint(config)
+
+
+def _analyze(config: StudyConfig) -> None:
+    from rtl_core.analysis.study import analyze
+
+    out = analyze(config, force=True)
+    write_json(out / "inputs.json", {"inputs": _analysis_fingerprint(config)})
+
+
+def _summary(config: StudyConfig):
+    """The verdict table for the index page (None before any results exist)."""
+    from rtl_core.analysis.summary import summary_table
+    from rtl_core.evaluate.results import results_table
+
+    results = results_table(config.profile)
+    if results.empty:
+        return None
+    table = summary_table(results)
+    keep = ["claim", "task", "metric", "ours CT", "ours natural", "ours Δ %", "ours p (Holm)", "paper Δ %",
+            "paper p (Welch)", "abstract (interpolated)", "verdict"]
+    return table[[c for c in keep if c in table]] if len(table) else None
 
 
 def reproduce(profile: str = "default", config_path: str | None = None, show_code: bool = False,
-              report_dir: Path = REPORT_DIR) -> dict[str, float]:
+              report_dir: Path = REPORT_DIR, threads: int | None = 1) -> dict[str, float]:
     """Run every step not yet done; return the wall time (minutes) and peak memory (MB)."""
     from rtl_core.bench import merge_figures
     from rtl_core.report.index import build_index, read_bench
 
     start = time.perf_counter()
     config = load_config(profile, config_path)
-    steps = study_steps(config) + notebook_steps(config, report_dir, show_code)
+    steps = study_steps(config, threads) + notebook_steps(config, report_dir, show_code)
     print(f"rtl reproduce: profile {config.profile}, config {config.hash()}, {len(steps)} steps; reports in {report_dir}")
     for number, step in enumerate(steps, start=1):
         label = f"[{number}/{len(steps)}] {step.name}"
@@ -106,7 +177,7 @@ def reproduce(profile: str = "default", config_path: str | None = None, show_cod
     if profile == "default":  # the figure the issue asks for is the default profile's
         merge_figures(figures, report_dir / "bench.json")
     reports = [(f"{spec.name}.html", spec.title, spec.summary) for spec in NOTEBOOKS]
-    build_index(report_dir, reports, config.profile, summary=None, bench=read_bench(report_dir),
-                wall_minutes=wall, peak_rss_mb=peak)
+    build_index(report_dir, reports, config.profile, summary=_summary(config), bench=read_bench(report_dir),
+                wall_minutes=wall, peak_rss_mb=peak, seeds=config.evaluate.seeds)
     print(f"rtl reproduce: done in {wall:.1f} min, peak memory {peak:.0f} MB; open {report_dir / 'index.html'}")
     return figures

@@ -1,0 +1,195 @@
+"""Pretraining benchmark: throughput and memory of our SimCLR step vs the textbook loop, and kNN quality.
+
+* speed: SimCLR pairs per second on the ``default`` profile (same ResNet, batch size and crop size for both):
+  **ours** = uint8 batches from memory, per-image augmentation on the device (:mod:`rtl_core.pretrain.augment`),
+  both views in one forward, ``channels_last``, the profile's precision; **reference** = lightly's SimCLR
+  example shape: PIL images through ``SimCLRTransform`` in DataLoader workers, two float32 forwards.
+  Each side runs in fresh child processes (alternating, best of two), so each peak RSS is its own.
+* quality: kNN accuracy (k = 20, cosine) of frozen features on the ``natural_cls`` and ``ct_cls`` test splits,
+  the ``default`` SimCLR encoder of the matching pool vs the same backbone at random init. Encoders under
+  ``encoder_stem`` are reused when they match the profile, else trained first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+PROFILE = "default"
+WARMUP_STEPS = 2
+TIMED_STEPS = 12
+QUALITY = {"natural_cls": "natural", "ct_cls": "ct"}
+
+
+def _pool_images(config):
+    from rtl_core.pretrain.data import load_pretrain_pool
+
+    return load_pretrain_pool(config, "natural").dataset.images
+
+
+def _ours() -> dict:
+    import torch
+    from lightly.utils.lars import LARS
+
+    from rtl_core.config import load_config
+    from rtl_core.models.backbones import build_backbone, feature_dim
+    from rtl_core.pretrain.augment import BatchAugment, augment_config
+    from rtl_core.pretrain.methods import MethodContext, build_method
+    from rtl_core.pretrain.module import scaled_lr, step_seed
+    from rtl_core.pretrain.train import plan_devices
+
+    config = load_config(PROFILE)
+    p, plan = config.pretrain, plan_devices(config)
+    images = _pool_images(config)
+    torch.manual_seed(0)
+    method = build_method("simclr", build_backbone(p.backbone), MethodContext(feature_dim(p.backbone), p.projection_dim, p.temperature))
+    method.to(memory_format=torch.channels_last)
+    augment = BatchAugment(augment_config(p))
+    optimizer = LARS(method.parameters(), lr=scaled_lr(p), momentum=p.momentum, weight_decay=p.weight_decay)
+    autocast = plan.precision.startswith("bf16")
+
+    def step(i: int) -> None:
+        batch = images[torch.randint(len(images), (p.batch_size,))]
+        g = torch.Generator().manual_seed(step_seed(0, i, 0))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = method.loss(augment(batch, g), augment(batch, g))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return _time(step, p.batch_size, extra={"precision": plan.precision})
+
+
+def _reference() -> dict:
+    import torch
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules.heads import SimCLRProjectionHead
+    from lightly.transforms import SimCLRTransform
+    from PIL import Image
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset
+
+    from rtl_core.config import load_config
+    from rtl_core.models.backbones import build_backbone, feature_dim
+
+    config = load_config(PROFILE)
+    p = config.pretrain
+    images = _pool_images(config)
+
+    class PILPool(Dataset):
+        def __init__(self, transform) -> None:
+            self.transform = transform
+
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, i: int):
+            return self.transform(Image.fromarray(images[i].permute(1, 2, 0).numpy()))
+
+    torch.manual_seed(0)
+    transform = SimCLRTransform(input_size=p.crop_size, gaussian_blur=0.0, min_scale=p.min_scale)
+    loader = DataLoader(PILPool(transform), batch_size=p.batch_size, shuffle=True, drop_last=True,
+                        num_workers=min(2, os.cpu_count() or 1), persistent_workers=True)
+    backbone = build_backbone(p.backbone)
+    head = SimCLRProjectionHead(feature_dim(p.backbone), feature_dim(p.backbone), p.projection_dim)
+    model = nn.Sequential(backbone, head)
+    criterion = NTXentLoss(temperature=p.temperature)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
+    batches = iter(loader)
+
+    def step(i: int) -> None:
+        nonlocal batches
+        try:
+            x0, x1 = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            x0, x1 = next(batches)
+        loss = criterion(model(x0), model(x1))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return _time(step, p.batch_size)
+
+
+def _time(step, batch_size: int, extra: dict | None = None) -> dict:
+    for i in range(WARMUP_STEPS):
+        step(i)
+    start = time.perf_counter()
+    for i in range(TIMED_STEPS):
+        step(WARMUP_STEPS + i)
+    seconds = time.perf_counter() - start
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"pairs_per_s": TIMED_STEPS * batch_size / seconds, "peak_rss_mb": (own + children) / 1024, **(extra or {})}
+
+
+def _child(which: str) -> None:
+    print(json.dumps(_ours() if which == "ours" else _reference()))
+
+
+def _run_child(which: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", f"from rtl_core.bench.pretrain_bench import _child; _child({which!r})"],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pretrain benchmark ({which}) failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def quality(config=None) -> dict[str, float]:
+    """kNN accuracy of the default SimCLR encoders vs random init (trains the encoders if missing)."""
+    import torch
+
+    from rtl_core.config import load_config
+    from rtl_core.data.datasets import task_dataset
+    from rtl_core.models.backbones import build_backbone
+    from rtl_core.models.checkpoints import load_encoder
+    from rtl_core.pretrain.knn import knn_accuracy
+    from rtl_core.pretrain.train import pretrain
+
+    config = config or load_config(PROFILE)
+    figures = {}
+    size = config.data.image_size
+    for task, pool in QUALITY.items():
+        weights = pretrain(config, pool, "simclr")
+        encoder, _ = load_encoder(weights, expect={"arch": config.pretrain.backbone, "in_channels": 3})
+        torch.manual_seed(config.seed)
+        random = build_backbone(config.pretrain.backbone)
+        train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
+        figures[f"pretrain.knn_{task}_ssl"] = round(knn_accuracy(encoder, train, test, k=20), 4)
+        figures[f"pretrain.knn_{task}_random"] = round(knn_accuracy(random, train, test, k=20), 4)
+    return figures
+
+
+def speed(rounds: int = 2) -> dict[str, float]:
+    """Alternate fresh child processes ``rounds`` times; keep each side's best throughput (the CPU may be shared)."""
+    runs: dict[str, list[dict]] = {"ours": [], "reference": []}
+    for _ in range(rounds):
+        for which in runs:
+            runs[which].append(_run_child(which))
+    ours, reference = (max(runs[w], key=lambda r: r["pairs_per_s"]) for w in ("ours", "reference"))
+    return {
+        "pretrain.pairs_per_s": round(ours["pairs_per_s"], 1),
+        "pretrain.reference_pairs_per_s": round(reference["pairs_per_s"], 1),
+        "pretrain.speedup": round(ours["pairs_per_s"] / reference["pairs_per_s"], 2),
+        "pretrain.peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        "pretrain.reference_peak_rss_mb": round(reference["peak_rss_mb"], 1),
+    }
+
+
+def run() -> dict[str, float]:
+    """Speed (fresh child processes) and kNN quality; prints a table; returns the figures for ``bench.json``."""
+    figures = speed()
+    print(f"pretraining ({PROFILE} profile, SimCLR step): ours {figures['pretrain.pairs_per_s']:.1f} pairs/s, "
+          f"reference (PIL transforms in DataLoader workers, fp32) {figures['pretrain.reference_pairs_per_s']:.1f} pairs/s "
+          f"-> speedup {figures['pretrain.speedup']:.2f}x; peak RSS {figures['pretrain.peak_rss_mb']:.0f} MB "
+          f"(reference {figures['pretrain.reference_peak_rss_mb']:.0f} MB)")
+    figures.update(quality())
+    for task in QUALITY:
+        print(f"  kNN (k=20, cosine) {task}: SimCLR {figures[f'pretrain.knn_{task}_ssl']:.3f} "
+              f"vs random init {figures[f'pretrain.knn_{task}_random']:.3f}")
+    return figures

@@ -1,0 +1,207 @@
+"""``pretrain(config, pool, method)``: one SSL pretraining run, checked up front, resumable, saved atomically.
+
+The run's Lightning checkpoints (``last.ckpt``, for resuming only) live in
+``<output>/runs/pretrain/<profile>/<name>-<key>/``, where ``key`` hashes every setting that changes the
+weights, so a changed config never resumes a stale run. The result is the encoder ``state_dict`` and its JSON
+sidecar at :func:`rtl_core.models.checkpoints.encoder_stem`. An existing encoder whose sidecar carries the same
+key is reused unless ``force``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from rtl_core.config import StudyConfig
+from rtl_core.errors import CheckpointError, ConfigError
+from rtl_core.models.backbones import build_backbone, feature_dim
+from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, checkpoint_paths, encoder_stem, load_encoder, read_sidecar, save_encoder
+from rtl_core.paths import output_root
+from rtl_core.pretrain.data import PretrainPool, load_pretrain_pool, pool_loader
+from rtl_core.pretrain.methods import METHODS, MethodContext, build_method
+
+log = logging.getLogger(__name__)
+
+SEQUENTIAL_SOURCE = "natural"
+"""Sequential pretraining continues on a pool from the encoder of this pool (Jonske et al.: natural → CT)."""
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Where a run trains: Lightning accelerator, devices per node, nodes, and the per-device batch."""
+
+    accelerator: str
+    devices: int
+    num_nodes: int
+    precision: str
+    batch_per_device: int
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
+
+def plan_devices(config: StudyConfig) -> DevicePlan:
+    """Resolve ``pretrain.accelerator/devices/num_nodes/precision``; impossible requests raise ConfigError."""
+    p = config.pretrain
+    gpus = torch.cuda.device_count()
+    accelerator = p.accelerator if p.accelerator != "auto" else ("gpu" if gpus else "cpu")
+    if accelerator == "gpu":
+        if gpus == 0:
+            raise ConfigError("pretrain.accelerator is 'gpu' but no CUDA GPU is visible; set accelerator: cpu or auto.")
+        devices = gpus if p.devices == "auto" else int(p.devices)
+        if devices > gpus:
+            raise ConfigError(f"pretrain.devices={devices} asks for {devices} GPUs but this machine has {gpus}; "
+                              f"set pretrain.devices to at most {gpus} (or auto).")
+    else:
+        devices = 1 if p.devices == "auto" else int(p.devices)
+        if devices > 1 and p.accelerator == "auto":
+            raise ConfigError(f"pretrain.devices={devices} asks for {devices} GPUs but none is visible; set "
+                              "pretrain.devices: 1, or accelerator: cpu to run that many CPU processes (gloo DDP).")
+    world = devices * p.num_nodes
+    if p.batch_size % world:
+        raise ConfigError(f"pretrain.batch_size={p.batch_size} is the global batch and must divide evenly over "
+                          f"{world} devices; choose a multiple of {world}.")
+    precision = p.precision
+    if precision == "auto":
+        bf16 = accelerator == "gpu" and torch.cuda.is_bf16_supported()
+        precision = "bf16-mixed" if bf16 else ("16-mixed" if accelerator == "gpu" else "32-true")
+    elif precision == "32":
+        precision = "32-true"
+    return DevicePlan(accelerator, devices, p.num_nodes, precision, p.batch_size // world)
+
+
+def run_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> str:
+    """Hash of everything that determines the trained weights (not which pools/methods a study lists)."""
+    pre = config.pretrain.model_dump(mode="json", exclude={"pools", "methods", "checkpoint_every_n_epochs"})
+    data = config.data.model_dump(mode="json", include={"data_dir", "image_size", "pool_size", "split_seed", "ct_window"})
+    if pool in config.data.pools:
+        data["pool"] = config.data.pools[pool].model_dump(mode="json")
+    blob = json.dumps({"pretrain": pre, "data": data, "seed": config.seed, "pool": pool, "method": method,
+                       "sequential": sequential}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_dir(config: StudyConfig, pool: str, method: str, sequential: bool = False) -> Path:
+    """Folder of the run's resumable Lightning checkpoints and its metrics.csv."""
+    name = encoder_stem(pool, method, config.profile, sequential).name
+    return output_root() / "runs" / "pretrain" / config.profile / f"{name}-{run_key(config, pool, method, sequential)}"
+
+
+def check_request(config: StudyConfig, pool: str, method: str) -> DevicePlan:
+    """Every check that needs no data: method, pool name, devices, batch split."""
+    if method not in METHODS:
+        raise ConfigError(f"Unknown SSL method {method!r} (--method / pretrain.methods); choose one of {', '.join(METHODS)}.")
+    from rtl_core.pretrain.data import known_pools
+
+    if pool not in known_pools(config):
+        raise ConfigError(f"Unknown pool {pool!r} (--pool / pretrain.pools). Known pools: {', '.join(known_pools(config))}; "
+                          "add your own under data.pools in the config file.")
+    return plan_devices(config)
+
+
+def _check_pool_size(config: StudyConfig, data: PretrainPool, plan: DevicePlan) -> int:
+    n, batch = len(data), config.pretrain.batch_size
+    if batch > n:
+        raise ConfigError(f"pretrain.batch_size={batch} is larger than pool {data.name!r} ({n} images); "
+                          f"set pretrain.batch_size to at most {n} (or data.pool_size larger).")
+    return n // plan.world_size // plan.batch_per_device
+
+
+def existing_encoder(config: StudyConfig, pool: str, method: str, sequential: bool = False) -> Path | None:
+    """The finished encoder for this exact config, or None (missing, incomplete, or trained with other settings)."""
+    stem = encoder_stem(pool, method, config.profile, sequential)
+    weights, _ = checkpoint_paths(stem)
+    try:
+        sidecar = read_sidecar(stem)
+    except CheckpointError:
+        return None
+    if not weights.is_file():
+        return None
+    if sidecar.get("run_key") != run_key(config, pool, method, sequential):
+        log.info("encoder %s was trained with other settings (run key %s); retraining", weights, sidecar.get("run_key"))
+        return None
+    return weights
+
+
+def pretrain(config: StudyConfig, pool: str, method: str, sequential: bool = False, force: bool = False,
+             callbacks: Sequence = (), progress: bool = True) -> Path:
+    """Pretrain ``method`` on ``pool`` under ``config`` and return the encoder weights path.
+
+    ``sequential=True`` starts from the ``natural`` encoder of the same method (trained first if missing) and
+    continues on ``pool`` (the init ``sequential:<pool>:<method>``). An existing encoder for the same settings
+    is returned as is unless ``force``; an interrupted run resumes from its ``last.ckpt``.
+    """
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+    from pytorch_lightning.loggers import CSVLogger
+
+    plan = check_request(config, pool, method)
+    stem = encoder_stem(pool, method, config.profile, sequential)
+    if not force and (found := existing_encoder(config, pool, method, sequential)):
+        log.info("encoder exists, skipping pretraining: %s (use --force to retrain)", found)
+        return found
+    init_from = None
+    if sequential:
+        init_from = pretrain(config, SEQUENTIAL_SOURCE, method, progress=progress)
+    data = load_pretrain_pool(config, pool)
+    steps_per_epoch = _check_pool_size(config, data, plan)
+    folder = run_dir(config, pool, method, sequential)
+    if force and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    p = config.pretrain
+    log.info("pretraining %s on pool %s (%d images, %d steps/epoch, %d epochs, %s x%d, %s); run dir %s",
+             method, pool, len(data), steps_per_epoch, p.epochs, plan.accelerator, plan.world_size, plan.precision, folder)
+
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    backbone = build_backbone(p.backbone)
+    if init_from is not None:
+        source, _ = load_encoder(init_from, expect={"arch": p.backbone, "in_channels": 3})
+        backbone.load_state_dict(source.state_dict())
+    context = MethodContext(feature_dim=feature_dim(p.backbone), projection_dim=p.projection_dim, temperature=p.temperature,
+                            gather_distributed=p.gather_distributed, batch_size=plan.batch_per_device, pool_size=len(data),
+                            max_steps=steps_per_epoch * p.epochs)
+    from rtl_core.pretrain.module import PretrainModule
+
+    module = PretrainModule(build_method(method, backbone, context), p, seed=config.seed)
+    trainer = pl.Trainer(
+        accelerator=plan.accelerator, devices=plan.devices, num_nodes=plan.num_nodes,
+        strategy="ddp" if plan.world_size > 1 else "auto", sync_batchnorm=plan.world_size > 1,
+        precision=plan.precision, max_epochs=p.epochs, default_root_dir=folder,
+        callbacks=[ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, every_n_epochs=p.checkpoint_every_n_epochs,
+                                   enable_version_counter=False),
+                   *([TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))] if progress else []), *callbacks],
+        logger=CSVLogger(folder, name="", version=""), log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+        benchmark=plan.accelerator == "gpu",
+    )
+    loader = pool_loader(data, plan.batch_per_device, trainer.world_size, trainer.global_rank, config.seed,
+                         num_workers=config.data.num_workers)
+    last = folder / "last.ckpt"
+    if last.is_file():
+        log.info("resuming from %s", last)
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.is_file() else None)
+    seconds = time.perf_counter() - start
+    weights, _ = checkpoint_paths(stem)
+    if trainer.is_global_zero:
+        save_encoder(
+            stem, module.method.backbone, p.backbone, in_channels=3, method=method, pool=pool, epochs=p.epochs,
+            profile=config.profile, config_hash=config.hash(), run_key=run_key(config, pool, method, sequential),
+            data_fingerprint=data.fingerprint, pool_images=len(data), sequential=sequential,
+            init_from=str(init_from) if init_from else None, steps=int(trainer.global_step), batch_size=p.batch_size,
+            crop_size=p.crop_size, image_size=config.data.image_size, devices=plan.world_size, precision=plan.precision,
+            fit_seconds=round(seconds, 1), run_dir=str(folder),
+            normalize={"mean": list(IDENTITY_MEAN), "std": list(IDENTITY_STD)},  # inputs in [0, 1], as trained
+        )
+        log.info("encoder saved: %s (%.0f s)", weights, seconds)
+    return weights

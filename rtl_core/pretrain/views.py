@@ -1,0 +1,92 @@
+"""Tables and figures of pretraining runs (used by ``notebooks/10_pretrain``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from rtl_core.errors import RtlError
+from rtl_core.paths import output_root
+
+
+def _sidecars(profile: str) -> list[dict]:
+    folder = output_root() / "checkpoints" / profile
+    sidecars = []
+    for path in sorted(folder.glob("*.json")):
+        sidecar = json.loads(path.read_text())
+        sidecar["encoder"] = path.stem
+        sidecars.append(sidecar)
+    if not sidecars:
+        raise RtlError(f"No pretrained encoders for profile {profile!r} in {folder}; run `rtl pretrain --profile {profile}`.")
+    return sidecars
+
+
+def curves(profile: str) -> pd.DataFrame:
+    """Per logged step of every run: encoder, step, epoch, loss, pairs/s (from Lightning's metrics.csv)."""
+    frames = []
+    for sidecar in _sidecars(profile):
+        path = Path(sidecar.get("run_dir", "")) / "metrics.csv"
+        if path.is_file():
+            frame = pd.read_csv(path)
+            frames.append(frame.assign(encoder=sidecar["encoder"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def runs_table(profile: str) -> pd.DataFrame:
+    """One row per pretrained encoder: method, pool, size, epochs, steps, time, throughput and final loss."""
+    data = curves(profile)
+    rows = []
+    for s in _sidecars(profile):
+        part = data[data["encoder"] == s["encoder"]] if len(data) else data
+        steps = part.dropna(subset=["pairs_per_s"]) if "pairs_per_s" in part else part
+        epochs = part.dropna(subset=["loss_epoch"]) if "loss_epoch" in part else part
+        rows.append({
+            "encoder": s["encoder"], "method": s.get("method"), "pool": s.get("pool"), "images": s.get("pool_images"),
+            "epochs": s.get("epochs"), "steps": s.get("steps"), "batch": s.get("batch_size"), "crop px": s.get("crop_size"),
+            "precision": s.get("precision"), "devices": s.get("devices"), "minutes": round(s.get("fit_seconds", 0) / 60, 2),
+            "pairs/s (median)": round(float(steps["pairs_per_s"].median()), 1) if len(steps) else None,
+            "final loss": round(float(epochs["loss_epoch"].iloc[-1]), 4) if len(epochs) else None,
+            "commit": str(s.get("git_commit", ""))[:10],
+        })
+    return pd.DataFrame(rows)
+
+
+def curves_figure(profile: str):
+    """Loss per epoch and throughput per logged step, one line per encoder."""
+    import matplotlib.pyplot as plt
+
+    data = curves(profile)
+    fig, (loss_ax, speed_ax) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for name, part in data.groupby("encoder", sort=False):
+        epochs = part.dropna(subset=["loss_epoch"])
+        loss_ax.plot(epochs["epoch"] + 1, epochs["loss_epoch"], marker="o", label=name)
+        steps = part.dropna(subset=["pairs_per_s"])
+        speed_ax.plot(steps["step"], steps["pairs_per_s"], label=name)
+    loss_ax.set(xlabel="epoch", ylabel="SSL loss (epoch mean)", title="loss")
+    speed_ax.set(xlabel="step", ylabel="pairs/s", title="throughput")
+    loss_ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def knn_table(profile: str, tasks: tuple[str, ...] = ("natural_cls", "ct_cls"), size: int = 64) -> pd.DataFrame:
+    """kNN accuracy (k = 20, cosine) of every encoder's frozen features against the same backbone at random init."""
+    import torch
+
+    from rtl_core.data.datasets import task_dataset
+    from rtl_core.models.backbones import build_backbone
+    from rtl_core.models.checkpoints import load_encoder
+    from rtl_core.pretrain.knn import knn_accuracy
+
+    rows = []
+    sidecars = _sidecars(profile)
+    for task in tasks:
+        train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
+        torch.manual_seed(0)
+        rows.append({"encoder": "random init", "task": task, "knn_accuracy": knn_accuracy(build_backbone(sidecars[0]["arch"]), train, test)})
+        for s in sidecars:
+            encoder, _ = load_encoder(output_root() / "checkpoints" / profile / s["encoder"])
+            rows.append({"encoder": s["encoder"], "task": task, "knn_accuracy": knn_accuracy(encoder, train, test)})
+    return pd.DataFrame(rows).pivot(index="encoder", columns="task", values="knn_accuracy").round(4).reset_index()

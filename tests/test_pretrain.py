@@ -1,0 +1,241 @@
+"""SSL pretraining: distributed loss, every method, resume after a kill, checkpoints, early errors.
+
+Training tests use a pool of 64 real ImageNet sample images (from the data pack) as a user image folder at 16 px.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+
+from rtl_core.config import load_config
+from rtl_core.errors import CheckpointError, ConfigError
+from rtl_core.models.backbones import build_backbone
+from rtl_core.models.checkpoints import load_encoder, read_sidecar
+from rtl_core.paths import REPO_ROOT
+from rtl_core.pretrain.augment import AugmentConfig, BatchAugment, is_grey
+from rtl_core.pretrain.cli import add_pretrain_parser
+from rtl_core.pretrain.knn import knn_accuracy
+from rtl_core.pretrain.methods import METHODS, MethodContext, build_method
+from rtl_core.pretrain.module import scaled_lr
+from rtl_core.pretrain.train import plan_devices, pretrain, run_dir
+
+
+@pytest.fixture(scope="module")
+def mini_pool(pack, tmp_path_factory) -> Path:
+    """64 real images (ImageNet samples of the pack) as an ImageFolder tree."""
+    root = tmp_path_factory.mktemp("mini_pool")
+    with zipfile.ZipFile(pack / "natural" / "imagenet_sample_1k" / "images.zip") as archive:
+        for name in sorted(archive.namelist())[:64]:
+            out = root / name.split("/", 1)[1]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(archive.read(name))
+    return root
+
+
+def mini_values(pool: Path, **pretrain) -> dict:
+    return {
+        "seed": 7,
+        "data": {"image_size": 16, "pools": {"mini": {"format": "imagefolder", "path": str(pool)}}},
+        "pretrain": {"pools": ["mini"], "epochs": 3, "batch_size": 16, "crop_size": 16, "warmup_epochs": 1, **pretrain},
+    }
+
+
+def mini_config(pool: Path, **pretrain):
+    return load_config("smoke", overrides=mini_values(pool, **pretrain))
+
+
+def real_batch(pool: Path, n: int = 8, size: int = 32) -> torch.Tensor:
+    from rtl_core.data.imagefolder import ImageFolderStream, index_image_folder
+
+    stream = ImageFolderStream(index_image_folder(pool), size=size)
+    return torch.stack([stream[i][0] for i in range(n)])
+
+
+# --- distributed SimCLR loss ------------------------------------------------------------------------------------
+
+
+def _ddp_worker(rank: int, world: int, rendezvous: str, z0: torch.Tensor, z1: torch.Tensor, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    try:
+        n = len(z0) // world
+        for gather in (True, False):
+            method = build_method("simclr", torch.nn.Identity(), MethodContext(feature_dim=4, gather_distributed=gather))
+            loss = method.criterion(z0[rank * n:(rank + 1) * n], z1[rank * n:(rank + 1) * n])
+            torch.save(loss.detach(), f"{out}.{gather}.{rank}")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_process_loss_matches_single_process(tmp_path):
+    """Gathered negatives: the mean of the ranks' losses is the one-process loss on the whole batch; local
+    negatives (the paper's): each rank's loss is the loss of its own half alone."""
+    from lightly.loss import NTXentLoss
+
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    out = str(tmp_path / "loss")
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "rdv"), z0, z1, out), nprocs=2, join=True)
+    gathered = [torch.load(f"{out}.True.{r}", weights_only=True) for r in range(2)]
+    local = [torch.load(f"{out}.False.{r}", weights_only=True) for r in range(2)]
+    single = NTXentLoss(temperature=0.5)
+    torch.testing.assert_close(sum(gathered) / 2, single(z0, z1))
+    assert not torch.allclose(gathered[0], single(z0[:4], z1[:4]))  # negatives did cross processes
+    torch.testing.assert_close(local[0], single(z0[:4], z1[:4]))
+    torch.testing.assert_close(local[1], single(z0[4:], z1[4:]))
+
+
+# --- methods and augmentation -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_each_method_takes_one_step(name, mini_pool):
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet18")
+    method = build_method(name, backbone, MethodContext(feature_dim=512, batch_size=8, pool_size=64, max_steps=10))
+    augment = BatchAugment(AugmentConfig(crop_size=32))
+    images, g = real_batch(mini_pool), torch.Generator().manual_seed(0)
+    before = {k: v.clone() for k, v in backbone.state_dict().items() if v.is_floating_point()}
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
+    method.before_step(0, 10)
+    loss = method.loss(augment(images, g), augment(images, g))
+    loss.backward()
+    method.after_backward(0)
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(before[k], v) for k, v in backbone.state_dict().items() if k in before)
+
+
+def test_augmentations_are_drawn_per_image_and_keep_grey_images_grey(mini_pool):
+    images = real_batch(mini_pool, n=4)
+    batch = torch.cat([images[:1].repeat(4, 1, 1, 1), images[1:2].mean(1, keepdim=True).repeat(4, 3, 1, 1)])
+    augment = BatchAugment(AugmentConfig(crop_size=16))
+    views = augment(batch, torch.Generator().manual_seed(1))
+    assert views.shape == (8, 3, 16, 16) and views.min() >= 0 and views.max() <= 1
+    assert not torch.allclose(views[0], views[1])  # same image, different draws
+    assert is_grey(views[4:]).all()  # grey inputs: no colour jitter
+    again = augment(batch, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(views, again)  # the generator alone fixes the draws
+
+
+def test_knn_finds_an_image_itself(mini_pool):
+    from torch.utils.data import TensorDataset
+
+    images = real_batch(mini_pool, n=32, size=16)
+    labels = torch.arange(32)
+    data = TensorDataset(images, labels)
+    assert knn_accuracy(torch.nn.Flatten(), data, data, k=1) == 1.0
+
+
+def test_paper_profile_settings():
+    config = load_config("paper")
+    p = config.pretrain
+    assert (p.backbone, p.crop_size, p.temperature, p.projection_dim, p.batch_size, p.epochs) == ("resnet50", 224, 0.5, 256, 4096, 100)
+    assert (p.optimizer, p.lr_scaling, p.gaussian_blur, p.gather_distributed) == ("lars", "sqrt", False, False)
+    assert scaled_lr(p) == pytest.approx(0.075 * 64)
+
+
+# --- early errors -----------------------------------------------------------------------------------------------
+
+
+def test_impossible_requests_fail_before_training(mini_pool):
+    if torch.cuda.device_count() == 0:
+        with pytest.raises(ConfigError, match="pretrain.devices=4"):
+            plan_devices(mini_config(mini_pool, devices=4))
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            plan_devices(mini_config(mini_pool, accelerator="gpu"))
+    else:
+        with pytest.raises(ConfigError, match=r"asks for \d+ GPUs but this machine has"):
+            plan_devices(mini_config(mini_pool, accelerator="gpu", devices=torch.cuda.device_count() + 1))
+    with pytest.raises(ConfigError, match="must divide evenly over 3 devices"):
+        plan_devices(mini_config(mini_pool, accelerator="cpu", devices=3))
+    with pytest.raises(ConfigError, match="Unknown pool 'nope'"):
+        pretrain(mini_config(mini_pool), "nope", "simclr")
+    with pytest.raises(ConfigError, match="Unknown SSL method"):
+        pretrain(mini_config(mini_pool), "mini", "simsiam2")
+    config = mini_config(mini_pool, batch_size=128)
+    with pytest.raises(ConfigError, match="batch_size=128 is larger than pool 'mini' \\(64 images\\)"):
+        pretrain(config, "mini", "simclr")
+    assert not run_dir(config, "mini", "simclr").exists()
+
+
+# --- resume, checkpoints, CLI -----------------------------------------------------------------------------------
+
+KILL_SCRIPT = """
+import os, signal, sys, yaml
+import pytorch_lightning as pl
+from rtl_core.config import load_config
+from rtl_core.pretrain.train import pretrain
+
+class KillAtEpoch(pl.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == 2:  # last.ckpt of epochs 0 and 1 is on disk
+            os.kill(os.getpid(), signal.SIGKILL)
+
+config = load_config("smoke", overrides=yaml.safe_load(open(sys.argv[1])))
+pretrain(config, "mini", "simclr", callbacks=[KillAtEpoch()], progress=False)
+"""
+
+
+def test_killed_run_resumes_to_the_same_weights(mini_pool, tmp_path, monkeypatch):
+    values = mini_values(mini_pool)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
+    killed_out, straight_out = tmp_path / "killed", tmp_path / "straight"
+    env = dict(os.environ, RTL_OUTPUT_DIR=str(killed_out), PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "config.yaml")], env=env,
+                          capture_output=True, text=True, cwd=REPO_ROOT)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    config = load_config("smoke", overrides=values)
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(killed_out))
+    assert (run_dir(config, "mini", "simclr") / "last.ckpt").is_file()
+    assert not list(killed_out.rglob("mini-simclr.pt"))
+    resumed = pretrain(config, "mini", "simclr", progress=False)
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(straight_out))
+    straight = pretrain(config, "mini", "simclr", progress=False)
+
+    a, b = read_sidecar(resumed), read_sidecar(straight)
+    assert a["steps"] == b["steps"] == 3 * (64 // 16)
+    wa, wb = torch.load(resumed, weights_only=True), torch.load(straight, weights_only=True)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=1e-4, atol=1e-5, msg=f"{key} differs after resume")
+    assert not torch.equal(wa["conv1.weight"], build_backbone("resnet18").state_dict()["conv1.weight"])
+
+    # the checkpoint round trip and its sidecar
+    encoder, sidecar = load_encoder(straight, expect={"arch": "resnet18", "in_channels": 3, "method": "simclr"})
+    for key, value in encoder.state_dict().items():
+        torch.testing.assert_close(value, wb[key])
+    for key in ("method", "pool", "epochs", "profile", "config_hash", "data_fingerprint", "packages", "git_commit"):
+        assert sidecar[key] not in (None, ""), key
+    assert (sidecar["pool"], sidecar["epochs"], sidecar["profile"]) == ("mini", 3, "smoke")
+    assert sidecar["config_hash"] == config.hash()
+
+    # wrong architecture or input channels: a clear CheckpointError
+    with pytest.raises(CheckpointError, match="arch='resnet18' but 'resnet50' was asked for"):
+        load_encoder(straight, expect={"arch": "resnet50"})
+    with pytest.raises(CheckpointError, match="in_channels=3 but 1 was asked for"):
+        load_encoder(straight, expect={"in_channels": 1})
+    sidecar_path = straight.with_suffix(".json")
+    sidecar_path.write_text(json.dumps({**sidecar, "arch": "resnet50"}))
+    with pytest.raises(CheckpointError, match="does not fit a resnet50"):
+        load_encoder(straight)
+
+    # the CLI skips an existing encoder (same settings) and retrains it with --force
+    sidecar_path.write_text(json.dumps(sidecar))
+    parser = argparse.ArgumentParser()
+    add_pretrain_parser(parser.add_subparsers())
+    args = parser.parse_args(["pretrain", "--pool", "mini", "--method", "simclr", "--profile", "smoke",
+                              "--config", str(tmp_path / "config.yaml")])
+    mtime = straight.stat().st_mtime_ns
+    assert args.func(args) == [straight]
+    assert straight.stat().st_mtime_ns == mtime
