@@ -216,6 +216,7 @@ NOTEBOOKS = {
                           "high-frequency energy, liver area) and for dataset of origin and body region. Caveat: among CT images "
                           "body region coincides with dataset (chest: COVID-CT; abdomen: liver sets)."),
         new_code_cell("figures.probe_figure(tables['probes']);"),
+        new_code_cell("tables['probes'].pivot_table(index=['property', 'metric'], columns=['init', 'layer'], values='score').round(3)"),
         new_markdown_cell("## Embeddings\n\nUMAP of layer-4 features of every domain's test images, per init."),
         new_code_cell("figures.embedding_grid(tables['umap'], hue='domain', row=None, col='init');"),
         new_markdown_cell("### Interactive view\n\nHover (or click) a point to see its image, class and domain."),
