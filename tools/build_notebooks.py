@@ -20,10 +20,42 @@ def params(source: str):
 
 
 def notebook(cells) -> nbformat.NotebookNode:
+    for number, cell in enumerate(cells):
+        cell.id = f"cell-{number:02d}"  # stable ids: rebuilding an unchanged notebook changes no byte
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb
+
+
+def results_header():
+    """The first code cell of every results notebook: quiet warnings, provenance banner, the results table."""
+    return new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
+                         "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
+                         "from IPython.display import HTML, display\n"
+                         "from rtl_core.evaluate import views\n"
+                         "from rtl_core.report.context import provenance_html\n"
+                         "display(HTML(provenance_html(profile)))\n"
+                         "results = views.load(profile)")
+
+
+def protocol_notebook(title: str, intro: str, protocol: str, extra=()) -> list:
+    """Results, statistics and learning curves of one evaluation protocol."""
+    return [
+        new_markdown_cell(f"# {title}\n\n{intro}"),
+        params('profile = "default"'),
+        results_header(),
+        new_markdown_cell("## Results per task and init\n\nPrimary metric of each task, mean ± SD over seeds (runs in brackets)."),
+        new_code_cell(f"views.protocol_summary(results, '{protocol}')"),
+        new_code_cell(f"views.protocol_figure(results, '{protocol}');"),
+        new_markdown_cell("## Statistics\n\nEvery pair of inits per task: Welch's t-test as in the paper (pingouin, "
+                          "correction=True), the paired t-test (runs share seeds), Holm and Benjamini–Hochberg corrections across "
+                          "the protocol's family of comparisons, and a bootstrap 95 % CI of the difference. Δ % = (A/B − 1)·100."),
+        new_code_cell(f"views.protocol_stats(results, '{protocol}')"),
+        new_markdown_cell("## Learning curves\n\nTraining loss per epoch, mean over seeds (band: SD)."),
+        new_code_cell(f"views.curves_figure(profile, '{protocol}');"),
+        *extra,
+    ]
 
 
 NOTEBOOKS = {
@@ -66,80 +98,29 @@ NOTEBOOKS = {
         new_markdown_cell("## What the encoders learnt: kNN accuracy of frozen features"),
         new_code_cell("views.knn_table(profile)"),
     ],
-    "20_finetune": [
-        new_markdown_cell("# 20 · Full fine-tune\n\nEvery layer trains (paper E1). Does the pretraining domain still matter once the whole network adapts?"),
-        params('profile = "default"'),
-        new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
-                      "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
-                      "from IPython.display import HTML, display\n"
-                      "from rtl_core.evaluate import views\n"
-                      "from rtl_core.report.context import provenance_html\n"
-                      "display(HTML(provenance_html(profile)))\n"
-                      "results = views.load(profile)"),
-        new_markdown_cell("## Results per task and init\n\nPrimary metric of each task, mean ± SD over seeds (runs in brackets)."),
-        new_code_cell("views.protocol_summary(results, 'finetune')"),
-        new_code_cell("views.protocol_figure(results, 'finetune');"),
-        new_markdown_cell("## Statistics\n\nEvery pair of inits per task: Welch's t-test as in the paper (pingouin, "
-                          "correction=True), the paired t-test (runs share seeds), Holm and Benjamini–Hochberg corrections across "
-                          "the protocol's family of comparisons, and a bootstrap 95 % CI of the difference. Δ % = (A/B − 1)·100."),
-        new_code_cell("views.protocol_stats(results, 'finetune')"),
-        new_markdown_cell("## Learning curves\n\nTraining loss per epoch, mean over seeds (band: SD)."),
-        new_code_cell("views.curves_figure(profile, 'finetune');"),
-    ],
-    "21_linear_eval": [
-        new_markdown_cell("# 21 · Linear evaluation\n\nFrozen encoder (BatchNorm in eval mode), linear head only (paper E4): how good are the pretrained features as they are?"),
-        params('profile = "default"'),
-        new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
-                      "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
-                      "from IPython.display import HTML, display\n"
-                      "from rtl_core.evaluate import views\n"
-                      "from rtl_core.report.context import provenance_html\n"
-                      "display(HTML(provenance_html(profile)))\n"
-                      "results = views.load(profile)"),
-        new_markdown_cell("## Results per task and init\n\nPrimary metric of each task, mean ± SD over seeds (runs in brackets)."),
-        new_code_cell("views.protocol_summary(results, 'linear')"),
-        new_code_cell("views.protocol_figure(results, 'linear');"),
-        new_markdown_cell("## Statistics\n\nEvery pair of inits per task: Welch's t-test as in the paper (pingouin, "
-                          "correction=True), the paired t-test (runs share seeds), Holm and Benjamini–Hochberg corrections across "
-                          "the protocol's family of comparisons, and a bootstrap 95 % CI of the difference. Δ % = (A/B − 1)·100."),
-        new_code_cell("views.protocol_stats(results, 'linear')"),
-        new_markdown_cell("## Learning curves\n\nTraining loss per epoch, mean over seeds (band: SD)."),
-        new_code_cell("views.curves_figure(profile, 'linear');"),
-    ],
-    "22_low_label": [
-        new_markdown_cell("# 22 · Low-label fine-tune\n\nFine-tunes on the nested 1 % (and 10 %) subsets of each training split, at least one image per class (paper E2)."),
-        params('profile = "default"'),
-        new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
-                      "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
-                      "from IPython.display import HTML, display\n"
-                      "from rtl_core.evaluate import views\n"
-                      "from rtl_core.report.context import provenance_html\n"
-                      "display(HTML(provenance_html(profile)))\n"
-                      "results = views.load(profile)"),
-        new_markdown_cell("## Results per task and init\n\nPrimary metric of each task, mean ± SD over seeds (runs in brackets)."),
-        new_code_cell("views.protocol_summary(results, 'lowlabel_1')"),
-        new_code_cell("views.protocol_figure(results, 'lowlabel_1');"),
-        new_markdown_cell("## Statistics\n\nEvery pair of inits per task: Welch's t-test as in the paper (pingouin, "
-                          "correction=True), the paired t-test (runs share seeds), Holm and Benjamini–Hochberg corrections across "
-                          "the protocol's family of comparisons, and a bootstrap 95 % CI of the difference. Δ % = (A/B − 1)·100."),
-        new_code_cell("views.protocol_stats(results, 'lowlabel_1')"),
-        new_markdown_cell("## Learning curves\n\nTraining loss per epoch, mean over seeds (band: SD)."),
-        new_code_cell("views.curves_figure(profile, 'lowlabel_1');"),
-        new_markdown_cell("## Labels vs performance\n\nPrimary metric against the share of training labels."),
-        new_code_cell("views.fraction_figure(results);"),
-    ],
+    "20_finetune": protocol_notebook(
+        "20 · Full fine-tune",
+        "Every layer trains (paper E1). Does the pretraining domain still matter once the whole network adapts?",
+        "finetune",
+    ),
+    "21_linear_eval": protocol_notebook(
+        "21 · Linear evaluation",
+        "Frozen encoder (BatchNorm in eval mode), linear head only (paper E4): how good are the pretrained features as they are?",
+        "linear",
+    ),
+    "22_low_label": protocol_notebook(
+        "22 · Low-label fine-tune",
+        "Fine-tunes on the nested 1 % (and 10 %) subsets of each training split, at least one image per class (paper E2).",
+        "lowlabel_1",
+        [new_markdown_cell("## Labels vs performance\n\nPrimary metric against the share of training labels."),
+         new_code_cell("views.fraction_figure(results);")],
+    ),
     "23_segmentation": [
         new_markdown_cell("# 23 · Liver segmentation\n\nU-Net decoder (segmentation-models-pytorch) on each ResNet encoder, "
                           "MSD / LiTS CT slices split by scan. Dice per scan (how challenges report it; primary) and per slice "
                           "batch (the paper's way)."),
         params('profile = "default"'),
-        new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
-                      "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
-                      "from IPython.display import HTML, display\n"
-                      "from rtl_core.evaluate import views\n"
-                      "from rtl_core.report.context import provenance_html\n"
-                      "display(HTML(provenance_html(profile)))\n"
-                      "results = views.load(profile)"),
+        results_header(),
         new_code_cell("seg = results[results['task'] == 'ct_liver_seg']\n"
                       "seg.groupby(['protocol', 'metric', 'init'])['value'].agg(['mean', 'std', 'count']).round(4)"),
         new_code_cell("views.protocol_figure(seg, 'finetune');"),
@@ -154,13 +135,7 @@ NOTEBOOKS = {
                           "Welch's t-test as the paper, Holm-corrected across the family. The paper's: its own runs "
                           "(RadNet-1.28M vs ImageNet on RadNet-CTBR, `paper_runs.csv`)."),
         params('profile = "default"'),
-        new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
-                      "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
-                      "from IPython.display import HTML, display\n"
-                      "from rtl_core.evaluate import views\n"
-                      "from rtl_core.report.context import provenance_html\n"
-                      "display(HTML(provenance_html(profile)))\n"
-                      "results = views.load(profile)"),
+        results_header(),
         new_code_cell("from rtl_core.analysis.summary import summary_table, paper_rows\n"
                       "table = summary_table(results)\n"
                       "table"),

@@ -109,7 +109,13 @@ def _child_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--payload", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    payload = torch.load(args.payload, map_location="cpu", weights_only=False, mmap=True)
+    payload = torch.load(args.payload, map_location="cpu", weights_only=True, mmap=True)
+    from rtl_core.models.backbones import build_backbone
+
+    for side in ("a", "b"):  # rebuild the encoders from their weights (no pickled code crosses processes)
+        model = build_backbone(payload["arch"])
+        model.load_state_dict(payload.pop(f"state_{side}"), strict=True)
+        payload[f"model_{side}"] = model
     args.out.write_text(json.dumps(_run_variant(payload, args.variant)))
 
 
@@ -121,11 +127,13 @@ def bench_cka(
     layers: Sequence[str] = RESNET18_STAGES,
     pool: Pool = "avg",
     device: torch.device | str | None = None,
+    arch: str = "resnet18",
 ) -> dict[str, float]:
     """Time and peak memory of layer-wise linear CKA: scalable path vs full-Gram, on ``images``.
 
-    ``images`` is ``(N, 3, H, W)`` float. Each variant runs in a fresh subprocess, which unpickles the
-    models: their classes must be importable (torchvision or rtl_core models, not ``__main__``). Returns
+    ``images`` is ``(N, 3, H, W)`` float; the models are torchvision ResNets of ``arch`` (their ``fc`` is
+    ignored). Each variant runs in a fresh subprocess, which rebuilds both encoders from their weights
+    (loaded with ``weights_only=True``). Returns
     ``cka.minibatch_seconds``, ``cka.fullgram_seconds`` (CKA work only, forward passes excluded),
     ``cka.minibatch_peak_rss_mb``, ``cka.fullgram_peak_rss_mb``, plus ``cka.forward_seconds``,
     ``cka.baseline_rss_mb`` (peak RSS of a child before any forward pass: interpreter, torch, models,
@@ -139,8 +147,9 @@ def bench_cka(
     dev = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     payload = {
         "images": images.detach().cpu().contiguous(),
-        "model_a": model_a,
-        "model_b": model_b,
+        "state_a": {k: v.detach().cpu() for k, v in model_a.state_dict().items() if not k.startswith("fc.")},
+        "state_b": {k: v.detach().cpu() for k, v in model_b.state_dict().items() if not k.startswith("fc.")},
+        "arch": arch,
         "layers": list(layers),
         "batch_size": int(batch_size),
         "pool": pool,

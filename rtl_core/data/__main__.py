@@ -1,11 +1,14 @@
-"""``python -m rtl_core.data --summary``: print every pool and task; ``--save-splits`` writes the split files."""
+"""``python -m rtl_core.data --summary``: print every pool and task; ``--save-splits`` writes the split files.
+
+The same as ``rtl summary`` / ``rtl splits`` (see :mod:`rtl_core.cli`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rtl_core.errors import RtlError
+from rtl_core.cli import main as rtl_main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,19 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-splits", action="store_true", help="write each task's split to artifacts/splits/")
     parser.add_argument("--split-seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from rtl_core.data.summary import format_summary, save_splits
-    from rtl_core.data.registry import TASKS
-
-    try:
-        if args.summary or not args.save_splits:
-            print(format_summary(split_seed=args.split_seed))
-        if args.save_splits:
-            for name in TASKS:
-                print(f"split of {name}: {save_splits(name, args.split_seed)}")
-    except RtlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    seed = ["--split-seed", str(args.split_seed)]
+    code = rtl_main(["summary", *seed]) if args.summary or not args.save_splits else 0
+    return code or (rtl_main(["splits", *seed]) if args.save_splits else 0)
 
 
 if __name__ == "__main__":

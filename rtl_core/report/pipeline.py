@@ -36,11 +36,9 @@ def peak_rss_mb() -> float:
     return max(own, children) / 1024
 
 
-def _inputs_fingerprint(config: StudyConfig) -> str:
-    """Changes whenever results, checkpoints, analysis, notebooks or the config change (stale reports are redone)."""
+def _fingerprint(config: StudyConfig, roots: list[Path]) -> str:
+    """Changes whenever a file below ``roots`` or the config changes (so stale outputs are redone)."""
     digest = hashlib.sha256(config.hash().encode())
-    roots = [output_root() / "results" / config.profile, output_root() / "checkpoints" / config.profile,
-             output_root() / "analysis" / config.profile, Path(__file__).resolve().parents[2] / "notebooks"]
     for root in roots:
         if root.exists():
             for path in sorted(root.rglob("*")):
@@ -48,6 +46,16 @@ def _inputs_fingerprint(config: StudyConfig) -> str:
                     stat = path.stat()
                     digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
+
+
+def _compute_roots(config: StudyConfig) -> list[Path]:
+    return [output_root() / "results" / config.profile, output_root() / "checkpoints" / config.profile]
+
+
+def _inputs_fingerprint(config: StudyConfig) -> str:
+    """What the notebooks read: results, checkpoints, analysis tables, the notebooks themselves, the config."""
+    return _fingerprint(config, _compute_roots(config) + [output_root() / "analysis" / config.profile,
+                                                          Path(__file__).resolve().parents[2] / "notebooks"])
 
 
 def notebook_steps(config: StudyConfig, report_dir: Path, show_code: bool) -> list[Step]:
@@ -116,14 +124,7 @@ def _evaluate(config: StudyConfig, threads: int | None) -> None:
 
 
 def _analysis_fingerprint(config: StudyConfig) -> str:
-    digest = hashlib.sha256(config.hash().encode())
-    for root in (output_root() / "results" / config.profile, output_root() / "checkpoints" / config.profile):
-        if root.exists():
-            for path in sorted(root.rglob("*")):
-                if path.is_file():
-                    stat = path.stat()
-                    digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
+    return _fingerprint(config, _compute_roots(config))
 
 
 def _analysis_done(config: StudyConfig) -> bool:
