@@ -408,7 +408,7 @@ class _FusedMoments:
     def update(self, xa: list[torch.Tensor], xb: list[torch.Tensor]) -> None:
         a, ra, self.shift_a = self._prep(xa, self.shift_a)
         b, rb, self.shift_b = self._prep(xb, getattr(self, "shift_b", None))
-        terms = {"ata": (a, a), "btb": (b, b), "atb": (a, b)}
+        terms = {"atb": (a, b)}  # the only full product; self terms need just each layer's diagonal block
         if self.debiased:
             terms |= {"atra": (a, ra), "btrb": (b, rb), "atrb": (a, rb), "btra": (b, ra),
                       "rara": (ra, ra), "rbrb": (rb, rb), "rarb": (ra, rb)}
@@ -417,8 +417,14 @@ class _FusedMoments:
                 setattr(self, key, torch.zeros(u.shape[1], v.shape[1], dtype=torch.float64, device=u.device))
             self.sa, self.sb = torch.zeros_like(a[0]), torch.zeros_like(b[0])
             self.sra, self.srb = torch.zeros_like(ra[0]), torch.zeros_like(rb[0])
+            self.ata = [torch.zeros(d, d, dtype=torch.float64, device=a.device) for d in np.diff(self.off_a)]
+            self.btb = [torch.zeros(d, d, dtype=torch.float64, device=b.device) for d in np.diff(self.off_b)]
         for key, (u, v) in terms.items():
             getattr(self, key).addmm_(u.T, v)
+        for blocks, x, off in ((self.ata, a, self.off_a), (self.btb, b, self.off_b)):
+            for i, block in enumerate(blocks):
+                part = x[:, int(off[i]) : int(off[i + 1])]
+                block.addmm_(part.T, part)
         self.sa += a.sum(0)
         self.sb += b.sum(0)
         self.sra += ra.sum(0)
@@ -430,7 +436,7 @@ class _FusedMoments:
         sl = slice(int(off[i]), int(off[i + 1]))
         f = _FeatureStats.__new__(_FeatureStats)
         f.n, f.s = self.n, (self.sa if side == "a" else self.sb)[sl]
-        f.xtx = (self.ata if side == "a" else self.btb)[sl, sl]
+        f.xtx = (self.ata if side == "a" else self.btb)[i]
         f.sa = (self.sra if side == "a" else self.srb)[i]
         f.xta = (self.atra if side == "a" else self.btrb)[sl, i] if self.debiased else None
         f.saa = (self.rara if side == "a" else self.rbrb)[i, i] if self.debiased else None

@@ -2,7 +2,8 @@
 
 * speed: SimCLR pairs per second on the ``default`` profile (same ResNet, batch size and crop size for both):
   **ours** = uint8 batches from memory, per-image augmentation on the device (:mod:`rtl_core.pretrain.augment`),
-  both views in one forward, ``channels_last``, the profile's precision; **reference** = lightly's SimCLR
+  both views in one forward, the profile's precision (``auto``: fp32 on CPU, bf16 on GPU; bf16 autocast and
+  channels_last measured no faster on this CPU, so channels_last is used on GPUs only); **reference** = lightly's SimCLR
   example shape: PIL images through ``SimCLRTransform`` in DataLoader workers, two float32 forwards.
   Each side runs in fresh child processes (alternating, best of two), so each peak RSS is its own.
 * quality: kNN accuracy (k = 20, cosine) of frozen features on the ``natural_cls`` and ``ct_cls`` test splits,
@@ -47,7 +48,6 @@ def _ours() -> dict:
     images = _pool_images(config)
     torch.manual_seed(0)
     method = build_method("simclr", build_backbone(p.backbone), MethodContext(feature_dim(p.backbone), p.projection_dim, p.temperature))
-    method.to(memory_format=torch.channels_last)
     augment = BatchAugment(augment_config(p))
     optimizer = LARS(method.parameters(), lr=scaled_lr(p), momentum=p.momentum, weight_decay=p.weight_decay)
     autocast = plan.precision.startswith("bf16")
