@@ -153,7 +153,7 @@ def quality(config=None) -> dict[str, float]:
 
     config = config or load_config(PROFILE)
     figures = {}
-    size = config.evaluate.image_size or config.data.image_size  # the resolution the downstream grid uses
+    size = config.data.image_size  # the pool images' resolution (the 32 px downstream grid: see the closing note of issue 3)
     for task, pool in QUALITY.items():
         weights = pretrain(config, pool, "simclr")
         encoder, _ = load_encoder(weights, expect={"arch": config.pretrain.backbone, "in_channels": 3})

@@ -164,6 +164,7 @@ def reproduce(profile: str = "default", config_path: str | None = None, show_cod
     steps = study_steps(config, threads) + notebook_steps(config, report_dir, show_code)
     print(f"rtl reproduce: profile {config.profile}, config {config.hash()}, {len(steps)} steps; reports in {report_dir}")
     skipped = 0
+    stage_seconds: dict[str, float] = {}
     for number, step in enumerate(steps, start=1):
         label = f"[{number}/{len(steps)}] {step.name}"
         if step.done():
@@ -173,10 +174,14 @@ def reproduce(profile: str = "default", config_path: str | None = None, show_cod
         print(f"{label} …", flush=True)
         t0 = time.perf_counter()
         step.run()
-        print(f"{label}: finished in {time.perf_counter() - t0:.0f} s", flush=True)
+        seconds = time.perf_counter() - t0
+        stage = step.name.split(":")[0].split()[0]  # data / pretrain / evaluate / analyze / notebook
+        stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
+        print(f"{label}: finished in {seconds:.0f} s", flush=True)
     wall = (time.perf_counter() - start) / 60
     peak = peak_rss_mb()
-    figures = {"reproduce.wall_minutes": round(wall, 2), "reproduce.peak_rss_mb": round(peak, 1)}
+    figures = {"reproduce.wall_minutes": round(wall, 2), "reproduce.peak_rss_mb": round(peak, 1),
+               **{f"reproduce.{stage}_minutes": round(sec / 60, 2) for stage, sec in stage_seconds.items()}}
     if profile == "default" and skipped == 0:  # the benchmark figure is a complete run from scratch
         merge_figures(figures, report_dir / "bench.json")
     elif profile == "default":
