@@ -4,6 +4,7 @@ headless Chromium; notebook parameters are validated; a failing cell is reported
 from __future__ import annotations
 
 import base64
+import os
 import io
 import re
 from pathlib import Path
@@ -65,7 +66,8 @@ def test_every_report_exists_with_key_tables_and_figures(smoke_reports):
     index = (report_dir / "index.html").read_text()
     for spec in NOTEBOOKS:
         assert f"href='{spec.name}.html'" in index
-    assert "profile <b>smoke</b>" in index and "wall time" in index
+    assert "profile <b>smoke</b>" in index and "wall time" in index  # complete run (or "last complete run")
+    assert f"{os.cpu_count()} CPUs" in index and "{" not in re.sub(r"<(style|script)>.*?</\1>", "", index, flags=re.S)
 
 
 def test_rerun_skips_done_steps(smoke_reports, capsys):

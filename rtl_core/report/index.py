@@ -47,6 +47,7 @@ def build_index(
     peak_rss_mb: float | None = None,
     notes: list[str] | None = None,
     seeds: list[int] | None = None,
+    complete_run: bool = True,
 ) -> Path:
     """Write ``index.html``; ``reports`` holds (file name, title, one-line summary) in reading order."""
     info = machine()
@@ -62,12 +63,18 @@ def build_index(
         "(Comput Methods Programs Biomed 2025).</p>",
         f"<p class='meta'>profile <b>{html.escape(profile)}</b>"
         + (f" · seeds {', '.join(map(str, seeds))}" if seeds else "")
-        + " · machine {html.escape(info['platform'])}, {info['cpus']} CPUs"
+        + f" · machine {html.escape(info['platform'])}, {info['cpus']} CPUs"
         + (f", {html.escape(info['gpus'])}" if "gpus" in info else "")
         + f" · commit {git_commit()[:12]} · built {time.strftime('%Y-%m-%d %H:%M %Z')}</p>",
     ]
-    if wall_minutes is not None:
+    if wall_minutes is not None and complete_run:
         parts.append(f"<p class='meta'>make reproduce: {wall_minutes:.1f} min wall time, peak memory {peak_rss_mb:.0f} MB.</p>")
+    elif wall_minutes is not None:
+        last = bench or {}
+        full = (f"last complete run: {last['reproduce.wall_minutes']:.1f} min wall time, peak memory "
+                f"{last['reproduce.peak_rss_mb']:.0f} MB; " if "reproduce.wall_minutes" in last else "")
+        parts.append(f"<p class='meta'>make reproduce ({full}this run reused finished steps: {wall_minutes:.1f} min, "
+                     f"peak memory {peak_rss_mb:.0f} MB).</p>")
     parts.append("<h2>Reports</h2><table><thead><tr><th>report</th><th>what it shows</th></tr></thead>" f"<tbody>{rows}</tbody></table>")
     parts.append("<h2>Summary</h2>")
     if summary is not None and len(summary):

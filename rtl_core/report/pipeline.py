@@ -188,6 +188,6 @@ def reproduce(profile: str = "default", config_path: str | None = None, show_cod
         print(f"({skipped} step(s) were already done: this run's time is not recorded in reports/bench.json)")
     reports = [(f"{spec.name}.html", spec.title, spec.summary) for spec in NOTEBOOKS]
     build_index(report_dir, reports, config.profile, summary=_summary(config), bench=read_bench(report_dir),
-                wall_minutes=wall, peak_rss_mb=peak, seeds=config.evaluate.seeds)
+                wall_minutes=wall, peak_rss_mb=peak, seeds=config.evaluate.seeds, complete_run=skipped == 0)
     print(f"rtl reproduce: done in {wall:.1f} min, peak memory {peak:.0f} MB; open {report_dir / 'index.html'}")
     return figures
