@@ -30,7 +30,7 @@ KEY_CONTENT = {
     "22_low_label": _RESULTS + ["Labels vs performance"],
     "23_segmentation": ["dice_scan", "dice_batch", "ssl:ct:simclr", "p Welch"],
     "30_feature_space": ["CKA between encoders", "Domain separability", "Linear probes", "mean_intensity", "plotly_hover",
-                         "Interactive view"],
+                         "Interactive view", "Feature uniqueness", "Who knew what", "expected"],
     "90_summary": ["verdict", "paper Δ %", "abstract (interpolated)", "Caveats", "Full fine-tune", "Linear evaluation"],
 }
 

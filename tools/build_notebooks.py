@@ -136,9 +136,10 @@ NOTEBOOKS = {
                           "(RadNet-1.28M vs ImageNet on RadNet-CTBR, `paper_runs.csv`)."),
         params('profile = "default"'),
         results_header(),
-        new_code_cell("from rtl_core.analysis.summary import summary_table, paper_rows\n"
+        new_code_cell("from rtl_core.analysis.summary import summary_table, paper_rows, verdict_figure\n"
                       "table = summary_table(results)\n"
                       "table"),
+        new_code_cell("verdict_figure(results);"),
         new_markdown_cell("## The paper's own comparisons\n\nRecomputed from its per-run logs. The abstract's +0.44 % / +2.07 % / "
                           "+1.63 % compare ImageNet with an *interpolated* \"RadNet-1.28M (UB-adjusted)\" population, not with "
                           "logged runs, so they are quoted, not recomputed."),
@@ -182,6 +183,9 @@ NOTEBOOKS = {
         new_code_cell("reuse = tables['weight_cka']\n"
                       "reuse.groupby(['init', 'task', 'layer'])['weight_cka'].agg(['mean', 'std', 'count']).reset_index() "
                       "if len(reuse) else HTML('<p>No fine-tuned weights were kept by this run of the evaluation grid.</p>')"),
+        new_markdown_cell("### Feature uniqueness\n\nThe same weight-space CKA between differently pretrained encoders: how "
+                          "different are the filters that CT and natural images (and random init) leave in the first layers?"),
+        new_code_cell("tables['weight_uniqueness'].pivot_table(index=['init_a', 'init_b'], columns='layer', values='weight_cka').round(3)"),
         new_markdown_cell("## Domain separability\n\nHow well each layer's features tell the pack's domains apart: "
                           "leave-patients-out kNN accuracy and silhouette score."),
         new_code_cell("figures.separability_figure(tables['separability']);"),
@@ -192,6 +196,18 @@ NOTEBOOKS = {
                           "body region coincides with dataset (chest: COVID-CT; abdomen: liver sets)."),
         new_code_cell("figures.probe_figure(tables['probes']);"),
         new_code_cell("tables['probes'].pivot_table(index=['property', 'metric'], columns=['init', 'layer'], values='score').round(3)"),
+        new_markdown_cell("## Who knew what\n\nFor each pair of inits: how many test images both classified correctly, against the "
+                          "overlap independence predicts (p_a·p_b·n); ratio > 1 means they got the same images right, Fisher's "
+                          "exact test for the association. Mean over seeds per task and protocol, then the fine-tune heatmaps "
+                          "of the first seed."),
+        new_code_cell("overlap = tables['overlap']\n"
+                      "cols = ['both', 'expected', 'ratio', 'jaccard', 'p_value']\n"
+                      "overlap.groupby(['task', 'protocol', 'init_a', 'init_b'])[cols].mean().round(3).reset_index() if len(overlap) "
+                      "else HTML('<p>No per-image test results in the run records.</p>')"),
+        new_code_cell("if len(overlap):\n"
+                      "    first = overlap[(overlap['protocol'] == 'finetune') & (overlap['seed'] == overlap['seed'].min())]\n"
+                      "    for task, part in first.groupby('task'):\n"
+                      "        figures.overlap_heatmap(part).suptitle(f'{task} (fine-tune)')"),
         new_markdown_cell("## Embeddings\n\nUMAP of layer-4 features of every domain's test images, per init."),
         new_code_cell("figures.embedding_grid(tables['umap'], hue='domain', row=None, col='init');"),
         new_markdown_cell("### Interactive view\n\nHover (or click) a point to see its image, class and domain."),

@@ -42,6 +42,8 @@ from rtl_core.models.backbones import RESNET_STAGES, build_backbone
 from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, encoder_stem, load_encoder
 from rtl_core.paths import output_root
 
+#: Bumped whenever the set of tables changes, so an older analysis is redone rather than read.
+ANALYSIS_VERSION = 2
 CT_TASKS = ("ct_cls", "ct_liver_seg")
 NATURAL_TASKS = ("natural_cls",)
 CKA_LAYERS = tuple(s for s in RESNET_STAGES if s != "avgpool")
@@ -127,6 +129,17 @@ def weight_reuse_table(config: StudyConfig, encoders) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["init", "task", "run", "layer", "weight_cka"])
 
 
+def weight_uniqueness_table(encoders) -> pd.DataFrame:
+    """The paper's "feature uniqueness": weight-space RBF CKA between differently pretrained encoders (low = the
+    pretraining sources left different filters in conv1 / layer1)."""
+    names, rows = list(encoders), []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for layer, value in weight_cka(encoders[a].state_dict(), encoders[b].state_dict()).items():
+                rows.append({"init_a": a, "init_b": b, "layer": layer, "weight_cka": value})
+    return pd.DataFrame(rows, columns=["init_a", "init_b", "layer", "weight_cka"])
+
+
 def who_knew_what(config: StudyConfig) -> pd.DataFrame:
     """Overlap of correctly classified test images between inits, per task, protocol and seed (from the run
     records' ``test_correct``), against the overlap independence predicts."""
@@ -154,12 +167,13 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
 
     out = analysis_dir(config.profile)
     done = out / "done.json"
-    if done.is_file() and not force:
+    if done.is_file() and not force and json.loads(done.read_text()).get("version") == ANALYSIS_VERSION:
         return out
     encoders, stats = study_encoders(config)
     n = config.analysis.cka_images
     cka_tables(config, encoders, stats, n).to_csv(out / "cka.csv", index=False)
     weight_reuse_table(config, encoders).to_csv(out / "weight_cka.csv", index=False)
+    weight_uniqueness_table(encoders).to_csv(out / "weight_uniqueness.csv", index=False)
     who_knew_what(config).to_csv(out / "overlap.csv", index=False)
 
     per_task = max(8, config.analysis.embedding_images // len(EMBEDDING_TASKS))
@@ -177,7 +191,8 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
                                           color="domain", title=f"{init}: layer4 features of every domain (UMAP)",
                                           include_plotlyjs=True, full_html=False)
         atomic_write(out / f"embedding_{init.replace(':', '_')}.html", lambda tmp, h=html: tmp.write_text(h))
-    write_json(done, {"config_hash": config.hash(), "inits": list(encoders), "images": len(sample.images)})
+    write_json(done, {"config_hash": config.hash(), "inits": list(encoders), "images": len(sample.images),
+                      "version": ANALYSIS_VERSION})
     return out
 
 
@@ -186,10 +201,11 @@ def load_analysis(profile: str) -> dict:
     from rtl_core.errors import RtlError
 
     out = output_root() / "analysis" / profile
-    if not (out / "done.json").is_file():
-        raise RtlError(f"No analysis for profile {profile!r} in {out}; run `rtl analyze --profile {profile}` first.")
+    info = json.loads((out / "done.json").read_text()) if (out / "done.json").is_file() else {}
+    if info.get("version") != ANALYSIS_VERSION:
+        raise RtlError(f"No current analysis for profile {profile!r} in {out}; run `rtl analyze --profile {profile}` first.")
     tables = {name: pd.read_csv(out / f"{name}.csv") for name in
-              ("cka", "weight_cka", "overlap", "separability", "separability_task", "probes", "umap")}
+              ("cka", "weight_cka", "weight_uniqueness", "overlap", "separability", "separability_task", "probes", "umap")}
     tables["embedding_html"] = {p.stem.removeprefix("embedding_"): p.read_text() for p in sorted(out.glob("embedding_*.html"))}
     tables["info"] = json.loads((out / "done.json").read_text())
     return tables

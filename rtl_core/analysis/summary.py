@@ -87,3 +87,30 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
                 "verdict": verdict(r["delta_abs"], r["p_holm"], claim),
             })
     return pd.DataFrame(rows)
+
+
+def verdict_figure(results: pd.DataFrame):
+    """Δ % (CT vs natural) per claim and CT task with its bootstrap 95 % CI (relative to the natural mean), beside the
+    paper's Δ % from its own runs."""
+    import matplotlib.pyplot as plt
+
+    ours = our_rows(results)
+    paper = paper_rows().set_index("claim")
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * max(len(ours), 1) + 1.4))
+    labels = []
+    for y, (_, r) in enumerate(ours.iterrows()):
+        claim = next(c for c, spec in CLAIMS.items() if spec[0] == r["protocol"])
+        scale = 100 / r["mean_b"] if r["mean_b"] else float("nan")
+        ax.errorbar(r["delta_rel_pct"], y, xerr=[[r["delta_abs"] * scale - r["ci_low"] * scale],
+                                                 [r["ci_high"] * scale - r["delta_abs"] * scale]],
+                    fmt="o", color="C0", capsize=3, label="ours (95 % CI)" if y == 0 else None)
+        if claim in paper.index:
+            ax.plot(paper.loc[claim, "paper_delta_pct"], y, "D", color="C3", label="paper (its runs)" if y == 0 else None)
+        labels.append(f"{r['protocol']} · {r['task']}")
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("Δ % = (CT / natural − 1) · 100")
+    ax.legend(fontsize=8, loc="best")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig

@@ -128,15 +128,20 @@ def _analysis_fingerprint(config: StudyConfig) -> str:
 
 
 def _analysis_done(config: StudyConfig) -> bool:
+    from rtl_core.analysis.study import ANALYSIS_VERSION
+
     stamp = output_root() / "analysis" / config.profile / "inputs.json"
-    return stamp.is_file() and json.loads(stamp.read_text()).get("inputs") == _analysis_fingerprint(config)
+    return stamp.is_file() and json.loads(stamp.read_text()) == {"inputs": _analysis_fingerprint(config),
+                                                                  "version": ANALYSIS_VERSION}
 
 
 def _analyze(config: StudyConfig) -> None:
     from rtl_core.analysis.study import analyze
 
+    from rtl_core.analysis.study import ANALYSIS_VERSION
+
     out = analyze(config, force=True)
-    write_json(out / "inputs.json", {"inputs": _analysis_fingerprint(config)})
+    write_json(out / "inputs.json", {"inputs": _analysis_fingerprint(config), "version": ANALYSIS_VERSION})
 
 
 def _summary(config: StudyConfig):
