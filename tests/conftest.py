@@ -27,6 +27,17 @@ def _isolated_outputs(tmp_path_factory):
         yield
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """One torch thread: on the shared 2-core machine two threads oversubscribe and run several times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def copy_pack_subset(pack: Path, dest: Path, *rel_dirs: str) -> Path:
     """Copy the named dataset folders and the manifest into ``dest`` (a writable mini pack)."""
     for rel in rel_dirs:
