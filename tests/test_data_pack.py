@@ -123,24 +123,28 @@ def test_mask_with_wrong_shape_is_named(pack, tmp_path):
         read_folder(root, rel, use_cache=False)
 
 
-def test_corrupt_image_in_zip_is_named(pack, tmp_path):
+@pytest.fixture()
+def ph2_copy(pack, tmp_path):
+    """A writable copy of the PH2 folder dataset (no manifest) and the name of its first WebP image."""
     rel = "dermatology/ph2_dermoscopy_96"
     root = _folder_copy_without_manifest(pack, tmp_path, rel)
     zip_path = root / rel / "images.zip"
     with zipfile.ZipFile(zip_path) as archive:
         member = next(n for n in archive.namelist() if n.endswith(".webp"))
+    return root, rel, zip_path, member
+
+
+def test_corrupt_image_in_zip_is_named(ph2_copy):
+    root, rel, zip_path, member = ph2_copy
+    with zipfile.ZipFile(zip_path) as archive:
         blob = archive.read(member)
     _rewrite_zip(zip_path, {member: blob[: len(blob) // 3]})
     with pytest.raises(DataError, match=member):
         read_folder(root, rel, use_cache=False)
 
 
-def test_member_missing_from_zip_is_named(pack, tmp_path):
-    rel = "dermatology/ph2_dermoscopy_96"
-    root = _folder_copy_without_manifest(pack, tmp_path, rel)
-    zip_path = root / rel / "images.zip"
-    with zipfile.ZipFile(zip_path) as archive:
-        member = next(n for n in archive.namelist() if n.endswith(".webp"))
+def test_member_missing_from_zip_is_named(ph2_copy):
+    root, rel, zip_path, member = ph2_copy
     _rewrite_zip(zip_path, {member: None})
     with pytest.raises(DataError, match=f"lists {member}, which is missing"):
         read_folder(root, rel, use_cache=False)
