@@ -28,6 +28,8 @@ from rtl_core.pretrain.cli import add_pretrain_parser
 from rtl_core.pretrain.knn import knn_accuracy
 from rtl_core.pretrain.methods import METHODS, MethodContext, build_method
 from rtl_core.pretrain.module import scaled_lr
+from rtl_core.pretrain import precision
+from rtl_core.pretrain.precision import float32_stages, prepare_for_device, resolve_precision
 from rtl_core.pretrain.train import plan_devices, pretrain, run_dir
 
 
@@ -60,6 +62,51 @@ def real_batch(pool: Path, n: int = 8, size: int = 32) -> torch.Tensor:
 
     stream = ImageFolderStream(index_image_folder(pool), size=size)
     return torch.stack([stream[i][0] for i in range(n)])
+
+
+# --- precision and layout per device --------------------------------------------------------------------------
+
+
+def test_cpu_precision_plan(monkeypatch):
+    assert (float32_stages(16), float32_stages(32), float32_stages(64)) == (["layer3", "layer4"], ["layer4"], [])
+    assert resolve_precision("32", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: False)
+    assert resolve_precision("auto", "cpu") == "32-true"
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16-mixed"
+
+
+@pytest.mark.parametrize("crop", [16, 32])
+def test_cpu_bf16_plan_keeps_tiny_maps_in_float32_and_gradients_sound(mini_pool, crop):
+    """bf16 on CPU: early stages in bf16 + channels_last, tiny-map stages in fp32; gradients finite and aligned
+    with fp32 (oneDNN's bf16 stride-2 convolution onto 1x1 maps gives inf gradients in channels_last)."""
+    images = real_batch(mini_pool, n=32, size=crop).float() / 255
+    torch.manual_seed(0)
+    reference = build_backbone("resnet18")
+    mixed = build_backbone("resnet18")
+    mixed.load_state_dict(reference.state_dict())
+    keys = list(mixed.state_dict())
+    config = load_config("smoke", overrides={"pretrain": {"crop_size": crop}}).pretrain
+    prepare_for_device(mixed, mixed, config, "cpu", "bf16-mixed")
+    assert list(mixed.state_dict()) == keys
+    assert mixed.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+    dtypes = {}
+    for name in ("layer1", "layer3", "layer4"):
+        getattr(mixed, name).register_forward_hook(lambda m, i, out, name=name: dtypes.__setitem__(name, out.dtype))
+    (reference(images) ** 2).mean().backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = mixed(images.contiguous(memory_format=torch.channels_last))
+    (features.float() ** 2).mean().backward()
+    tiny = set(float32_stages(crop))
+    assert dtypes == {name: torch.float32 if name in tiny else torch.bfloat16 for name in dtypes}
+    grads = dict(reference.named_parameters())
+    for name, param in mixed.named_parameters():
+        if param.ndim == 4:
+            assert torch.isfinite(param.grad).all(), name
+            cosine = torch.nn.functional.cosine_similarity(param.grad.flatten(), grads[name].grad.flatten(), dim=0)
+            assert cosine > 0.8, f"{name}: bf16 gradient cosine {cosine:.3f} to fp32"
 
 
 # --- distributed SimCLR loss ------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 * speed: SimCLR pairs per second on the ``default`` profile (same ResNet, batch size and crop size for both):
   **ours** = uint8 batches from memory, per-image augmentation on the device (:mod:`rtl_core.pretrain.augment`),
-  both views in one forward, the profile's precision (``auto``: fp32 on CPU, bf16 on GPU; bf16 autocast and
-  channels_last measured no faster on this CPU, so channels_last is used on GPUs only); **reference** = lightly's SimCLR
+  both views in one forward, the profile's precision and layout (``auto``: bf16 autocast + channels_last on
+  GPUs and on CPUs with AMX, stages in ``pretrain.cpu_float32_stages`` in float32; fp32 on other CPUs: see
+  :mod:`rtl_core.pretrain.precision`); **reference** = lightly's SimCLR
   example shape: PIL images through ``SimCLRTransform`` in DataLoader workers, two float32 forwards.
   Each side runs in fresh child processes (alternating, best of two), so each peak RSS is its own.
 * quality: kNN accuracy (k = 20, cosine) of frozen features on the ``natural_cls`` and ``ct_cls`` test splits,
@@ -41,6 +42,7 @@ def _ours() -> dict:
     from rtl_core.pretrain.augment import BatchAugment, augment_config
     from rtl_core.pretrain.methods import MethodContext, build_method
     from rtl_core.pretrain.module import scaled_lr, step_seed
+    from rtl_core.pretrain.precision import prepare_for_device
     from rtl_core.pretrain.train import plan_devices
 
     config = load_config(PROFILE)
@@ -48,6 +50,7 @@ def _ours() -> dict:
     images = _pool_images(config)
     torch.manual_seed(0)
     method = build_method("simclr", build_backbone(p.backbone), MethodContext(feature_dim(p.backbone), p.projection_dim, p.temperature))
+    prepare_for_device(method, method.backbone, p, "cpu", plan.precision)
     augment = BatchAugment(augment_config(p))
     optimizer = LARS(method.parameters(), lr=scaled_lr(p), momentum=p.momentum, weight_decay=p.weight_decay)
     autocast = plan.precision.startswith("bf16")

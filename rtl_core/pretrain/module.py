@@ -2,7 +2,8 @@
 
 One code path for CPU, one GPU and many GPUs/nodes: the Trainer picks devices, DDP and precision; this module
 only augments each batch where it lives (a per-step seeded generator, so a resumed run draws the augmentations
-an uninterrupted one would), converts it to ``channels_last`` and logs loss and throughput to the progress bar.
+an uninterrupted one would), converts it to ``channels_last`` (layout and precision per device:
+:mod:`rtl_core.pretrain.precision`) and logs loss and throughput to the progress bar.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from lightly.utils.scheduler import cosine_warmup_schedule
 from rtl_core.config import PretrainConfig
 from rtl_core.pretrain.augment import BatchAugment, augment_config
 from rtl_core.pretrain.methods import SSLMethod
+from rtl_core.pretrain.precision import prepare_for_device
 
 
 def scaled_lr(config: PretrainConfig) -> float:
@@ -41,9 +43,7 @@ class PretrainModule(pl.LightningModule):
         self._tick: float | None = None
 
     def on_fit_start(self) -> None:
-        # channels_last speeds up convolutions on GPUs; on CPUs (oneDNN, bf16) it measured slower here.
-        if self.config.channels_last and self.device.type == "cuda":
-            self.method.to(memory_format=torch.channels_last)
+        prepare_for_device(self.method, self.method.backbone, self.config, self.device.type, str(self.trainer.precision))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (list, tuple)) else batch

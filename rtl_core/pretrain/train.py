@@ -27,6 +27,7 @@ from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, checkpoint_
 from rtl_core.paths import output_root
 from rtl_core.pretrain.data import PretrainPool, load_pretrain_pool, pool_loader
 from rtl_core.pretrain.methods import METHODS, MethodContext, build_method
+from rtl_core.pretrain.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,7 @@ def plan_devices(config: StudyConfig) -> DevicePlan:
     if p.batch_size % world:
         raise ConfigError(f"pretrain.batch_size={p.batch_size} is the global batch and must divide evenly over "
                           f"{world} devices; choose a multiple of {world}.")
-    precision = p.precision
-    if precision == "auto":
-        bf16 = accelerator == "gpu" and torch.cuda.is_bf16_supported()
-        precision = "bf16-mixed" if bf16 else ("16-mixed" if accelerator == "gpu" else "32-true")
-    elif precision == "32":
-        precision = "32-true"
+    precision = resolve_precision(p.precision, accelerator)
     return DevicePlan(accelerator, devices, p.num_nodes, precision, p.batch_size // world)
 
 
