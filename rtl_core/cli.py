@@ -45,18 +45,20 @@ def _analyze(args: argparse.Namespace) -> None:
 
 def _bench(args: argparse.Namespace) -> None:
     from rtl_core.bench import BENCH_JSON, merge_figures
-    from rtl_core.bench import cka_section, data_bench, evaluate_bench, pretrain_bench
+    from rtl_core.bench import cka_section, data_bench, evaluate_bench, gpu_pretrain_bench, pretrain_bench
 
     sections = {"data": data_bench.run, "pretrain": pretrain_bench.run, "evaluate": evaluate_bench.run,
-                "cka": cka_section.run}
+                "cka": cka_section.run, "gpu": gpu_pretrain_bench.run}
     import time
+
+    import torch
 
     from rtl_core.provenance import git_commit, machine
 
     info = machine()
     context = {"bench.machine": f"{info['platform']}, {info['cpus']} CPUs" + (f", {info['gpus']}" if "gpus" in info else ""),
                "bench.git_commit": git_commit()[:12], "bench.measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    chosen = args.only or list(sections)
+    chosen = args.only or [name for name in sections if name != "gpu" or torch.cuda.is_available()]
     for name in chosen:
         figures = sections[name]()
         merge_figures({**figures, **context})
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="recompute even if the tables exist")
     p.set_defaults(func=_analyze)
     p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
-    p.add_argument("--only", nargs="*", choices=["data", "pretrain", "evaluate", "cka"], help="run only these sections")
+    p.add_argument("--only", nargs="*", choices=["data", "pretrain", "evaluate", "cka", "gpu"],
+                   help="run only these sections (gpu: the paper profile's pretraining step on one CUDA GPU)")
     p.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

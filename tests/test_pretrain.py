@@ -109,6 +109,22 @@ def test_cpu_bf16_plan_keeps_tiny_maps_in_float32_and_gradients_sound(mini_pool,
             assert cosine > 0.8, f"{name}: bf16 gradient cosine {cosine:.3f} to fp32"
 
 
+def test_gpu_benchmark_counts_resnet50_flops_and_runs_on_cpu(mini_pool):
+    """The paper-profile GPU benchmark's step, run on CPU at 32 px: ResNet-50 training costs ~3x its forward
+    (4.09 GMAC at 224 px, so 2 x 3 x 2 x 4.09e9 / 49 FLOP per pair at 32 px); MFU needs a GPU."""
+    from rtl_core.bench.gpu_pretrain_bench import measure, peak_tflops, run
+
+    config = load_config("paper", overrides={"data": {"image_size": 32}, "pretrain": {"crop_size": 32, "precision": "32"}})
+    result = measure(config, device="cpu", batch_per_device=8, warmup=1, steps=1, images=real_batch(mini_pool, n=16))
+    expected = 2 * 3 * 2 * 4.09 / 49
+    assert 0.9 * expected < result["gflops_per_pair"] < 1.15 * expected
+    assert result["pairs_per_s"] > 0 and result["mfu"] is None and result["backbone"] == "resnet50"
+    assert peak_tflops("NVIDIA H100 80GB HBM3") == 989.4 and peak_tflops("Some other GPU") is None
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+            run()
+
+
 # --- distributed SimCLR loss ------------------------------------------------------------------------------------
 
 
