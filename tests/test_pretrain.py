@@ -13,6 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -268,6 +269,10 @@ def test_killed_run_resumes_to_the_same_weights(mini_pool, tmp_path, monkeypatch
 
     a, b = read_sidecar(resumed), read_sidecar(straight)
     assert a["steps"] == b["steps"] == 3 * (64 // 16)
+    # the loss curve survives the kill: the resumed run's metrics.csv holds every epoch, as the straight one's
+    curves = [pd.read_csv(Path(s["run_dir"]) / "metrics.csv").dropna(subset=["loss_epoch"]) for s in (a, b)]
+    assert list(curves[0]["epoch"]) == list(curves[1]["epoch"]) == [0, 1, 2]
+    assert not list(Path(a["run_dir"]).glob("metrics.part*.csv"))
     wa, wb = torch.load(resumed, weights_only=True), torch.load(straight, weights_only=True)
     assert wa.keys() == wb.keys()
     for key in wa:

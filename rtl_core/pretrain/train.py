@@ -22,6 +22,7 @@ import torch
 
 from rtl_core.config import StudyConfig
 from rtl_core.errors import CheckpointError, ConfigError
+from rtl_core.io import atomic_write
 from rtl_core.models.backbones import build_backbone, feature_dim
 from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, checkpoint_paths, encoder_stem, load_encoder, read_sidecar, save_encoder
 from rtl_core.paths import output_root
@@ -128,6 +129,35 @@ def existing_encoder(config: StudyConfig, pool: str, method: str, sequential: bo
     return weights
 
 
+METRICS = "metrics.csv"
+
+
+def set_aside_metrics(folder: Path) -> None:
+    """Before a resume: move ``metrics.csv`` to ``metrics.part<k>.csv`` (Lightning's CSV logger rewrites it)."""
+    metrics = folder / METRICS
+    if metrics.is_file():
+        metrics.rename(folder / f"metrics.part{len(list(folder.glob('metrics.part*.csv')))}.csv")
+
+
+def join_metrics(folder: Path) -> None:
+    """After a fit: one ``metrics.csv`` with the whole loss curve, the set-aside parts first.
+
+    Rows an interrupted part logged at or after the step its successor resumed from are dropped (the resumed run
+    logs those steps again, from the checkpoint's weights).
+    """
+    import pandas as pd
+
+    parts = sorted(folder.glob("metrics.part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics.part")))
+    if not parts:
+        return
+    frames = [pd.read_csv(p) for p in parts] + ([pd.read_csv(folder / METRICS)] if (folder / METRICS).is_file() else [])
+    kept = [frame[frame["step"] < after["step"].min()] if len(after) else frame for frame, after in zip(frames, frames[1:])]
+    joined = pd.concat([*kept, frames[-1]], ignore_index=True)
+    atomic_write(folder / METRICS, lambda tmp: joined.to_csv(tmp, index=False))
+    for p in parts:
+        p.unlink()
+
+
 def pretrain(config: StudyConfig, pool: str, method: str, sequential: bool = False, force: bool = False,
              callbacks: Sequence = (), progress: bool = True) -> Path:
     """Pretrain ``method`` on ``pool`` under ``config`` and return the encoder weights path.
@@ -185,11 +215,14 @@ def pretrain(config: StudyConfig, pool: str, method: str, sequential: bool = Fal
     last = folder / "last.ckpt"
     if last.is_file():
         log.info("resuming from %s", last)
+        if trainer.is_global_zero:
+            set_aside_metrics(folder)
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.is_file() else None)
     seconds = time.perf_counter() - start
     weights, _ = checkpoint_paths(stem)
     if trainer.is_global_zero:
+        join_metrics(folder)
         save_encoder(
             stem, module.method.backbone, p.backbone, in_channels=3, method=method, pool=pool, epochs=p.epochs,
             profile=config.profile, config_hash=config.hash(), run_key=run_key(config, pool, method, sequential),
