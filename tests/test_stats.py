@@ -263,3 +263,16 @@ def test_duplicate_seeds_and_absent_inits_are_errors():
         compare_inits(tidy(X, Y), "A", "A")
     with pytest.raises(DataError, match="value"):
         compare_inits(tidy(X, Y).assign(value="high"), "A", "B")
+
+
+def test_mcnemar_exact_counts_discordant_pairs():
+    from rtl_core.analysis.stats import mcnemar_exact
+
+    a = [True] * 10 + [True, False] * 5
+    b = [False] * 10 + [True, False] * 5
+    assert mcnemar_exact(a, b) == (10, 0, pytest.approx(2 * 0.5**10))
+    assert mcnemar_exact(b, b) == (0, 0, 1.0)
+    only_a, only_b, p = mcnemar_exact([True, False, True], [False, True, True])
+    assert (only_a, only_b) == (1, 1) and p == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same images"):
+        mcnemar_exact([True], [True, False])

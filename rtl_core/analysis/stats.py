@@ -77,6 +77,17 @@ def paired_ttest(a: pd.Series, b: pd.Series) -> tuple[float, float]:
     return _pg_col(res, "T"), _pg_col(res, "p_val", "p-val")
 
 
+def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> tuple[int, int, float]:
+    """McNemar's exact test of two classifiers on the same test images (McNemar 1947; the binomial form for
+    discordant pairs). Returns ``(right only a, right only b, two-sided p)``."""
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"McNemar needs both classifiers on the same images, got {a.shape} and {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = sps.binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return only_a, only_b, float(p)
+
+
 def bootstrap_mean_diff_ci(
     a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0
 ) -> tuple[float, float]:

@@ -8,7 +8,8 @@
   example shape: PIL images through ``SimCLRTransform`` in DataLoader workers, two float32 forwards.
   Each side runs in fresh child processes (alternating, best of two), so each peak RSS is its own.
 * quality: kNN accuracy (k = 20, cosine) of frozen features on the ``natural_cls`` and ``ct_cls`` test splits,
-  the ``default`` SimCLR encoder of the matching pool vs the same backbone at random init. Encoders under
+  the ``default`` SimCLR encoder of the matching pool vs the same backbone at random init, with McNemar's exact
+  test on the same test images. Encoders under
   ``encoder_stem`` are reused when they match the profile, else trained first.
 """
 
@@ -151,7 +152,8 @@ def quality(config=None) -> dict[str, float]:
     from rtl_core.data.datasets import task_dataset
     from rtl_core.models.backbones import build_backbone
     from rtl_core.models.checkpoints import load_encoder
-    from rtl_core.pretrain.knn import knn_accuracy
+    from rtl_core.analysis.stats import mcnemar_exact
+    from rtl_core.pretrain.knn import knn_correct
     from rtl_core.pretrain.train import pretrain
 
     config = config or load_config(PROFILE)
@@ -163,8 +165,12 @@ def quality(config=None) -> dict[str, float]:
         torch.manual_seed(config.seed)
         random = build_backbone(config.pretrain.backbone)
         train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
-        figures[f"pretrain.knn_{task}_ssl"] = round(knn_accuracy(encoder, train, test, k=20), 4)
-        figures[f"pretrain.knn_{task}_random"] = round(knn_accuracy(random, train, test, k=20), 4)
+        ssl, rand = knn_correct(encoder, train, test, k=20), knn_correct(random, train, test, k=20)
+        only_ssl, only_random, p = mcnemar_exact(ssl.numpy(), rand.numpy())
+        figures[f"pretrain.knn_{task}_ssl"] = round(float(ssl.float().mean()), 4)
+        figures[f"pretrain.knn_{task}_random"] = round(float(rand.float().mean()), 4)
+        figures[f"pretrain.knn_{task}_test_images"] = len(ssl)
+        figures[f"pretrain.knn_{task}_mcnemar_p"] = float(f"{p:.3g}")  # exact McNemar, SSL vs random on the same images
     return figures
 
 
@@ -194,5 +200,7 @@ def run() -> dict[str, float]:
     figures.update(quality())
     for task in QUALITY:
         print(f"  kNN (k=20, cosine) {task}: SimCLR {figures[f'pretrain.knn_{task}_ssl']:.3f} "
-              f"vs random init {figures[f'pretrain.knn_{task}_random']:.3f}")
+              f"vs random init {figures[f'pretrain.knn_{task}_random']:.3f} "
+              f"({figures[f'pretrain.knn_{task}_test_images']} test images, exact McNemar p "
+              f"{figures[f'pretrain.knn_{task}_mcnemar_p']:.3g})")
     return figures

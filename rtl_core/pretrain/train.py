@@ -82,6 +82,9 @@ def run_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> st
     data = config.data.model_dump(mode="json", include={"data_dir", "image_size", "pool_size", "split_seed", "ct_window"})
     if pool in config.data.pools:
         data["pool"] = config.data.pools[pool].model_dump(mode="json")
+    p = config.pretrain
+    accelerator = p.accelerator if p.accelerator != "auto" else ("gpu" if torch.cuda.device_count() else "cpu")
+    pre["precision"] = resolve_precision(p.precision, accelerator)  # "auto" means bf16 on some CPUs, fp32 on others
     blob = json.dumps({"pretrain": pre, "data": data, "seed": config.seed, "pool": pool, "method": method,
                        "sequential": sequential}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
