@@ -6,7 +6,8 @@ per-image augmentation on the device (:mod:`rtl_core.pretrain.augment`), both vi
 device's precision and layout (:mod:`rtl_core.pretrain.precision`), LARS. Model FLOP utilisation (MFU) is the
 achieved FLOP/s, with the FLOPs of one training step counted by :class:`torch.utils.flop_counter.FlopCounterMode`,
 over the GPU's dense bf16 peak (:data:`PEAK_BF16_TFLOPS`). Run it with ``rtl bench --only gpu`` on a machine
-with a CUDA GPU; ``make bench`` includes it when one is visible.
+with a CUDA GPU; ``make bench`` includes it when one is visible. :func:`measure` runs on any device: the CPU
+speed section of :mod:`rtl_core.bench.pretrain_bench` times the ``default`` profile's step with it.
 """
 
 from __future__ import annotations

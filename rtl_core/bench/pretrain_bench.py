@@ -1,10 +1,10 @@
 """Pretraining benchmark: throughput and memory of our SimCLR step vs the textbook loop, and kNN quality.
 
 * speed: SimCLR pairs per second on the ``default`` profile (same ResNet, batch size and crop size for both):
-  **ours** = uint8 batches from memory, per-image augmentation on the device (:mod:`rtl_core.pretrain.augment`),
-  both views in one forward, the profile's precision and layout (``auto``: bf16 autocast + channels_last on
-  GPUs and on CPUs with AMX, stages in ``pretrain.cpu_float32_stages`` in float32; fp32 on other CPUs: see
-  :mod:`rtl_core.pretrain.precision`); **reference** = lightly's SimCLR
+  **ours** = :func:`rtl_core.bench.gpu_pretrain_bench.measure` on the CPU: uint8 batches from memory, per-image
+  augmentation on the device (:mod:`rtl_core.pretrain.augment`), both views in one forward, the profile's
+  precision and layout (``auto``: bf16 autocast + channels_last on GPUs and on CPUs with AMX, ResNet stages on
+  maps of at most 2 px in float32; fp32 on other CPUs: see :mod:`rtl_core.pretrain.precision`); **reference** = lightly's SimCLR
   example shape: PIL images through ``SimCLRTransform`` in DataLoader workers, two float32 forwards.
   Each side runs in fresh child processes (alternating, best of two), so each peak RSS is its own.
 * quality: kNN accuracy (k = 20, cosine) of frozen features on the ``natural_cls`` and ``ct_cls`` test splits,
@@ -35,37 +35,13 @@ def _pool_images(config):
 
 
 def _ours() -> dict:
-    import torch
-    from lightly.utils.lars import LARS
-
+    from rtl_core.bench.gpu_pretrain_bench import measure
     from rtl_core.config import load_config
-    from rtl_core.models.backbones import build_backbone, feature_dim
-    from rtl_core.pretrain.augment import BatchAugment, augment_config
-    from rtl_core.pretrain.methods import MethodContext, build_method
-    from rtl_core.pretrain.module import scaled_lr, step_seed
-    from rtl_core.pretrain.precision import prepare_for_device
-    from rtl_core.pretrain.train import plan_devices
 
     config = load_config(PROFILE)
-    p, plan = config.pretrain, plan_devices(config)
-    images = _pool_images(config)
-    torch.manual_seed(0)
-    method = build_method("simclr", build_backbone(p.backbone), MethodContext(feature_dim(p.backbone), p.projection_dim, p.temperature))
-    prepare_for_device(method, method.backbone, p, "cpu", plan.precision)
-    augment = BatchAugment(augment_config(p))
-    optimizer = LARS(method.parameters(), lr=scaled_lr(p), momentum=p.momentum, weight_decay=p.weight_decay)
-    autocast = plan.precision.startswith("bf16")
-
-    def step(i: int) -> None:
-        batch = images[torch.randint(len(images), (p.batch_size,))]
-        g = torch.Generator().manual_seed(step_seed(0, i, 0))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = method.loss(augment(batch, g), augment(batch, g))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return _time(step, p.batch_size, extra={"precision": plan.precision})
+    result = measure(config, device="cpu", batch_per_device=config.pretrain.batch_size, warmup=WARMUP_STEPS,
+                     steps=TIMED_STEPS, images=_pool_images(config))
+    return {"pairs_per_s": result["pairs_per_s"], "peak_rss_mb": _peak_rss_mb(), "precision": result["precision"]}
 
 
 def _reference() -> dict:
@@ -127,9 +103,14 @@ def _time(step, batch_size: int, extra: dict | None = None) -> dict:
     for i in range(TIMED_STEPS):
         step(WARMUP_STEPS + i)
     seconds = time.perf_counter() - start
+    return {"pairs_per_s": TIMED_STEPS * batch_size / seconds, "peak_rss_mb": _peak_rss_mb(), **(extra or {})}
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process plus its (DataLoader worker) children, MB."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"pairs_per_s": TIMED_STEPS * batch_size / seconds, "peak_rss_mb": (own + children) / 1024, **(extra or {})}
+    return (own + children) / 1024
 
 
 def _child(which: str) -> None:

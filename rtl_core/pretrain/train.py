@@ -51,11 +51,16 @@ class DevicePlan:
         return self.devices * self.num_nodes
 
 
+def resolve_accelerator(requested: str) -> str:
+    """``pretrain.accelerator``: ``auto`` is ``gpu`` when a CUDA GPU is visible, else ``cpu``."""
+    return requested if requested != "auto" else ("gpu" if torch.cuda.device_count() else "cpu")
+
+
 def plan_devices(config: StudyConfig) -> DevicePlan:
     """Resolve ``pretrain.accelerator/devices/num_nodes/precision``; impossible requests raise ConfigError."""
     p = config.pretrain
     gpus = torch.cuda.device_count()
-    accelerator = p.accelerator if p.accelerator != "auto" else ("gpu" if gpus else "cpu")
+    accelerator = resolve_accelerator(p.accelerator)
     if accelerator == "gpu":
         if gpus == 0:
             raise ConfigError("pretrain.accelerator is 'gpu' but no CUDA GPU is visible; set accelerator: cpu or auto.")
@@ -82,9 +87,8 @@ def run_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> st
     data = config.data.model_dump(mode="json", include={"data_dir", "image_size", "pool_size", "split_seed", "ct_window"})
     if pool in config.data.pools:
         data["pool"] = config.data.pools[pool].model_dump(mode="json")
-    p = config.pretrain
-    accelerator = p.accelerator if p.accelerator != "auto" else ("gpu" if torch.cuda.device_count() else "cpu")
-    pre["precision"] = resolve_precision(p.precision, accelerator)  # "auto" means bf16 on some CPUs, fp32 on others
+    # "auto" means bf16 on some CPUs, fp32 on others: the resolved precision changes the weights
+    pre["precision"] = resolve_precision(config.pretrain.precision, resolve_accelerator(config.pretrain.accelerator))
     blob = json.dumps({"pretrain": pre, "data": data, "seed": config.seed, "pool": pool, "method": method,
                        "sequential": sequential}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
