@@ -127,14 +127,10 @@ def _run_child(which: str) -> dict:
 
 def quality(config=None) -> dict[str, float]:
     """kNN accuracy of the default SimCLR encoders vs random init (trains the encoders if missing)."""
-    import torch
-
-    from rtl_core.config import load_config
-    from rtl_core.data.datasets import task_dataset
-    from rtl_core.models.backbones import build_backbone
-    from rtl_core.models.checkpoints import load_encoder
     from rtl_core.analysis.stats import mcnemar_exact
-    from rtl_core.pretrain.knn import knn_correct
+    from rtl_core.config import load_config
+    from rtl_core.models.checkpoints import load_encoder
+    from rtl_core.pretrain.knn import knn_against_random
     from rtl_core.pretrain.train import pretrain
 
     config = config or load_config(PROFILE)
@@ -143,11 +139,9 @@ def quality(config=None) -> dict[str, float]:
     for task, pool in QUALITY.items():
         weights = pretrain(config, pool, "simclr")
         encoder, _ = load_encoder(weights, expect={"arch": config.pretrain.backbone, "in_channels": 3})
-        torch.manual_seed(config.seed)
-        random = build_backbone(config.pretrain.backbone)
-        train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
-        ssl, rand = knn_correct(encoder, train, test, k=20), knn_correct(random, train, test, k=20)
-        only_ssl, only_random, p = mcnemar_exact(ssl.numpy(), rand.numpy())
+        correct = knn_against_random({"ssl": encoder}, config.pretrain.backbone, task, size, seed=config.seed)
+        ssl, rand = correct["ssl"], correct["random init"]
+        _, _, p = mcnemar_exact(ssl.numpy(), rand.numpy())
         figures[f"pretrain.knn_{task}_ssl"] = round(float(ssl.float().mean()), 4)
         figures[f"pretrain.knn_{task}_random"] = round(float(rand.float().mean()), 4)
         figures[f"pretrain.knn_{task}_test_images"] = len(ssl)

@@ -50,3 +50,18 @@ def knn_correct(encoder: nn.Module, train_ds: Dataset, test_ds: Dataset, k: int 
 def knn_accuracy(encoder: nn.Module, train_ds: Dataset, test_ds: Dataset, k: int = 20, temperature: float = 0.1) -> float:
     """Top-1 accuracy of weighted kNN (cosine, ``k`` neighbours) on ``test_ds`` with ``train_ds`` as the bank."""
     return float(knn_correct(encoder, train_ds, test_ds, k, temperature).float().mean())
+
+
+def knn_against_random(encoders: dict[str, nn.Module], arch: str, task: str, size: int, seed: int,
+                       k: int = 20) -> dict[str, torch.Tensor]:
+    """Per-image kNN correctness on ``task``'s test split (train split as the bank, images at ``size`` px) of each
+    encoder and, under the key ``"random init"``, of backbone ``arch`` at a random init drawn with ``seed``."""
+    from rtl_core.data.datasets import task_dataset
+    from rtl_core.models.backbones import build_backbone
+
+    train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
+    torch.manual_seed(seed)
+    correct = {"random init": knn_correct(build_backbone(arch), train, test, k)}
+    for name, encoder in encoders.items():
+        correct[name] = knn_correct(encoder, train, test, k)
+    return correct

@@ -73,20 +73,13 @@ def curves_figure(profile: str):
 
 def knn_table(profile: str, tasks: tuple[str, ...] = ("natural_cls", "ct_cls"), size: int = 64) -> pd.DataFrame:
     """kNN accuracy (k = 20, cosine) of every encoder's frozen features against the same backbone at random init."""
-    import torch
-
-    from rtl_core.data.datasets import task_dataset
-    from rtl_core.models.backbones import build_backbone
     from rtl_core.models.checkpoints import load_encoder
-    from rtl_core.pretrain.knn import knn_accuracy
+    from rtl_core.pretrain.knn import knn_against_random
 
-    rows = []
     sidecars = _sidecars(profile)
+    encoders = {s["encoder"]: load_encoder(output_root() / "checkpoints" / profile / s["encoder"])[0] for s in sidecars}
+    rows = []
     for task in tasks:
-        train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
-        torch.manual_seed(0)
-        rows.append({"encoder": "random init", "task": task, "knn_accuracy": knn_accuracy(build_backbone(sidecars[0]["arch"]), train, test)})
-        for s in sidecars:
-            encoder, _ = load_encoder(output_root() / "checkpoints" / profile / s["encoder"])
-            rows.append({"encoder": s["encoder"], "task": task, "knn_accuracy": knn_accuracy(encoder, train, test)})
+        correct = knn_against_random(encoders, sidecars[0]["arch"], task, size, seed=0)
+        rows += [{"encoder": name, "task": task, "knn_accuracy": float(hits.float().mean())} for name, hits in correct.items()]
     return pd.DataFrame(rows).pivot(index="encoder", columns="task", values="knn_accuracy").round(4).reset_index()
