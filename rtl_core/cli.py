@@ -1,7 +1,8 @@
 """``rtl``: the command line of rtl_core (``python -m rtl_core.cli`` works too).
 
-Subcommands: ``summary`` (pools and tasks), ``splits`` (write split files), ``reproduce`` (the whole study on a
-profile, then the HTML reports), ``bench`` (benchmarks → reports/bench.json).
+Subcommands: ``summary`` (pools and tasks), ``splits`` (write split files), ``pretrain``, ``evaluate``, ``analyze``,
+``claims`` (every claim of the paper judged on the study's runs, or ``--paper`` on the paper's), ``reproduce`` (the
+whole study on a profile, then the HTML reports), ``bench`` (benchmarks → reports/bench.json).
 """
 
 from __future__ import annotations
@@ -41,6 +42,33 @@ def _analyze(args: argparse.Namespace) -> None:
 
     out = analyze(load_config(args.profile, args.config), force=args.force)
     print(f"analysis tables in {out}")
+
+
+def _claims(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from rtl_core.analysis import claims
+    from rtl_core.config import load_config
+
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_colwidth", 60)
+    if args.paper:
+        config = load_config(args.profile, args.config)
+        rows = claims.judge_paper(alpha=config.analysis.alpha, margin_pct=config.analysis.equivalence_margin)
+        print(f"The paper's own runs (paper_runs.csv), judged by rtl_core's rule (α {config.analysis.alpha}, "
+              f"equivalence margin ±{config.analysis.equivalence_margin:g} %, Holm within each claim):")
+        table = claims.display_table(rows, paper=False)
+        print(table.drop(columns=["why"]).to_string(index=False))
+        print("\nWhy:")
+        for r in rows.itertuples():
+            print(f"  {r.claim} {r.task} {r.protocol} {r.metric}: {r.verdict}: {r.reason}")
+        return
+    config = load_config(args.profile, args.config)
+    rows, path = claims.study_claims(config)
+    keep = ["claim", "task", "protocol", "metric", "Δ %", "CI of Δ % (Welch)", "p Holm (claim family)", "verdict",
+            "paper Δ %", "paper verdict"]
+    print(claims.display_table(rows)[keep].to_string(index=False))
+    print(f"\nclaims written to {path} (reasons in the 'reason' field; `rtl claims --paper` for the paper alone)")
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -89,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--force", action="store_true", help="recompute even if the tables exist")
     p.set_defaults(func=_analyze)
+    p = sub.add_parser("claims", help="judge every claim of the paper on the study's runs (claims.json), or on the paper's")
+    p.add_argument("--profile", default=None, help="smoke | default | paper (default: the config's, else default)")
+    p.add_argument("--config", default=None)
+    p.add_argument("--paper", action="store_true", help="judge the paper's own runs (paper_runs.csv) instead")
+    p.set_defaults(func=_claims)
     p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
     p.add_argument("--only", nargs="*", choices=["data", "pretrain", "evaluate", "cka", "gpu"],
                    help="run only these sections (gpu: the paper profile's pretraining step on one CUDA GPU)")

@@ -130,3 +130,30 @@ def test_segmentation_run_reports_both_dice_variants(ct_checkpoint, tmp_path):
     assert all(0.0 <= v <= 1.0 for v in record["metrics"].values())
     assert record["n_train"] == 16 and record["n_test_scans"] > 1
     assert record["primary_metric"] == "dice_scan"
+
+
+def test_every_linear_protocol_trains_its_head_with_the_linear_settings(tmp_path):
+    """linear (cached features), linear through the frozen encoder, and linear_bn_train all use linear_epochs /
+    linear_lr; only the fine-tunes use epochs / lr (one set of head hyper-parameters per protocol family)."""
+    config = tiny_config(epochs=1, linear_epochs=3, max_train_images=48)
+    uncached = tiny_config(epochs=1, linear_epochs=3, max_train_images=48, linear_on_features=False)
+    epochs = {}
+    for label, cfg, protocol in (("cached", config, "linear"), ("uncached", uncached, "linear"),
+                                 ("bn_train", config, "linear_bn_train"), ("finetune", config, "finetune")):
+        record = run_one(cfg, RunKey("mri_cls", "scratch", protocol, 42), root=tmp_path / label)
+        epochs[label] = len(record["curves"]["epoch"])
+    assert epochs == {"cached": 3, "uncached": 3, "bn_train": 3, "finetune": 1}
+
+
+def test_finetunes_keep_the_early_filters_of_every_seed(tmp_path):
+    from rtl_core.evaluate.runner import KEPT_PREFIXES
+    from rtl_core.paths import output_root
+
+    config = tiny_config()
+    for seed in (42, 1):
+        run_one(config, RunKey("mri_cls", "scratch", "finetune", seed), root=tmp_path)
+    kept = sorted((output_root() / "finetuned" / "smoke" / "scratch" / "mri_cls").glob("seed*.pt"))
+    assert [p.name for p in kept] == ["seed1.pt", "seed42.pt"]
+    state = torch.load(kept[0], weights_only=True)
+    assert {"conv1.weight", "layer1.0.conv1.weight", "layer1.0.conv2.weight"} <= set(state)
+    assert all(k.startswith(KEPT_PREFIXES) for k in state) and kept[0].stat().st_size < 2_000_000

@@ -4,7 +4,9 @@ headless Chromium; notebook parameters are validated; a failing cell is reported
 from __future__ import annotations
 
 import base64
+import json
 import os
+import shutil
 import io
 import re
 from pathlib import Path
@@ -14,14 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rtl_core.analysis.claims import CLAIMS, VERDICTS
 from rtl_core.errors import ConfigError
 from rtl_core.report.browser import dump_dom, screenshot
 from rtl_core.report.notebooks import NOTEBOOKS, NotebookFailed, check_parameters, execute, NOTEBOOK_DIR
 from rtl_core.report.pipeline import reproduce
 
 #: What each report must contain (key tables / figure captions), beyond at least one embedded figure.
-_RESULTS = ["Results per task and init", "Statistics", "p Welch", "p Holm", "p BH", "95 % CI of Δ", "Learning curves",
-            "ct_cls", "ssl:ct:simclr", "ssl:natural:simclr", "scratch"]
+_RESULTS = ["Results per task and init", "Statistics", "p Welch", "p Holm (claim family)", "95 % CI of Δ (Welch)",
+            "exploratory", "Learning curves", "ct_cls", "ssl:ct:simclr", "ssl:natural:simclr", "scratch", "ddof"]
 KEY_CONTENT = {
     "00_data": ["Tasks", "ct_liver_seg", "natural_cls", "Pools", "tiny_imagenet", "groups_test"],
     "10_pretrain": ["Pretraining runs", "pairs/s", "ct", "natural", "simclr"],
@@ -29,9 +32,10 @@ KEY_CONTENT = {
     "21_linear_eval": _RESULTS,
     "22_low_label": _RESULTS + ["Labels vs performance"],
     "23_segmentation": ["dice_scan", "dice_batch", "ssl:ct:simclr", "p Welch"],
-    "30_feature_space": ["CKA between encoders", "Domain separability", "Linear probes", "mean_intensity", "plotly_hover",
+    "30_feature_space": ["kNN sanity check", "beats_random", "CKA between encoders", "Domain separability", "Linear probes", "mean_intensity", "plotly_hover",
                          "Interactive view", "Feature uniqueness", "Who knew what", "expected"],
-    "90_summary": ["verdict", "paper Δ %", "abstract (interpolated)", "Caveats", "Full fine-tune", "Linear evaluation"],
+    "90_summary": ["Claims at a glance", "Every row", "The paper judged by the same rule", "paper verdict", "supports",
+                   "abstract (quoted, interpolated)", "Caveats", "C1", "C7", "C10", "Holm", "Inconclusive is not"],
 }
 
 
@@ -67,6 +71,10 @@ def test_every_report_exists_with_key_tables_and_figures(smoke_reports):
     for spec in NOTEBOOKS:
         assert f"href='{spec.name}.html'" in index
     assert "profile <b>smoke</b>" in index and "wall time" in index  # complete run (or "last complete run")
+    assert "Claims: the paper's" in index and "paper verdict" in index and "href='claims.json'" in index
+    claims = json.loads((report_dir / "claims.json").read_text())
+    assert {row["claim"] for row in claims["claims"]} == {c.id for c in CLAIMS}
+    assert all(row["verdict"] in VERDICTS and row["paper_verdict"] for row in claims["claims"])
     assert f"{os.cpu_count()} CPUs" in index and "{" not in re.sub(r"<(style|script)>.*?</\1>", "", index, flags=re.S)
 
 
@@ -112,3 +120,38 @@ def test_failing_cell_names_notebook_cell_and_partial_output(tmp_path):
         execute("broken", {"profile": "smoke"}, tmp_path / "out", source_dir=tmp_path)
     assert str(tmp_path / "out" / "broken.ipynb") in str(err.value)
     assert (tmp_path / "out" / "broken.ipynb").is_file()
+
+
+def test_summary_and_index_render_with_protocols_outside_the_default_claims(smoke_reports, tmp_path, monkeypatch):
+    """A results store that also holds lowlabel_10 and linear_bn_train runs (the paper profile runs the first; here
+    the smoke study's lowlabel_1 / linear records are relabelled, so only the rendering is under test) renders
+    90_summary and the index; lowlabel_10 rows join their claims (C3, C4), linear_bn_train belongs to none."""
+    from rtl_core.analysis.claims import study_claims
+    from rtl_core.config import load_config
+    from rtl_core.paths import output_root
+    from rtl_core.report.index import build_index
+    from rtl_core.report.notebooks import to_html
+    from rtl_core.report.pipeline import _summary
+
+    source = output_root() / "results" / "smoke"
+    root = tmp_path / "artifacts"
+    shutil.copytree(source, root / "results" / "smoke")
+    for path in list((root / "results" / "smoke").rglob("seed*.json")):
+        record = json.loads(path.read_text())
+        relabel = {"lowlabel_1": ("lowlabel_10", 0.1), "linear": ("linear_bn_train", 1.0)}.get(record["protocol"])
+        if relabel:
+            record["protocol"], record["data_fraction"] = relabel
+            target = path.parent.parent / relabel[0] / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(record))
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(root))
+    config = load_config("smoke")
+    rows, _ = study_claims(config)
+    c3 = rows[(rows["claim"] == "C3") & (rows["protocol"] == "lowlabel_10")]
+    assert len(c3) == 1 and c3.iloc[0]["verdict"] != "not run" and c3.iloc[0]["family_size"] == 2
+    assert "linear_bn_train" not in set(rows["protocol"])
+    executed = execute("90_summary", {"profile": "smoke"}, tmp_path / "executed")
+    html = to_html(executed, tmp_path / "90_summary.html").read_text()
+    assert "lowlabel_10" in html and "linear_bn_train" in html and "Claims at a glance" in html
+    index = build_index(tmp_path, [("90_summary.html", "Summary", "claims")], "smoke", summary=_summary(config))
+    assert "lowlabel_10" in index.read_text()

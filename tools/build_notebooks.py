@@ -31,12 +31,20 @@ def notebook(cells) -> nbformat.NotebookNode:
 def results_header():
     """The first code cell of every results notebook: quiet warnings, provenance banner, the results table."""
     return new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
-                         "import pandas as pd\npd.set_option('display.max_colwidth', None)\n"
+                         "import pandas as pd\npd.set_option('display.max_colwidth', None)\npd.set_option('display.max_rows', 1000)\n"
                          "from IPython.display import HTML, display\n"
                          "from rtl_core.evaluate import views\n"
                          "from rtl_core.report.context import provenance_html\n"
                          "display(HTML(provenance_html(profile)))\n"
-                         "results = views.load(profile)")
+                         "results = views.load(profile)\n"
+                         "claims = views.claims(profile)")
+
+
+STATS_TEXT = ("## Statistics\n\nEvery pair of inits per task: Welch's t-test as in the paper (pingouin, correction=True), "
+              "the paired t-test (runs share seeds) and Welch's 95 % CI of the difference; Δ % = (A/B − 1)·100, SD with "
+              "ddof = 1. Correction for multiple tests belongs to the claims: a comparison that is part of a claim shows "
+              "that claim's Holm p and verdict (the same numbers as in 90 · Summary); the others are exploratory, "
+              "uncorrected.")
 
 
 def protocol_notebook(title: str, intro: str, protocol: str, extra=()) -> list:
@@ -45,13 +53,11 @@ def protocol_notebook(title: str, intro: str, protocol: str, extra=()) -> list:
         new_markdown_cell(f"# {title}\n\n{intro}"),
         params('profile = "default"'),
         results_header(),
-        new_markdown_cell("## Results per task and init\n\nPrimary metric of each task, mean ± SD over seeds (runs in brackets)."),
+        new_markdown_cell("## Results per task and init\n\nPrimary metric of each task, mean ± SD (ddof = 1) over seeds (runs in brackets)."),
         new_code_cell(f"views.protocol_summary(results, '{protocol}')"),
         new_code_cell(f"views.protocol_figure(results, '{protocol}');"),
-        new_markdown_cell("## Statistics\n\nEvery pair of inits per task: Welch's t-test as in the paper (pingouin, "
-                          "correction=True), the paired t-test (runs share seeds), Holm and Benjamini–Hochberg corrections across "
-                          "the protocol's family of comparisons, and a bootstrap 95 % CI of the difference. Δ % = (A/B − 1)·100."),
-        new_code_cell(f"views.protocol_stats(results, '{protocol}')"),
+        new_markdown_cell(STATS_TEXT),
+        new_code_cell(f"views.protocol_stats(results, '{protocol}', claims=claims)"),
         new_markdown_cell("## Learning curves\n\nTraining loss per epoch, mean over seeds (band: SD)."),
         new_code_cell(f"views.curves_figure(profile, '{protocol}');"),
         *extra,
@@ -122,39 +128,59 @@ NOTEBOOKS = {
         params('profile = "default"'),
         results_header(),
         new_code_cell("seg = results[results['task'] == 'ct_liver_seg']\n"
-                      "seg.groupby(['protocol', 'metric', 'init'])['value'].agg(['mean', 'std', 'count']).round(4)"),
+                      "seg.groupby(['protocol', 'metric', 'init'])['value'].agg(mean='mean', sd_ddof1='std', n='count').round(4)"),
         new_code_cell("views.protocol_figure(seg, 'finetune');"),
         new_markdown_cell("## Statistics (fine-tune and linear / frozen encoder)"),
-        new_code_cell("views.protocol_stats(seg, 'finetune')"),
-        new_code_cell("views.protocol_stats(seg, 'linear')"),
+        new_markdown_cell(STATS_TEXT.replace("## Statistics", "").strip()),
+        new_code_cell("views.protocol_stats(seg, 'finetune', claims=claims)"),
+        new_code_cell("views.protocol_stats(seg, 'linear', claims=claims)"),
         new_code_cell("views.curves_figure(profile, 'finetune');"),
     ],
     "90_summary": [
-        new_markdown_cell("# 90 · Summary: CT or birds?\n\nThe paper's headline comparisons next to ours, and our verdict per "
-                          "claim. Ours: the CT-pretrained against the natural-image-pretrained encoder on the CT tasks, "
-                          "Welch's t-test as the paper, Holm-corrected across the family. The paper's: its own runs "
-                          "(RadNet-1.28M vs ImageNet on RadNet-CTBR, `paper_runs.csv`)."),
+        new_markdown_cell("# 90 · Summary: CT or birds?\n\nEvery claim of the paper, judged by one rule on our runs and, "
+                          "beside it, on the paper's own runs (`paper_runs.csv`). The rule: Welch's t-test per row, Holm "
+                          "within each claim's family; **supports** / **contradicts** = Holm p < α and the sign of Δ; "
+                          "**equivalent** = TOST within the declared margin (no-difference claims only); **inconclusive** = "
+                          "neither, with the smallest effect this many runs could detect and the runs that would detect "
+                          "the observed Δ; **withheld** = no test is defined, or an arm's encoder did not beat random init "
+                          "on its own domain (kNN sanity check); **not run** = the study lacks an arm, a task or a "
+                          "protocol (the reason names the config change). *Inconclusive is not \"no difference\".*"),
         params('profile = "default"'),
         results_header(),
-        new_code_cell("from rtl_core.analysis.summary import summary_table, paper_rows, verdict_figure\n"
-                      "table = summary_table(results)\n"
-                      "table"),
-        new_code_cell("verdict_figure(results);"),
-        new_markdown_cell("## The paper's own comparisons\n\nRecomputed from its per-run logs. The abstract's +0.44 % / +2.07 % / "
-                          "+1.63 % compare ImageNet with an *interpolated* \"RadNet-1.28M (UB-adjusted)\" population, not with "
-                          "logged runs, so they are quoted, not recomputed."),
-        new_code_cell("paper_rows()"),
-        new_markdown_cell("## Every task\n\nFor the non-CT tasks (X-ray, MRI, birds) the same comparison asks whether CT "
-                          "pretraining transfers beyond CT."),
+        new_code_cell("from rtl_core.analysis import claims as engine\n"
+                      "from rtl_core.config import load_config\n"
+                      "config = load_config(profile)\n"
+                      "rows = engine.current_claims(profile)\n"
+                      "print(f'α = {config.analysis.alpha}, equivalence margin ±{config.analysis.equivalence_margin:g} % of arm B, '\n"
+                      "      f'arms: {engine.study_arms(config.evaluate.inits, config.analysis.arms)}')"),
+        new_markdown_cell("## Claims at a glance\n\nOur verdicts and the paper's (its own runs, the same rule), counted "
+                          "over each claim's rows."),
+        new_code_cell("engine.claim_overview(rows)"),
+        new_markdown_cell("## Every row\n\nOne row per claim × task × metric. Δ % = (A / B − 1) · 100 with Welch's CI; "
+                          "SD with ddof = 1; p Holm within the claim's family."),
+        new_code_cell("engine.display_table(rows)"),
+        new_code_cell("engine.verdict_figure(rows, config.analysis.equivalence_margin);"),
+        new_markdown_cell("## The paper judged by the same rule\n\nRecomputed from its per-run logs (RadNet-1.28M, "
+                          "RadNet-12M, IxR, IxR_mixed vs ImageNet / RadNet-1.28M). The abstract's +0.44 % / +2.07 % / +1.63 % "
+                          "compare ImageNet with an *interpolated* \"RadNet-1.28M (UB-adjusted)\" population, not with "
+                          "logged runs, so they are quoted in the claims list below, not recomputed."),
+        new_code_cell("engine.display_table(engine.judge_paper(alpha=config.analysis.alpha, "
+                      "margin_pct=config.analysis.equivalence_margin), paper=False)"),
+        new_markdown_cell("## The claims\n\nEach claim's statement, arms by role, expected outcome and notes."),
+        new_code_cell("engine.claim_texts()"),
+        new_markdown_cell("## Every comparison\n\nEvery pair of inits on every task and protocol; comparisons outside "
+                          "the claims are exploratory and uncorrected."),
         new_code_cell("import pandas as pd\n"
-                      "pd.concat([views.protocol_stats(results, p).assign(protocol=p) for p in results['protocol'].unique()], ignore_index=True)"),
+                      "pd.concat([views.protocol_stats(results, p, claims=rows).assign(protocol=p) "
+                      "for p in results['protocol'].unique()], ignore_index=True)"),
         new_markdown_cell("## Caveats\n\n* The demo pack is small and low-resolution (32–64 px on a CPU budget); absolute scores are far "
                           "below the paper's and comparisons are noisier.\n"
                           "* `ct_cls` has no patient ids: splits are grouped by near-duplicate slices, so slices of one patient "
                           "that are not near-duplicates may still straddle splits.\n"
                           "* The pools are ~5k images each, far from RadNet's 1.28M / ImageNet's 1.28M: this tests the method, "
                           "not the paper's scale.\n"
-                          "* Verdicts need p < 0.05 after Holm correction; with 4 seeds small effects stay undetected."),
+                          "* With 4 seeds per arm only large effects are detectable (see each row's smallest detectable Δ): "
+                          "an inconclusive row says the study cannot tell, not that the arms are alike."),
     ],
     "30_feature_space": [
         new_markdown_cell("# 30 · Feature space\n\nWhat did pretraining put into the network? Layer-wise CKA between encoders "
@@ -172,6 +198,11 @@ NOTEBOOKS = {
                       "tables = load_analysis(profile)\n"
                       "inits = tables['info']['inits']\n"
                       "pairs = [(a, b) for i, a in enumerate(inits) for b in inits[i + 1:]]"),
+        new_markdown_cell("## Did the encoders learn? The kNN sanity check\n\nEach pretrained encoder against random "
+                          "inits of the same backbone (several seeds) on its own domain's task: kNN accuracy (k = 20, cosine) "
+                          "and McNemar's exact test, worst p over the random seeds. A claim row whose arm fails this is "
+                          "*withheld* in 90 · Summary."),
+        new_code_cell("tables['sanity'].round(4)"),
         new_markdown_cell("## CKA between encoders\n\nLinear CKA (Kornblith et al. 2019) of global-average-pooled stage outputs, "
                           "every layer of one encoder against every layer of another. High values on the diagonal mean the "
                           "two pretraining sources led to similar representations at that depth."),
@@ -181,7 +212,7 @@ NOTEBOOKS = {
                           "conv1, layer1[0].conv1 and layer1[0].conv2 before and after fine-tuning (1 = the fine-tune kept the "
                           "pretrained filters)."),
         new_code_cell("reuse = tables['weight_cka']\n"
-                      "reuse.groupby(['init', 'task', 'layer'])['weight_cka'].agg(['mean', 'std', 'count']).reset_index() "
+                      "reuse.groupby(['init', 'task', 'layer'])['weight_cka'].agg(mean='mean', sd_ddof1='std', n='count').reset_index() "
                       "if len(reuse) else HTML('<p>No fine-tuned weights were kept by this run of the evaluation grid.</p>')"),
         new_markdown_cell("### Feature uniqueness\n\nThe same weight-space CKA between differently pretrained encoders: how "
                           "different are the filters that CT and natural images (and random init) leave in the first layers?"),

@@ -9,7 +9,9 @@ For the study's inits (``scratch`` = a seeded random encoder, ``ssl:<pool>:<meth
 * embeddings of every domain's test images: domain separability per layer, UMAP coordinates and an
   interactive view with thumbnails;
 * linear probes per layer for macroscopic image properties and dataset / body region, grouped by patient;
-* who knew what: overlap of correctly classified test images between inits (from the run records).
+* who knew what: overlap of correctly classified test images between inits (from the run records);
+* the kNN sanity check of the claims engine: does each pretrained encoder beat random inits on its own domain's
+  task (:mod:`rtl_core.analysis.sanity`)?
 
 Everything lands in ``artifacts/analysis/<profile>/`` as CSV / HTML; a rerun skips what exists.
 """
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from rtl_core.analysis.cka import weight_cka
+from rtl_core.analysis.sanity import sanity_table
 from rtl_core.analysis.embeddings import (
     EMBEDDING_TASKS,
     LAYERS,
@@ -36,6 +39,7 @@ from rtl_core.analysis.embeddings import (
     umap_frame,
 )
 from rtl_core.config import StudyConfig
+from rtl_core.evaluate.inits import init_slug
 from rtl_core.errors import CheckpointError
 from rtl_core.io import atomic_write, write_json
 from rtl_core.models.backbones import RESNET_STAGES, build_backbone
@@ -43,7 +47,7 @@ from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, encoder_ste
 from rtl_core.paths import output_root
 
 #: Bumped whenever the set of tables changes, so an older analysis is redone rather than read.
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3
 CT_TASKS = ("ct_cls", "ct_liver_seg")
 NATURAL_TASKS = ("natural_cls",)
 CKA_LAYERS = tuple(s for s in RESNET_STAGES if s != "avgpool")
@@ -122,7 +126,7 @@ def weight_reuse_table(config: StudyConfig, encoders) -> pd.DataFrame:
     rows = []
     finetuned_root = output_root() / "finetuned" / config.profile
     for init, model in encoders.items():
-        for path in sorted(finetuned_root.glob(f"{init.replace(':', '_')}/*/*.pt")):
+        for path in sorted(finetuned_root.glob(f"{init_slug(init)}/*/*.pt")):
             state = torch.load(path, map_location="cpu", weights_only=True)
             for layer, value in weight_cka(model.state_dict(), state).items():
                 rows.append({"init": init, "task": path.parent.name, "run": path.stem, "layer": layer, "weight_cka": value})
@@ -175,6 +179,9 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
     weight_reuse_table(config, encoders).to_csv(out / "weight_cka.csv", index=False)
     weight_uniqueness_table(encoders).to_csv(out / "weight_uniqueness.csv", index=False)
     who_knew_what(config).to_csv(out / "overlap.csv", index=False)
+    pretrained = {init: model for init, model in encoders.items() if init != "scratch"}
+    sanity_table(pretrained, config.pretrain.backbone, config.data.image_size,
+                 seeds=range(config.analysis.sanity_random_seeds), alpha=config.analysis.alpha).to_csv(out / "sanity.csv", index=False)
 
     per_task = max(8, config.analysis.embedding_images // len(EMBEDDING_TASKS))
     sample = sample_tasks(EMBEDDING_TASKS, n_per_task=per_task, size=config.data.image_size, seed=2)
@@ -205,7 +212,8 @@ def load_analysis(profile: str) -> dict:
     if info.get("version") != ANALYSIS_VERSION:
         raise RtlError(f"No current analysis for profile {profile!r} in {out}; run `rtl analyze --profile {profile}` first.")
     tables = {name: pd.read_csv(out / f"{name}.csv") for name in
-              ("cka", "weight_cka", "weight_uniqueness", "overlap", "separability", "separability_task", "probes", "umap")}
+              ("cka", "weight_cka", "weight_uniqueness", "overlap", "separability", "separability_task", "probes", "umap",
+               "sanity")}
     tables["embedding_html"] = {p.stem.removeprefix("embedding_"): p.read_text() for p in sorted(out.glob("embedding_*.html"))}
     tables["info"] = json.loads((out / "done.json").read_text())
     return tables

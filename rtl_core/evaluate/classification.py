@@ -4,7 +4,9 @@ Linear evaluation on cached features: with the encoder frozen and its BatchNorm 
 fixed function, so its features of the training, validation and test images are computed once (per init, task
 and image size; per seed for ``scratch``, whose random encoder depends on the seed) and only the linear head
 trains, by mini-batch AdamW over ``evaluate.linear_epochs``. This is the same model as training the head through
-the frozen encoder without augmentation, at a fraction of the cost.
+the frozen encoder without augmentation, at a fraction of the cost. Every classification protocol with a frozen
+encoder (``linear`` cached or not, ``linear_bn_train``) trains its head with ``linear_epochs`` / ``linear_lr``, so
+two linear protocols differ in their BatchNorm mode only; fine-tunes use ``epochs`` / ``lr``.
 """
 
 from __future__ import annotations
@@ -121,7 +123,10 @@ def run_classification(
         p, t = predict_probs(model, task.val, max(cfg.batch_size, 256), timer, device)
         return classification_metrics(t, p, names)
 
-    result = fit(model, trainable_parameters(model), loader, epochs_for(cfg.epochs, len(loader), cfg.min_steps), cfg.lr,
+    # A frozen encoder means only the linear head trains: one set of head hyper-parameters for every linear protocol,
+    # whether its features are cached or recomputed through the encoder (linear_bn_train, linear_on_features=False).
+    epochs, lr = (cfg.linear_epochs, cfg.linear_lr) if protocol.frozen_encoder else (cfg.epochs, cfg.lr)
+    result = fit(model, trainable_parameters(model), loader, epochs_for(epochs, len(loader), cfg.min_steps), lr,
                  cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, primary, cfg.selection, timer, device)
     p, t = predict_probs(model, task.test, max(cfg.batch_size, 256), timer, device)
     return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))

@@ -20,12 +20,13 @@ def load(profile: str) -> pd.DataFrame:
 
 
 def protocol_summary(df: pd.DataFrame, protocol: str, metrics: str = "primary") -> pd.DataFrame:
-    """Task × init table of ``mean ± SD (n runs)`` of each task's primary metric (or every metric)."""
+    """Task × init table of ``mean ± SD (n runs)`` of each task's primary metric (or every metric); SD with ddof=1."""
     part = df[df["protocol"] == protocol]
     if metrics == "primary":
         part = part[part["primary"]]
     cells = part.groupby(["task", "metric", "init"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
-    cells["value"] = [f"{m:.4f} ± {s:.4f} ({int(n)})" for m, s, n in zip(cells["mean"], cells["std"].fillna(0), cells["count"])]
+    cells["value"] = [f"{m:.4f} ± {s:.4f} ({int(n)})" if n > 1 else f"{m:.4f} (1)"
+                      for m, s, n in zip(cells["mean"], cells["std"], cells["count"])]
     return cells.pivot(index=["task", "metric"], columns="init", values="value").reset_index().rename_axis(columns=None)
 
 
@@ -43,9 +44,19 @@ def protocol_figure(df: pd.DataFrame, protocol: str):
     return grid.figure
 
 
-def protocol_stats(df: pd.DataFrame, protocol: str, pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
-    """Every pair of inits on each task's primary metric: means ± SD, Δ (absolute and %), Welch and paired p,
-    Holm / BH across the protocol's family, bootstrap 95 % CI of the difference."""
+def claims(profile: str) -> pd.DataFrame:
+    """The study's judged claims (``claims.json``; empty before ``rtl claims`` ran), for :func:`protocol_stats`."""
+    from rtl_core.analysis.claims import load_claims
+
+    return load_claims(profile)
+
+
+def protocol_stats(df: pd.DataFrame, protocol: str, pairs: list[tuple[str, str]] | None = None,
+                   claims: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every pair of inits on each task's primary metric: means ± SD (ddof=1), Δ (absolute and %), Welch's 95 % CI
+    of Δ, Welch and paired p. Multiple-testing correction belongs to the claims: where a comparison is part of a
+    claim (``claims`` from :func:`claims`), its Holm p within that claim's family is shown, the same number as on the
+    claims page; the other comparisons are exploratory and shown uncorrected."""
     part = df[(df["protocol"] == protocol) & df["primary"]]
     inits = list(dict.fromkeys(part["init"]))
     pairs = pairs or [(a, b) for i, a in enumerate(inits) for b in inits[i + 1:]]
@@ -58,20 +69,28 @@ def protocol_stats(df: pd.DataFrame, protocol: str, pairs: list[tuple[str, str]]
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
-    # One family per protocol: correct across every pair and task together.
-    from rtl_core.analysis.stats import adjust_pvalues
-
-    out["p_holm"], out["p_bh"] = adjust_pvalues(out["welch_p"], "holm"), adjust_pvalues(out["welch_p"], "bh")
+    claim_p = _claim_lookup(claims, protocol)
+    matched = [claim_p.get((t, m, a, b)) or claim_p.get((t, m, b, a)) for t, m, a, b in
+               zip(out["task"], out["metric"], out["init_a"], out["init_b"])]
     return pd.DataFrame({
         "task": out["task"], "metric": out["metric"], "A": out["init_a"], "B": out["init_b"],
-        "A mean ± SD": [f"{m:.4f} ± {s:.4f}" for m, s in zip(out["mean_a"], out["sd_a"])],
-        "B mean ± SD": [f"{m:.4f} ± {s:.4f}" for m, s in zip(out["mean_b"], out["sd_b"])],
+        "A mean ± SD (ddof=1)": [f"{m:.4f} ± {s:.4f}" for m, s in zip(out["mean_a"], out["sd_a"])],
+        "B mean ± SD (ddof=1)": [f"{m:.4f} ± {s:.4f}" for m, s in zip(out["mean_b"], out["sd_b"])],
         "Δ": out["delta_abs"].round(4), "Δ %": out["delta_rel_pct"].round(2),
-        "95 % CI of Δ": [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(out["ci_low"], out["ci_high"])],
+        "95 % CI of Δ (Welch)": [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(out["welch_ci_low"], out["welch_ci_high"])],
         "p Welch": [format_p(p) for p in out["welch_p"]], "p paired": [format_p(p) for p in out["paired_p"]],
-        "p Holm": [format_p(p) for p in out["p_holm"]], "p BH": [format_p(p) for p in out["p_bh"]],
+        "claim": [m["claim"] if m else "– (exploratory)" for m in matched],
+        "p Holm (claim family)": [format_p(m["p_holm"]) if m else "–" for m in matched],
+        "verdict": [m["verdict"] if m else "–" for m in matched],
         "runs": [f"{a} vs {b}" for a, b in zip(out["n_a"], out["n_b"])],
     })
+
+
+def _claim_lookup(claims: pd.DataFrame | None, protocol: str) -> dict[tuple, dict]:
+    if claims is None or not len(claims):
+        return {}
+    part = claims[claims["protocol"] == protocol]
+    return {(r["task"], r["metric"], r["arm_a"], r["arm_b"]): r for r in part.to_dict("records")}
 
 
 def curves(profile: str, protocol: str) -> pd.DataFrame:

@@ -10,6 +10,8 @@ monitor of SimCLR/MoCo codebases), via lightly's ``knn_predict``. Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from lightly.utils.benchmarking import knn_predict
@@ -65,3 +67,16 @@ def knn_against_random(encoders: dict[str, nn.Module], arch: str, task: str, siz
     for name, encoder in encoders.items():
         correct[name] = knn_correct(encoder, train, test, k)
     return correct
+
+
+def knn_random_inits(arch: str, train_ds: Dataset, test_ds: Dataset, seeds: Sequence[int]) -> dict[int, torch.Tensor]:
+    """Per-image kNN correctness on ``test_ds`` (``train_ds`` as the bank) of backbone ``arch`` at a random init, one
+    per seed: the baseline an SSL encoder must beat (one random draw alone varies by more than a weak encoder's
+    margin)."""
+    from rtl_core.models.backbones import build_backbone
+
+    out = {}
+    for seed in seeds:
+        torch.manual_seed(seed)
+        out[int(seed)] = knn_correct(build_backbone(arch), train_ds, test_ds)
+    return out

@@ -32,6 +32,15 @@ document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventLis
 """
 
 
+CLAIMS_RULE = (
+    "One rule for every row, ours and the paper's: Welch's t-test, Holm within each claim; supports / contradicts = "
+    "Holm p < α and the sign of Δ; equivalent = TOST within the declared margin (no-difference claims only); "
+    "inconclusive = neither (the row gives the smallest detectable effect and the runs needed); withheld = no test "
+    "is defined or an arm's encoder did not beat random init (kNN sanity check); not run = the study lacks an arm, "
+    "task or protocol. 'Inconclusive' is not 'no difference'."
+)
+
+
 def table_html(frame: pd.DataFrame) -> str:
     """A sortable HTML table."""
     return frame.to_html(index=False, classes="sortable", border=0, escape=True, na_rep="–", float_format=lambda x: f"{x:.4g}")
@@ -42,6 +51,7 @@ def build_index(
     reports: list[tuple[str, str, str]],
     profile: str,
     summary: pd.DataFrame | None = None,
+    overview: pd.DataFrame | None = None,
     bench: dict | None = None,
     wall_minutes: float | None = None,
     peak_rss_mb: float | None = None,
@@ -49,7 +59,8 @@ def build_index(
     seeds: list[int] | None = None,
     complete_run: bool = True,
 ) -> Path:
-    """Write ``index.html``; ``reports`` holds (file name, title, one-line summary) in reading order."""
+    """Write ``index.html``; ``reports`` holds (file name, title, one-line summary) in reading order; ``summary`` is
+    the claims table (one row per claim × task × metric), ``overview`` one line per claim."""
     info = machine()
     rows = "".join(
         f"<tr><td><a href='{html.escape(file)}'>{html.escape(title)}</a></td><td>{html.escape(text)}</td></tr>"
@@ -76,11 +87,15 @@ def build_index(
         parts.append(f"<p class='meta'>make reproduce ({full}this run reused finished steps: {wall_minutes:.1f} min, "
                      f"peak memory {peak_rss_mb:.0f} MB).</p>")
     parts.append("<h2>Reports</h2><table><thead><tr><th>report</th><th>what it shows</th></tr></thead>" f"<tbody>{rows}</tbody></table>")
-    parts.append("<h2>Summary</h2>")
+    parts.append("<h2>Claims: the paper's, judged on our runs and on its own</h2>")
     if summary is not None and len(summary):
+        parts.append(f"<p class='meta'>{html.escape(CLAIMS_RULE)} Full rows: <a href='claims.json'>claims.json</a>; "
+                     "the reading: <a href='90_summary.html'>90 · Summary</a>.</p>")
+        if overview is not None and len(overview):
+            parts.append(table_html(overview))
         parts.append(table_html(summary))
     else:
-        parts.append("<p>No downstream results yet.</p>")
+        parts.append("<p>No claims judged yet (run <code>rtl claims</code> after the evaluation grid).</p>")
     for note in notes or []:
         parts.append(f"<p class='meta'>{html.escape(note)}</p>")
     if bench:

@@ -1,7 +1,7 @@
 """``rtl reproduce``: the whole study on one profile, each step skipped when it is already done.
 
-Steps: data splits → pretraining (each pool × method) → evaluation grid → notebooks (papermill) → HTML
-(nbconvert) → ``reports/index.html``. Progress is printed per step; a failing notebook names its cell and
+Steps: data splits → pretraining (each pool × method) → evaluation grid → feature-space analysis → claims
+(``claims.json``, copied to ``reports/``) → notebooks (papermill) → HTML (nbconvert) → ``reports/index.html``. Progress is printed per step; a failing notebook names its cell and
 where its partial output is. Wall time and peak memory are printed, put on the index page and merged into
 ``reports/bench.json`` (``reproduce.wall_minutes``, ``reproduce.peak_rss_mb``).
 """
@@ -101,7 +101,33 @@ def study_steps(config: StudyConfig, threads: int | None = 1) -> list[Step]:
         steps.append(_pretrain_step(config, pool, method, sequential))
     steps.append(Step("evaluate: downstream grid (finished runs are skipped)", lambda: _evaluate(config, threads)))
     steps.append(Step("analyze: CKA, embeddings, probes, who knew what", lambda: _analyze(config), lambda: _analysis_done(config)))
+    steps.append(Step("claims: every claim of the paper, judged on our runs and on the paper's (claims.json)",
+                      lambda: _claims(config), lambda: _claims_done(config)))
     return steps
+
+
+def _claims_inputs(config: StudyConfig) -> str:
+    from rtl_core.analysis.claims import CLAIMS_VERSION
+
+    return f"{_analysis_fingerprint(config)}:v{CLAIMS_VERSION}"
+
+
+def _claims_done(config: StudyConfig) -> bool:
+    from rtl_core.analysis.claims import claims_path
+
+    path = claims_path(config.profile)
+    try:
+        return path.is_file() and json.loads(path.read_text())["meta"].get("inputs") == _claims_inputs(config)
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+
+
+def _claims(config: StudyConfig) -> None:
+    from rtl_core.analysis.claims import study_claims
+
+    rows, path = study_claims(config, inputs=_claims_inputs(config))
+    counts = rows["verdict"].value_counts()
+    print("  " + ", ".join(f"{verdict} {n}" for verdict, n in counts.items()) + f"; {path}")
 
 
 def _pretrain_step(config: StudyConfig, pool: str, method: str, sequential: bool) -> Step:
@@ -145,17 +171,31 @@ def _analyze(config: StudyConfig) -> None:
 
 
 def _summary(config: StudyConfig):
-    """The verdict table for the index page (None before any results exist)."""
-    from rtl_core.analysis.summary import summary_table
-    from rtl_core.evaluate.results import results_table
+    """The claims table for the index page (None before ``rtl claims`` ran)."""
+    from rtl_core.analysis.claims import COMPACT, display_table, load_claims
 
-    results = results_table(config.profile)
-    if results.empty:
-        return None
-    table = summary_table(results)
-    keep = ["claim", "task", "metric", "ours CT", "ours natural", "ours Δ %", "ours p (Holm)", "paper Δ %",
-            "paper p (Welch)", "abstract (interpolated)", "verdict"]
-    return table[[c for c in keep if c in table]] if len(table) else None
+    rows = load_claims(config.profile)
+    return display_table(rows)[COMPACT] if len(rows) else None
+
+
+def _overview(config: StudyConfig):
+    """One line per claim for the index page: statement, our verdicts, the paper's (None before ``rtl claims``)."""
+    from rtl_core.analysis.claims import claim_overview, load_claims
+
+    rows = load_claims(config.profile)
+    return claim_overview(rows) if len(rows) else None
+
+
+def _publish_claims(config: StudyConfig, report_dir: Path) -> None:
+    """Copy the study's ``claims.json`` into the report folder (beside ``index.html``)."""
+    import shutil
+
+    from rtl_core.analysis.claims import claims_path
+    from rtl_core.io import atomic_write
+
+    source = claims_path(config.profile)
+    if source.is_file():
+        atomic_write(report_dir / "claims.json", lambda tmp: shutil.copyfile(source, tmp))
 
 
 def reproduce(profile: str = "default", config_path: str | None = None, show_code: bool = False,
@@ -192,7 +232,9 @@ def reproduce(profile: str = "default", config_path: str | None = None, show_cod
     elif profile == "default":
         print(f"({skipped} step(s) were already done: this run's time is not recorded in reports/bench.json)")
     reports = [(f"{spec.name}.html", spec.title, spec.summary) for spec in NOTEBOOKS]
-    build_index(report_dir, reports, config.profile, summary=_summary(config), bench=read_bench(report_dir),
+    _publish_claims(config, report_dir)
+    build_index(report_dir, reports, config.profile, summary=_summary(config), overview=_overview(config),
+                bench=read_bench(report_dir),
                 wall_minutes=wall, peak_rss_mb=peak, seeds=config.evaluate.seeds, complete_run=skipped == 0)
     print(f"rtl reproduce: done in {wall:.1f} min, peak memory {peak:.0f} MB; open {report_dir / 'index.html'}")
     return figures
