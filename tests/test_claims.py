@@ -97,7 +97,7 @@ def test_an_arm_that_did_not_beat_random_init_is_withheld_and_stays_in_the_famil
     c = claim("a_better", Cell("ct_cls", "linear"), Cell("xray_cls", "linear"))
     rows = judge(table, ARMS, side="ours", claims=[c], sanity=sanity)
     assert [r["verdict"] for r in rows] == ["withheld", "withheld"]
-    assert "ssl:natural:simclr did not beat random init on natural_cls" in rows[0]["reason"]
+    assert "natural arm ssl:natural:simclr not shown to beat random init on natural_cls" in rows[0]["reason"]
     assert all(r["family_size"] == 2 and np.isfinite(r["p_holm"]) for r in rows)
     passing = sanity.assign(beats_random=True)
     assert {r["verdict"] for r in judge(table, ARMS, side="ours", claims=[c], sanity=passing)} == {"supports"}
