@@ -1,7 +1,8 @@
 """``rtl``: the command line of rtl_core (``python -m rtl_core.cli`` works too).
 
 Subcommands: ``summary`` (pools and tasks), ``splits`` (write split files), ``pretrain``, ``evaluate``, ``analyze``,
-``claims`` (every claim of the paper judged on the study's runs, or ``--paper`` on the paper's), ``reproduce`` (the
+``claims`` (every claim of the paper judged on the study's runs, or ``--paper`` on the paper's), ``export`` (an
+encoder as safetensors + model card), ``reproduce`` (the
 whole study on a profile, then the HTML reports), ``bench`` (benchmarks → reports/bench.json).
 """
 
@@ -71,6 +72,14 @@ def _claims(args: argparse.Namespace) -> None:
     print(f"\nclaims written to {path} (reasons in the 'reason' field; `rtl claims --paper` for the paper alone)")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from rtl_core.config import load_config
+    from rtl_core.report.export import WEIGHTS_NAME, export_encoder
+
+    out = export_encoder(load_config(args.profile, args.config), args.init, args.out)
+    print(f"exported {args.init}: {out / WEIGHTS_NAME} and its model card {out / 'README.md'}")
+
+
 def _bench(args: argparse.Namespace) -> None:
     from rtl_core.bench import BENCH_JSON, merge_figures
     from rtl_core.bench import cka_section, data_bench, evaluate_bench, gpu_pretrain_bench, pretrain_bench
@@ -103,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split-seed", type=int, default=0)
     p.set_defaults(func=_splits)
     p = sub.add_parser("reproduce", help="run the demo study on a profile")
-    p.add_argument("--profile", default="default", help="smoke | default | paper")
+    p.add_argument("--profile", default=None, help="smoke | default | paper (default: the config's, else default)")
     p.add_argument("--config", default=None, help="a YAML config overriding the profile")
     p.add_argument("--show-code", action="store_true", help="show notebook code in the HTML reports")
     p.set_defaults(func=_reproduce)
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     add_pretrain_parser(sub)
     add_evaluate_parser(sub)
     p = sub.add_parser("analyze", help="feature-space analysis (CKA, embeddings, probes) of a study's encoders")
-    p.add_argument("--profile", default="default")
+    p.add_argument("--profile", default=None, help="smoke | default | paper (default: the config's, else default)")
     p.add_argument("--config", default=None)
     p.add_argument("--force", action="store_true", help="recompute even if the tables exist")
     p.set_defaults(func=_analyze)
@@ -122,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--paper", action="store_true", help="judge the paper's own runs (paper_runs.csv) instead")
     p.set_defaults(func=_claims)
+    p = sub.add_parser("export", help="an encoder of the study as safetensors + model card, to share or publish")
+    p.add_argument("--init", required=True, help="ssl:<pool>:<method> or sequential:<pool>:<method>")
+    p.add_argument("--profile", default=None)
+    p.add_argument("--config", default=None)
+    p.add_argument("--out", default=None, help="folder (default artifacts/exports/<profile>/<init>/)")
+    p.set_defaults(func=_export)
     p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
     p.add_argument("--only", nargs="*", choices=["data", "pretrain", "evaluate", "cka", "gpu"],
                    help="run only these sections (gpu: the paper profile's pretraining step on one CUDA GPU)")

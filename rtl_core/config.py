@@ -90,12 +90,24 @@ class PretrainConfig(Strict):
     checkpoint_every_n_epochs: int = Field(1, ge=1, description="how often the resumable last.ckpt is written")
 
 
+class InitDetails(Strict):
+    """What reports and the claims need to know of an init beyond its name."""
+
+    label: str | None = Field(None, description="name in reports, e.g. 'ImageNet (torchvision)'")
+    domain: str | None = Field(None, description="pretraining domain: ct, natural, mixed, xray, … (claims, advisor)")
+    mean: tuple[float, float, float] | None = Field(None, description="input normalisation of a file: init")
+    std: tuple[float, float, float] | None = None
+
+
 class EvaluateConfig(Strict):
     """Downstream evaluation (see :mod:`rtl_core.evaluate`): the grid init × task × protocol × seed and how each
     run trains. Every run trains a fixed number of epochs; ``selection`` says which epoch's model is tested."""
 
     tasks: list[str] = Field(default_factory=lambda: ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls"])
     inits: list[str] = Field(default_factory=lambda: ["scratch", "ssl:ct:simclr", "ssl:natural:simclr"])
+    init_details: dict[str, InitDetails] = Field(
+        default_factory=dict, description="per init: label, domain, input mean/std (see rtl_core.evaluate.inits)"
+    )
     protocols: list[Literal["finetune", "linear", "linear_bn_train", "lowlabel_10", "lowlabel_1"]] = Field(
         default_factory=lambda: ["finetune", "linear", "lowlabel_1"]
     )
@@ -151,14 +163,39 @@ class AnalysisConfig(Strict):
         return self
 
 
+STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
 class StudyConfig(Strict):
+    """A study: a profile's settings plus the config file's, under a name that namespaces every artifact.
+
+    ``study`` defaults to the profile's name, so the stock profiles keep their folders; a custom config that
+    changes anything else should name its own study (``study: my_liver_study``), or its runs would be redone over
+    the stock ones (they are checked by settings hash and never mixed, but the stock results would be replaced).
+    Outputs go to ``$RTL_OUTPUT_DIR`` (default ``<repo>/artifacts``)."""
+
     profile: Literal["smoke", "default", "paper"] = "default"
+    study: str | None = Field(None, pattern=STUDY_NAME, description="names the study's artifact folders; default: the profile")
     seed: int = 42
-    output_dir: str | None = None
     data: DataConfig = Field(default_factory=DataConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "output_dir" in values:
+            raise ValueError("output_dir was removed: set the environment variable RTL_OUTPUT_DIR to the folder "
+                             "that should hold the study's artifacts (default <repo>/artifacts), and give the study "
+                             "a name with `study:`")
+        return values
+
+    @model_validator(mode="after")
+    def _default_study(self) -> "StudyConfig":
+        if self.study is None:
+            object.__setattr__(self, "study", self.profile)
+        return self
 
     @model_validator(mode="after")
     def _names_exist(self) -> "StudyConfig":
@@ -172,12 +209,18 @@ class StudyConfig(Strict):
         for task in self.evaluate.tasks:
             if task not in tasks:
                 raise ValueError(f"evaluate.tasks: unknown task {task!r}; known: {sorted(tasks)}")
+        from rtl_core.evaluate.inits import parse_init
+
         for init in self.evaluate.inits:
-            parts = init.split(":")
-            if init != "scratch" and not (len(parts) == 3 and parts[0] in ("ssl", "sequential")):
-                raise ValueError(
-                    f"evaluate.inits: {init!r} is not 'scratch', 'ssl:<pool>:<method>' or 'sequential:<pool>:<method>'"
-                )
+            try:
+                parsed = parse_init(init)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+            if parsed.ours and parsed.pool not in pools:
+                raise ValueError(f"evaluate.inits: {init!r} names pool {parsed.pool!r}; known pools: {sorted(pools)}")
+        unknown = sorted(set(self.evaluate.init_details) - set(self.evaluate.inits))
+        if unknown:
+            raise ValueError(f"evaluate.init_details: {unknown} are not in evaluate.inits {self.evaluate.inits}")
         for role, init in self.analysis.arms.items():
             if init not in self.evaluate.inits:
                 raise ValueError(f"analysis.arms.{role}: {init!r} is not one of evaluate.inits {self.evaluate.inits}")

@@ -53,8 +53,8 @@ def cache_dir() -> Path:
     return path
 
 
-def results_dir(profile: str) -> Path:
+def results_dir(study: str) -> Path:
     """One JSON record per run lives below here: ``<task>/<init>/<protocol>/seed<k>.json``."""
-    path = output_root() / "results" / profile
+    path = output_root() / "results" / study
     path.mkdir(parents=True, exist_ok=True)
     return path

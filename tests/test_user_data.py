@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from rtl_core.config import load_config
-from rtl_core.data.datasets import study_pool, study_task_split
+from rtl_core.data.study import study_pool, study_task_split
 from rtl_core.errors import ConfigError, DataError
 
 
@@ -49,11 +49,12 @@ pretrain: {{pools: [my_imnet]}}
 evaluate: {{tasks: [my_cls]}}
 """)
     pool = study_pool(config, "my_imnet")
-    assert len(pool) == 18 and pool[0].shape == (3, 32, 32)
-    batch = next(iter(DataLoader(pool, batch_size=4, num_workers=2)))
-    assert batch.shape == (4, 3, 32, 32) and 0 <= batch.min() and batch.max() <= 1
     train, val, test = (study_task_split(config, "my_cls", p) for p in ("train", "val", "test"))
     assert len(test) == 18 and len(train) + len(val) == 18 and len(val) >= 3
+    # The pool is the task's train/ folder, from which the task carves its val split: those files stay out.
+    assert pool.excluded == len(val) and len(pool) == 18 - len(val) and pool[0].shape == (3, 32, 32)
+    batch = next(iter(DataLoader(pool, batch_size=4, num_workers=2)))
+    assert batch.shape == (4, 3, 32, 32) and 0 <= batch.min() and batch.max() <= 1
     labels = {int(val[i][1]) for i in range(len(val))}
     assert labels == {0, 1, 2}  # stratified carve-out keeps every class
 

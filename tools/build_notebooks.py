@@ -13,6 +13,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parent.parent / "notebooks"
 
 
+#: Every notebook's parameters: the profile and, for a user's study, the path of its config file.
+PARAMS = 'profile = "default"\nconfig = ""'
+
+
 def params(source: str):
     cell = new_code_cell(source)
     cell.metadata["tags"] = ["parameters"]
@@ -35,9 +39,12 @@ def results_header():
                          "from IPython.display import HTML, display\n"
                          "from rtl_core.evaluate import views\n"
                          "from rtl_core.report.context import provenance_html\n"
-                         "display(HTML(provenance_html(profile)))\n"
-                         "results = views.load(profile)\n"
-                         "claims = views.claims(profile)")
+                         "from rtl_core.report.context import study_config\n"
+                         "cfg = study_config(profile, config)\n"
+                         "study = cfg.study\n"
+                         "display(HTML(provenance_html(profile, config=config)))\n"
+                         "results = views.load(study)\n"
+                         "claims = views.claims(study)")
 
 
 STATS_TEXT = ("## Statistics\n\nEvery pair of inits per task: Welch's t-test as in the paper (pingouin, correction=True), "
@@ -51,7 +58,7 @@ def protocol_notebook(title: str, intro: str, protocol: str, extra=()) -> list:
     """Results, statistics and learning curves of one evaluation protocol."""
     return [
         new_markdown_cell(f"# {title}\n\n{intro}"),
-        params('profile = "default"'),
+        params(PARAMS),
         results_header(),
         new_markdown_cell("## Results per task and init\n\nPrimary metric of each task, mean ± SD (ddof = 1) over seeds (runs in brackets)."),
         new_code_cell(f"views.protocol_summary(results, '{protocol}')"),
@@ -59,7 +66,7 @@ def protocol_notebook(title: str, intro: str, protocol: str, extra=()) -> list:
         new_markdown_cell(STATS_TEXT),
         new_code_cell(f"views.protocol_stats(results, '{protocol}', claims=claims)"),
         new_markdown_cell("## Learning curves\n\nTraining loss per epoch, mean over seeds (band: SD)."),
-        new_code_cell(f"views.curves_figure(profile, '{protocol}');"),
+        new_code_cell(f"views.curves_figure(study, '{protocol}');"),
         *extra,
     ]
 
@@ -68,11 +75,11 @@ NOTEBOOKS = {
     "00_data": [
         new_markdown_cell("# 00 · Data\n\nWhat is in each pretraining pool and downstream task of the demo pack: sizes, "
                           "classes, split sizes by patient / scan, sample images and intensity distributions."),
-        params('profile = "default"\nsplit_seed = 0\nimage_size = 64'),
+        params(PARAMS + '\nsplit_seed = 0\nimage_size = 64'),
         new_code_cell("from IPython.display import HTML, display\n"
                       "from rtl_core.data import overview\n"
                       "from rtl_core.report.context import provenance_html\n"
-                      "display(HTML(provenance_html(profile, seeds=[])))"),
+                      "display(HTML(provenance_html(profile, seeds=[], config=config)))"),
         new_markdown_cell("## Tasks\n\nSplits are grouped by patient / scan (or by duplicate group where a source has no ids), "
                           "stratified by class and seeded. `groups_*` counts the patients / scans / duplicate groups per split; "
                           "`fingerprint` identifies the exact split."),
@@ -92,17 +99,19 @@ NOTEBOOKS = {
         new_markdown_cell("# 10 · Pretraining\n\nOne self-supervised run per pool and method (SimCLR, the paper's method, by "
                           "default): settings, throughput, loss curves, and a quick check of what was learnt: kNN accuracy "
                           "(k = 20, cosine) of frozen features against the same backbone at random init."),
-        params('profile = "default"'),
+        params(PARAMS),
         new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
                       "from IPython.display import HTML, display\n"
                       "from rtl_core.pretrain import views\n"
                       "from rtl_core.report.context import provenance_html\n"
-                      "display(HTML(provenance_html(profile)))"),
+                      "from rtl_core.report.context import study_config\n"
+                      "study = study_config(profile, config).study\n"
+                      "display(HTML(provenance_html(profile, config=config)))"),
         new_markdown_cell("## Pretraining runs\n\nThroughput in image pairs per second (two augmented views per image)."),
-        new_code_cell("views.runs_table(profile)"),
-        new_code_cell("views.curves_figure(profile);"),
+        new_code_cell("views.runs_table(study)"),
+        new_code_cell("views.curves_figure(study);"),
         new_markdown_cell("## What the encoders learnt: kNN accuracy of frozen features"),
-        new_code_cell("views.knn_table(profile)"),
+        new_code_cell("views.knn_table(study)"),
     ],
     "20_finetune": protocol_notebook(
         "20 · Full fine-tune",
@@ -122,19 +131,19 @@ NOTEBOOKS = {
          new_code_cell("views.fraction_figure(results);")],
     ),
     "23_segmentation": [
-        new_markdown_cell("# 23 · Liver segmentation\n\nU-Net decoder (segmentation-models-pytorch) on each ResNet encoder, "
-                          "MSD / LiTS CT slices split by scan. Dice per scan (how challenges report it; primary) and per slice "
+        new_markdown_cell("# 23 · Segmentation\n\nU-Net decoder (segmentation-models-pytorch) on each ResNet encoder, for "
+                          "every segmentation task of the study (the demo's: MSD / LiTS liver CT slices split by scan). Dice per scan (how challenges report it; primary) and per slice "
                           "batch (the paper's way)."),
-        params('profile = "default"'),
+        params(PARAMS),
         results_header(),
-        new_code_cell("seg = results[results['task'] == 'ct_liver_seg']\n"
+        new_code_cell("seg = results[results['task'].isin(views.segmentation_tasks(cfg))]\n"
                       "seg.groupby(['protocol', 'metric', 'init'])['value'].agg(mean='mean', sd_ddof1='std', n='count').round(4)"),
         new_code_cell("views.protocol_figure(seg, 'finetune');"),
         new_markdown_cell("## Statistics (fine-tune and linear / frozen encoder)"),
         new_markdown_cell(STATS_TEXT.replace("## Statistics", "").strip()),
         new_code_cell("views.protocol_stats(seg, 'finetune', claims=claims)"),
         new_code_cell("views.protocol_stats(seg, 'linear', claims=claims)"),
-        new_code_cell("views.curves_figure(profile, 'finetune');"),
+        new_code_cell("views.curves_figure(study, 'finetune');"),
     ],
     "90_summary": [
         new_markdown_cell("# 90 · Summary: CT or birds?\n\nEvery claim of the paper, judged by one rule on our runs and, "
@@ -145,27 +154,25 @@ NOTEBOOKS = {
                           "the observed Δ; **withheld** = no test is defined, or an arm's encoder did not beat random init "
                           "on its own domain (kNN sanity check); **not run** = the study lacks an arm, a task or a "
                           "protocol (the reason names the config change). *Inconclusive is not \"no difference\".*"),
-        params('profile = "default"'),
+        params(PARAMS),
         results_header(),
         new_code_cell("from rtl_core.analysis import claims as engine\n"
-                      "from rtl_core.config import load_config\n"
-                      "config = load_config(profile)\n"
-                      "rows = engine.current_claims(profile)\n"
-                      "print(f'α = {config.analysis.alpha}, equivalence margin ±{config.analysis.equivalence_margin:g} % of arm B, '\n"
-                      "      f'arms: {engine.study_arms(config.evaluate.inits, config.analysis.arms)}')"),
+                      "rows = engine.current_claims(cfg)\n"
+                      "print(f'α = {cfg.analysis.alpha}, equivalence margin ±{cfg.analysis.equivalence_margin:g} % of arm B, '\n"
+                      "      f'arms: {engine.config_arms(cfg)}')"),
         new_markdown_cell("## Claims at a glance\n\nOur verdicts and the paper's (its own runs, the same rule), counted "
                           "over each claim's rows."),
         new_code_cell("engine.claim_overview(rows)"),
         new_markdown_cell("## Every row\n\nOne row per claim × task × metric. Δ % = (A / B − 1) · 100 with Welch's CI; "
                           "SD with ddof = 1; p Holm within the claim's family."),
         new_code_cell("engine.display_table(rows)"),
-        new_code_cell("engine.verdict_figure(rows, config.analysis.equivalence_margin);"),
+        new_code_cell("engine.verdict_figure(rows, cfg.analysis.equivalence_margin);"),
         new_markdown_cell("## The paper judged by the same rule\n\nRecomputed from its per-run logs (RadNet-1.28M, "
                           "RadNet-12M, IxR, IxR_mixed vs ImageNet / RadNet-1.28M). The abstract's +0.44 % / +2.07 % / +1.63 % "
                           "compare ImageNet with an *interpolated* \"RadNet-1.28M (UB-adjusted)\" population, not with "
                           "logged runs, so they are quoted in the claims list below, not recomputed."),
-        new_code_cell("engine.display_table(engine.judge_paper(alpha=config.analysis.alpha, "
-                      "margin_pct=config.analysis.equivalence_margin), paper=False)"),
+        new_code_cell("engine.display_table(engine.judge_paper(alpha=cfg.analysis.alpha, "
+                      "margin_pct=cfg.analysis.equivalence_margin), paper=False)"),
         new_markdown_cell("## The claims\n\nEach claim's statement, arms by role, expected outcome and notes."),
         new_code_cell("engine.claim_texts()"),
         new_markdown_cell("## Every comparison\n\nEvery pair of inits on every task and protocol; comparisons outside "
@@ -188,14 +195,15 @@ NOTEBOOKS = {
                           "layer separates the pack's domains; what linear probes read from each layer; an interactive map of "
                           "every domain's test images (hover a point to see it). The paper's claim under test: CT pretraining "
                           "yields domain-specific features tied to macroscopic image properties."),
-        params('profile = "default"'),
+        params(PARAMS),
         new_code_cell("from IPython.display import HTML, display\n"
                       "import warnings\nwarnings.filterwarnings('ignore')\n"
                       "from rtl_core.analysis import figures\n"
                       "from rtl_core.analysis.study import load_analysis\n"
                       "from rtl_core.report.context import provenance_html\n"
-                      "display(HTML(provenance_html(profile)))\n"
-                      "tables = load_analysis(profile)\n"
+                      "from rtl_core.report.context import study_config\n"
+                      "display(HTML(provenance_html(profile, config=config)))\n"
+                      "tables = load_analysis(study_config(profile, config).study)\n"
                       "inits = tables['info']['inits']\n"
                       "pairs = [(a, b) for i, a in enumerate(inits) for b in inits[i + 1:]]"),
         new_markdown_cell("## Did the encoders learn? The kNN sanity check\n\nEach pretrained encoder against random "

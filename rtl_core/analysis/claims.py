@@ -200,9 +200,12 @@ ROLE_DOMAINS = {"ct": ("ct",), "ct_more": ("ct",), "ct_less": ("ct",), "natural"
 
 
 # --------------------------------------------------------------------------------------------- arms
-def study_arms(inits: Sequence[str], declared: Mapping[str, str] | None = None) -> dict[str, str]:
+def study_arms(inits: Sequence[str], declared: Mapping[str, str] | None = None,
+               domains: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """Roles → our inits: ``analysis.arms`` first, then by name (``ssl:ct:*`` → ct and ct_more, ``ssl:natural:*``
-    → natural, ``ssl:mixed:*`` → mixed, ``sequential:ct:*`` → sequential; SimCLR preferred when several methods)."""
+    → natural, ``ssl:mixed:*`` → mixed, ``sequential:ct:*`` → sequential; SimCLR preferred when several methods),
+    then, for ct and natural still open, the first other init of that pretraining domain (``domains``, e.g. a
+    ``torchvision:`` init is natural)."""
     arms: dict[str, str] = {}
     by_kind: dict[tuple[str, str], list[str]] = {}
     for init in inits:
@@ -219,8 +222,22 @@ def study_arms(inits: Sequence[str], declared: Mapping[str, str] | None = None) 
         init = pick(kind, pool)
         if init:
             arms[role] = init
+    for role in ("ct", "natural"):
+        if role not in arms:
+            other = next((i for i in inits if (domains or {}).get(i) == role and i != "scratch"), None)
+            if other:
+                arms[role] = other
+                if role == "ct":
+                    arms.setdefault("ct_more", other)
     arms.update(declared or {})
     return arms
+
+
+def config_arms(config) -> dict[str, str]:
+    """The roles of a study's config: :func:`study_arms` over its inits, ``analysis.arms`` and init domains."""
+    from rtl_core.analysis.study import init_domains
+
+    return study_arms(config.evaluate.inits, config.analysis.arms, init_domains(config))
 
 
 def _add_init_hint(role: str, claim: Claim) -> str:
@@ -487,12 +504,12 @@ def judge_study(config, results: pd.DataFrame | None = None, analysis: Path | No
     from rtl_core.analysis.study import analysis_dir
     from rtl_core.evaluate.results import results_table
 
-    results = results_table(config.profile) if results is None else results
-    analysis = analysis_dir(config.profile) if analysis is None else Path(analysis)
+    results = results_table(config.study) if results is None else results
+    analysis = analysis_dir(config.study) if analysis is None else Path(analysis)
     reuse = _read_csv(analysis / "weight_cka.csv")
     sanity = _read_csv(analysis / "sanity.csv")
     ac = config.analysis
-    arms = study_arms(config.evaluate.inits, ac.arms)
+    arms = config_arms(config)
     rows = judge(our_table(results, reuse), arms, side="ours", alpha=ac.alpha, margin_pct=ac.equivalence_margin,
                  sanity=sanity, study_tasks=config.evaluate.tasks, study_protocols=config.evaluate.protocols)
     if sanity is None:
@@ -634,11 +651,11 @@ def verdict_figure(rows: pd.DataFrame, margin_pct: float = 1.0):
 
 
 # --------------------------------------------------------------------------------------------- files
-def claims_path(profile: str) -> Path:
+def claims_path(study: str) -> Path:
     """Where ``rtl claims`` writes a study's ``claims.json`` (beside its analysis tables)."""
     from rtl_core.analysis.study import analysis_dir
 
-    return analysis_dir(profile) / "claims.json"
+    return analysis_dir(study) / "claims.json"
 
 
 def study_claims(config, inputs: str | None = None) -> tuple[pd.DataFrame, Path]:
@@ -650,24 +667,22 @@ def study_claims(config, inputs: str | None = None) -> tuple[pd.DataFrame, Path]
 
     rows = judge_study(config)
     ac = config.analysis
-    meta = {"profile": config.profile, "config_hash": config.hash(), "alpha": ac.alpha,
+    meta = {"profile": config.profile, "study": config.study, "config_hash": config.hash(), "alpha": ac.alpha,
             "equivalence_margin_pct": ac.equivalence_margin, "power": POWER,
-            "arms": study_arms(config.evaluate.inits, ac.arms), "paper_arms": PAPER_ARMS,
+            "arms": config_arms(config), "paper_arms": PAPER_ARMS,
             "rule": "Welch t-test; Holm within each claim; TOST for no-difference claims; see rtl_core.analysis.claims",
             "sd_ddof": 1, "ci": f"Welch t interval, {1 - ac.alpha:.0%}", "git_commit": git_commit(),
             "made": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "engine_version": CLAIMS_VERSION, "inputs": inputs}
-    return rows, write_claims(rows, claims_path(config.profile), meta)
+    return rows, write_claims(rows, claims_path(config.study), meta)
 
 
-def load_claims(profile: str) -> pd.DataFrame:
-    """The claims rows of ``profile`` as ``rtl claims`` last wrote them (an empty table if it never ran)."""
-    path = claims_path(profile)
+def load_claims(study: str) -> pd.DataFrame:
+    """The claims rows of ``study`` as ``rtl claims`` last wrote them (an empty table if it never ran)."""
+    path = claims_path(study)
     return read_claims(path) if path.is_file() else frame([])
 
 
-def current_claims(profile: str) -> pd.DataFrame:
-    """``claims.json`` of ``profile`` when ``rtl claims`` wrote one, else the claims judged now (not written)."""
-    from rtl_core.config import load_config
-
-    rows = load_claims(profile)
-    return rows if len(rows) else judge_study(load_config(profile))
+def current_claims(config) -> pd.DataFrame:
+    """The study's ``claims.json`` when ``rtl claims`` wrote one, else the claims judged now (not written)."""
+    rows = load_claims(config.study)
+    return rows if len(rows) else judge_study(config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
+import torch
 from torch import nn
 
 from rtl_core.analysis.stats import mcnemar_exact
@@ -23,25 +24,40 @@ COLUMNS = ["init", "domain", "task", "knn_init", "knn_random", "knn_random_max",
            "n_test", "beats_random"]
 
 
-def init_domains(init: str) -> tuple[str, ...]:
-    """The pretraining domains of an init string (``ssl:mixed:*`` has two; ``scratch`` and unknown pools none)."""
-    parts = init.split(":")
-    if len(parts) != 3 or parts[0] not in ("ssl", "sequential"):
-        return ()
-    pool = parts[1]
-    if pool == "mixed":
+def init_domains(init: str, domain: str | None = None) -> tuple[str, ...]:
+    """The pretraining domains of an init (``domain`` as the config declares it, else the init's default;
+    ``mixed`` has two; scratch and domains without a reference task none)."""
+    from rtl_core.evaluate.inits import parse_init
+
+    domain = domain or parse_init(init).default_domain()
+    if domain == "mixed":
         return ("ct", "natural")
-    return (pool,) if pool in DOMAIN_TASKS else ()
+    return (domain,) if domain in DOMAIN_TASKS else ()
+
+
+class Normalised(nn.Module):
+    """An encoder fed its own input normalisation (``[0, 1]`` images in, ``(x - mean) / std`` to the encoder)."""
+
+    def __init__(self, encoder: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder((x - self.mean) / self.std)
 
 
 def sanity_table(encoders: Mapping[str, nn.Module], arch: str, size: int, seeds: Sequence[int],
-                 alpha: float = 0.05) -> pd.DataFrame:
+                 alpha: float = 0.05, domains: Mapping[str, str | None] | None = None,
+                 stats: Mapping[str, tuple] | None = None) -> pd.DataFrame:
     """One row per pretrained encoder and domain task: kNN accuracy of the encoder and of random inits (mean and
     best over ``seeds``), McNemar's p (worst over the seeds) and whether it beats every random init at ``alpha``."""
     from rtl_core.data.datasets import task_dataset
     from rtl_core.pretrain.knn import knn_correct, knn_random_inits
 
-    wanted = {init: init_domains(init) for init in encoders}
+    domains = domains or {}
+    wanted = {init: init_domains(init, domains.get(init)) for init in encoders}
     rows = []
     for domain, task in DOMAIN_TASKS.items():
         inits = [i for i, domains in wanted.items() if domain in domains]
@@ -50,7 +66,8 @@ def sanity_table(encoders: Mapping[str, nn.Module], arch: str, size: int, seeds:
         train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
         randoms = knn_random_inits(arch, train, test, seeds)
         for init in inits:
-            correct = knn_correct(encoders[init], train, test)
+            mean, std = (stats or {}).get(init, (None, None))
+            correct = knn_correct(Normalised(encoders[init], mean, std) if mean is not None else encoders[init], train, test)
             tests = [mcnemar_exact(correct.numpy(), r.numpy()) for r in randoms.values()]
             accs = [float(r.float().mean()) for r in randoms.values()]
             acc = float(correct.float().mean())

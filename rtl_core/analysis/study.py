@@ -13,7 +13,7 @@ For the study's inits (``scratch`` = a seeded random encoder, ``ssl:<pool>:<meth
 * the kNN sanity check of the claims engine: does each pretrained encoder beat random inits on its own domain's
   task (:mod:`rtl_core.analysis.sanity`)?
 
-Everything lands in ``artifacts/analysis/<profile>/`` as CSV / HTML; a rerun skips what exists.
+Everything lands in ``artifacts/analysis/<study>/`` as CSV / HTML; a rerun skips what exists.
 """
 
 from __future__ import annotations
@@ -40,10 +40,8 @@ from rtl_core.analysis.embeddings import (
 )
 from rtl_core.config import StudyConfig
 from rtl_core.evaluate.inits import init_slug
-from rtl_core.errors import CheckpointError
 from rtl_core.io import atomic_write, write_json
-from rtl_core.models.backbones import RESNET_STAGES, build_backbone
-from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, encoder_stem, load_encoder
+from rtl_core.models.backbones import RESNET_STAGES
 from rtl_core.paths import output_root
 
 #: Bumped whenever the set of tables changes, so an older analysis is redone rather than read.
@@ -53,32 +51,33 @@ NATURAL_TASKS = ("natural_cls",)
 CKA_LAYERS = tuple(s for s in RESNET_STAGES if s != "avgpool")
 
 
-def analysis_dir(profile: str) -> Path:
-    path = output_root() / "analysis" / profile
+def analysis_dir(study: str) -> Path:
+    path = output_root() / "analysis" / study
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def study_encoders(config: StudyConfig) -> tuple[dict[str, nn.Module], dict[str, tuple]]:
-    """``init -> encoder`` and ``init -> (mean, std)`` for the study's inits (random for ``scratch``)."""
+    """``init -> encoder`` and ``init -> (mean, std)`` for the study's inits, loaded exactly as the evaluation
+    loads them (:func:`rtl_core.evaluate.inits.load_init`; ``scratch`` is the random encoder of ``config.seed``)."""
+    from rtl_core.evaluate.inits import load_init
+
     encoders, stats = {}, {}
+    details = config.evaluate.init_details
     for init in config.evaluate.inits:
-        if init == "scratch":
-            torch.manual_seed(config.seed)
-            encoders[init] = build_backbone(config.pretrain.backbone)
-            stats[init] = (IDENTITY_MEAN, IDENTITY_STD)  # as the evaluation feeds a scratch encoder
-            continue
-        kind, pool, method = init.split(":")
-        stem = encoder_stem(pool, method, config.profile, sequential=kind == "sequential")
-        try:
-            encoders[init], sidecar = load_encoder(stem, {"arch": config.pretrain.backbone})
-        except CheckpointError as exc:
-            raise CheckpointError(
-                f"{exc} Create it with `rtl pretrain --pool {pool} --method {method} --profile {config.profile}`"
-                + (" --sequential" if kind == "sequential" else "") + "."
-            ) from None
-        stats[init] = sidecar_normalization(sidecar)
+        detail = details[init].model_dump() if init in details else None
+        encoders[init], info = load_init(init, config.study, config.pretrain.backbone, config.seed, detail)
+        stats[init] = (tuple(info["mean"]), tuple(info["std"]))
     return encoders, stats
+
+
+def init_domains(config: StudyConfig) -> dict[str, str | None]:
+    """The pretraining domain of each of the study's inits (``evaluate.init_details``, else the init's default)."""
+    from rtl_core.evaluate.inits import parse_init
+
+    details = config.evaluate.init_details
+    return {init: (details[init].domain if init in details and details[init].domain else parse_init(init).default_domain())
+            for init in config.evaluate.inits}
 
 
 def _normalised_batches(images: torch.Tensor, stats: tuple, batch_size: int = 128):
@@ -124,7 +123,7 @@ def _paired_cka(model_a: nn.Module, model_b: nn.Module, loader) -> np.ndarray:
 def weight_reuse_table(config: StudyConfig, encoders) -> pd.DataFrame:
     """The paper's weight-space CKA between each pretrained encoder and its fine-tuned copies (where saved)."""
     rows = []
-    finetuned_root = output_root() / "finetuned" / config.profile
+    finetuned_root = output_root() / "finetuned" / config.study
     for init, model in encoders.items():
         for path in sorted(finetuned_root.glob(f"{init_slug(init)}/*/*.pt")):
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -151,7 +150,7 @@ def who_knew_what(config: StudyConfig) -> pd.DataFrame:
     from rtl_core.evaluate.results import load_records
     from rtl_core.paths import results_dir
 
-    root = results_dir(config.profile)
+    root = results_dir(config.study)
     groups: dict[tuple, dict[str, np.ndarray]] = {}
     for record in load_records(root):
         if record.get("test_correct") and record["init"] in config.evaluate.inits:
@@ -169,7 +168,7 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
     from rtl_core.analysis.figures import interactive_embedding_html, thumbnail_uris
     from rtl_core.analysis.probes import probe_table, probe_targets
 
-    out = analysis_dir(config.profile)
+    out = analysis_dir(config.study)
     done = out / "done.json"
     if done.is_file() and not force and json.loads(done.read_text()).get("version") == ANALYSIS_VERSION:
         return out
@@ -181,7 +180,8 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
     who_knew_what(config).to_csv(out / "overlap.csv", index=False)
     pretrained = {init: model for init, model in encoders.items() if init != "scratch"}
     sanity_table(pretrained, config.pretrain.backbone, config.data.image_size,
-                 seeds=range(config.analysis.sanity_random_seeds), alpha=config.analysis.alpha).to_csv(out / "sanity.csv", index=False)
+                 seeds=range(config.analysis.sanity_random_seeds), alpha=config.analysis.alpha,
+                 domains=init_domains(config), stats=stats).to_csv(out / "sanity.csv", index=False)
 
     per_task = max(8, config.analysis.embedding_images // len(EMBEDDING_TASKS))
     sample = sample_tasks(EMBEDDING_TASKS, n_per_task=per_task, size=config.data.image_size, seed=2)
@@ -203,14 +203,14 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
     return out
 
 
-def load_analysis(profile: str) -> dict:
-    """The saved analysis tables of ``profile`` (run ``rtl analyze`` first) and its interactive views."""
+def load_analysis(study: str) -> dict:
+    """The saved analysis tables of ``study`` (run ``rtl analyze`` first) and its interactive views."""
     from rtl_core.errors import RtlError
 
-    out = output_root() / "analysis" / profile
+    out = output_root() / "analysis" / study
     info = json.loads((out / "done.json").read_text()) if (out / "done.json").is_file() else {}
     if info.get("version") != ANALYSIS_VERSION:
-        raise RtlError(f"No current analysis for profile {profile!r} in {out}; run `rtl analyze --profile {profile}` first.")
+        raise RtlError(f"No current analysis for study {study!r} in {out}; run `rtl analyze` for it first.")
     tables = {name: pd.read_csv(out / f"{name}.csv") for name in
               ("cka", "weight_cka", "weight_uniqueness", "overlap", "separability", "separability_task", "probes", "umap",
                "sanity")}

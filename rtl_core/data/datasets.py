@@ -70,23 +70,3 @@ def pool_dataset(name: str, size: int = 64, pool_size: int | None = None, seed: 
     pool = load_pool(name, size=size, pool_size=pool_size, seed=seed, **kwargs)
     images = torch.from_numpy(pool.images).permute(0, 3, 1, 2).contiguous()
     return TensorImageDataset(images, None, name=f"pool:{name}")
-
-
-def study_pool(config, name: str, seed: int = 0):
-    """The pool ``name`` of a study: a user's pool from ``config.data.pools`` (streamed) or a demo pool."""
-    if name in config.data.pools:
-        from rtl_core.data.user import user_pool
-
-        return user_pool(name, config.data.pools[name], config.data.image_size)
-    return pool_dataset(name, size=config.data.image_size, pool_size=config.data.pool_size, seed=seed,
-                        split_seed=config.data.split_seed, ct_window=config.data.ct_window, root=config.data.data_dir)
-
-
-def study_task_split(config, name: str, split: str, size: int | None = None):
-    """The ``split`` of task ``name`` of a study: a user's task from ``config.data.tasks`` or a demo task."""
-    size = size or config.data.image_size
-    if name in config.data.tasks:
-        from rtl_core.data.user import user_task_splits
-
-        return user_task_splits(name, config.data.tasks[name], size, config.data.split_seed)[split]
-    return task_dataset(name, split, size=size, split_seed=config.data.split_seed, root=config.data.data_dir)

@@ -270,12 +270,26 @@ def load_task(name: str, split_seed: int = 0, root: str | Path | None = None) ->
 # --- pools ---------------------------------------------------------------------------------------------------
 
 
-def _arrays(rel: str, prefix: str = "") -> Callable[[Path], ImageSet]:
-    return lambda root: _with_index(read_arrays(root, rel, prefix))
+@dataclass(frozen=True)
+class PackReader:
+    """Reads one dataset folder of the pack (``rel``, e.g. ``ct/covid_ct_cvt``); its ``meta.json`` states the
+    source's licence and citation (what an exported encoder's model card quotes)."""
+
+    rel: str
+    kind: Literal["arrays", "folder"]
+    prefix: str = ""
+
+    def __call__(self, root: Path) -> ImageSet:
+        data = read_arrays(root, self.rel, self.prefix) if self.kind == "arrays" else read_folder(root, self.rel)
+        return _with_index(data)
 
 
-def _folder(rel: str) -> Callable[[Path], ImageSet]:
-    return lambda root: _with_index(read_folder(root, rel))
+def _arrays(rel: str, prefix: str = "") -> PackReader:
+    return PackReader(rel, "arrays", prefix)
+
+
+def _folder(rel: str) -> PackReader:
+    return PackReader(rel, "folder")
 
 
 POOL_SOURCES["ct"] = (

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,14 @@ from torch.utils.data import Dataset, Subset
 from rtl_core.config import UserDataset
 from rtl_core.data.arrays import ImageSet
 from rtl_core.data.datasets import TensorImageDataset, render_set
-from rtl_core.data.imagefolder import DicomSliceStream, ImageFolderStream, NiftiSliceStream, index_image_folder
-from rtl_core.data.medical import read_nifti_volume, read_png_slice_folder
+from rtl_core.data.imagefolder import (
+    DicomSliceStream,
+    FolderIndex,
+    ImageFolderStream,
+    NiftiSliceStream,
+    index_image_folder,
+)
+from rtl_core.data.medical import list_dicom_files, read_nifti_volume, read_png_slice_folder
 from rtl_core.data.splits import grouped_split
 from rtl_core.errors import ConfigError, DataError
 
@@ -41,7 +49,7 @@ class ImagesOnly(Dataset):
         return self.dataset[index][0]
 
 
-def _existing(spec: UserDataset, name: str) -> Path:
+def existing_path(spec: UserDataset, name: str) -> Path:
     path = Path(spec.path).expanduser()
     if not path.exists():
         raise DataError(f"data.{name}: path {path} does not exist. Fix `path` in the study config.")
@@ -55,20 +63,52 @@ def _nifti_files(folder: Path) -> list[Path]:
     return files
 
 
-def user_pool(name: str, spec: UserDataset, size: int) -> Dataset:
-    """A streaming, unlabelled pool (items: float (3, size, size) in [0, 1])."""
-    path = _existing(spec, f"pools.{name}")
+@dataclass
+class UserPool:
+    """A user's pool: its dataset (items: float (3, size, size) in [0, 1]), the files it reads, and how many
+    files were left out because they are val/test images of one of the study's tasks."""
+
+    dataset: Dataset
+    files: list[str]
+    excluded: int = 0
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _keep(files: list[Path], held_out: frozenset[str]) -> list[bool]:
+    return [file_sha256(f) not in held_out for f in files] if held_out else [True] * len(files)
+
+
+def user_pool(name: str, spec: UserDataset, size: int, held_out: frozenset[str] = frozenset()) -> UserPool:
+    """A streaming, unlabelled pool; files whose bytes hash to one of ``held_out`` (the study's tasks' val/test
+    files, :func:`held_out_files`) are left out."""
+    path = existing_path(spec, f"pools.{name}")
     if spec.format == "imagefolder":
-        return ImagesOnly(ImageFolderStream(index_image_folder(path), size))
+        index = index_image_folder(path)
+        keep = np.asarray(_keep(index.paths, held_out), dtype=bool)
+        index = FolderIndex(index.root, index.rel_paths[keep], index.labels[keep], index.class_names)
+        return UserPool(ImagesOnly(ImageFolderStream(index, size)), [str(p) for p in index.paths], int((~keep).sum()))
     if spec.format in ("dicom", "nifti") and spec.window is None:
         raise ConfigError(f"data.pools.{name}: HU data need a CT window, e.g. `window: abdomen` or `window: [40, 400]`.")
     if spec.format == "dicom":
-        return DicomSliceStream(path, spec.window, size)
+        files = [Path(f) for f in list_dicom_files(path, recursive=True)]
+        keep = _keep(files, held_out)
+        kept = [f for f, k in zip(files, keep) if k]
+        if not kept:
+            raise DataError(f"data.pools.{name}: no DICOM files left below {path}.")
+        return UserPool(DicomSliceStream(kept, spec.window, size), [str(f) for f in kept], len(files) - len(kept))
     if spec.format == "nifti":
-        return NiftiSliceStream(_nifti_files(path), spec.window, size)
+        files = _nifti_files(path)
+        return UserPool(NiftiSliceStream(files, spec.window, size), [str(f) for f in files])
     folder = read_png_slice_folder(path)
     images, _ = render_set(folder.to_image_set(name), size)
-    return TensorImageDataset(images, None, name=f"pool:{name}")
+    return UserPool(TensorImageDataset(images, None, name=f"pool:{name}"), [str(folder.root / "images" / n) for n in folder.names])
 
 
 def _groups_from_paths(paths: list[Path], regex: str | None) -> np.ndarray:
@@ -84,26 +124,80 @@ def _groups_from_paths(paths: list[Path], regex: str | None) -> np.ndarray:
     return np.array(groups)
 
 
-def user_task_splits(name: str, spec: UserDataset, size: int, split_seed: int = 0) -> dict[str, Dataset]:
-    """``{"train": ..., "val": ..., "test": ...}`` datasets of a user task."""
-    path = _existing(spec, f"tasks.{name}")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class UserTask:
+    """A user's task rendered at one size: uint8 splits in memory, and per image its group (patient / scan, or the
+    file where no ids are given) and its file (``file#slice`` for volumes), which the saved split lists."""
+
+    name: str
+    kind: str
+    class_names: list[str] | None
+    splits: dict[str, TensorImageDataset]
+    groups: dict[str, np.ndarray]
+    files: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def user_task(name: str, spec: UserDataset, size: int, split_seed: int = 0, num_workers: int = 0) -> UserTask:
+    """A user task's train/val/test splits, grouped by patient where ``group_regex`` (or the slice naming) says,
+    stratified and seeded where the folders do not give a split."""
+    path = existing_path(spec, f"tasks.{name}")
     fractions = (1 - spec.val_fraction - spec.test_fraction, spec.val_fraction, spec.test_fraction)
     if spec.format == "imagefolder":
-        return _imagefolder_splits(name, spec, path, size, split_seed)
+        return _imagefolder_task(name, spec, path, size, split_seed, num_workers)
     if spec.format == "dicom":
         raise ConfigError(f"data.tasks.{name}: DICOM folders are supported as pools; for a task use nifti or png_slices.")
     if spec.kind != "segmentation":
         raise ConfigError(f"data.tasks.{name}: format {spec.format} holds masks; set `kind: segmentation`.")
     if spec.format == "png_slices":
-        data = read_png_slice_folder(path, group_regex=spec.group_regex or r"^([^_]+)_").to_image_set(name)
+        folder = read_png_slice_folder(path, group_regex=spec.group_regex or r"^([^_]+)_")
+        data = folder.to_image_set(name)
+        files = np.asarray([str(folder.root / "images" / n) for n in folder.names])
     else:
         data = _nifti_slices(name, spec, path)
+        files = np.char.add(np.char.add(data.groups.astype(str), "#"), np.arange(len(data)).astype(str))
     data.splits = grouped_split(None, data.groups, fractions=fractions, seed=split_seed, name=name)
-    out = {}
-    for part in ("train", "val", "test"):
+    out, groups, listed = {}, {}, {}
+    for part in SPLITS:
+        chosen = data.splits == part
         images, masks = render_set(data.split(part), size, spec.window)
         out[part] = TensorImageDataset(images, masks, name=f"{name}:{part}")
-    return out
+        groups[part], listed[part] = data.groups[chosen].astype(str), files[chosen]
+    return UserTask(name, "segmentation", None, out, groups, listed)
+
+
+def user_task_splits(name: str, spec: UserDataset, size: int, split_seed: int = 0) -> dict[str, Dataset]:
+    """``{"train": ..., "val": ..., "test": ...}`` datasets of a user task (see :func:`user_task`)."""
+    return user_task(name, spec, size, split_seed).splits
+
+
+def held_out_files(tasks: dict[str, UserDataset], split_seed: int = 0) -> frozenset[str]:
+    """SHA-256 of every val/test image file of the user's tasks (a pool must not contain them)."""
+    hashes: set[str] = set()
+    for name, spec in tasks.items():
+        if spec.format not in ("imagefolder", "png_slices"):
+            continue
+        task = user_task(name, spec, 8, split_seed)
+        for part in ("val", "test"):
+            for file in task.files.get(part, ()):
+                if Path(str(file)).is_file():
+                    hashes.add(file_sha256(Path(str(file))))
+    return frozenset(hashes)
+
+
+def _materialise(dataset: Dataset, name: str, num_workers: int) -> TensorImageDataset:
+    """Decode a streamed (image, label) dataset once into uint8 images and int64 labels."""
+    from torch.utils.data import DataLoader
+
+    images, labels = [], []
+    for x, y in DataLoader(dataset, batch_size=64, shuffle=False, num_workers=num_workers):
+        images.append(x.mul(255).round_().clamp_(0, 255).to(torch.uint8))
+        labels.append(torch.as_tensor(y, dtype=torch.int64))
+    if not images:
+        raise DataError(f"{name}: no images.")
+    return TensorImageDataset(torch.cat(images), torch.cat(labels), name=name)
 
 
 def _nifti_slices(name: str, spec: UserDataset, path: Path) -> ImageSet:
@@ -126,8 +220,8 @@ def _nifti_slices(name: str, spec: UserDataset, path: Path) -> ImageSet:
                     masks=np.concatenate(masks), intensity="hu", domain="ct", source=str(path))
 
 
-def _imagefolder_splits(name: str, spec: UserDataset, path: Path, size: int, split_seed: int) -> dict[str, Dataset]:
-    parts = {p: path / p for p in ("train", "val", "test") if (path / p).is_dir()}
+def _imagefolder_task(name: str, spec: UserDataset, path: Path, size: int, split_seed: int, num_workers: int) -> UserTask:
+    parts = {p: path / p for p in SPLITS if (path / p).is_dir()}
     if "train" not in parts:
         raise DataError(f"{path}: an imagefolder task needs a train/ sub-folder (and optionally val/, test/), each in ImageNet layout.")
     indexes = {p: index_image_folder(folder) for p, folder in parts.items()}
@@ -135,8 +229,8 @@ def _imagefolder_splits(name: str, spec: UserDataset, path: Path, size: int, spl
     for p, index in indexes.items():
         if index.class_names != classes:
             raise DataError(f"{parts[p]}: classes {index.class_names} differ from train/'s {classes}; use the same class folders.")
-    out: dict[str, Dataset] = {p: ImageFolderStream(index, size) for p, index in indexes.items()}
-    missing = [p for p in ("val", "test") if p not in out]
+    chosen: dict[str, tuple[FolderIndex, np.ndarray]] = {p: (index, np.arange(len(index))) for p, index in indexes.items()}
+    missing = [p for p in ("val", "test") if p not in indexes]
     if missing:
         train = indexes["train"]
         groups = _groups_from_paths(train.paths, spec.group_regex)
@@ -146,7 +240,15 @@ def _imagefolder_splits(name: str, spec: UserDataset, path: Path, size: int, spl
             spec.test_fraction if "test" in missing else 0.0,
         )
         splits = grouped_split(np.asarray(train.labels), groups, fractions=fractions, seed=split_seed, name=name)
-        full = out["train"]
         for p in ["train"] + missing:
-            out[p] = Subset(full, np.flatnonzero(splits == p).tolist())
-    return out
+            chosen[p] = (train, np.flatnonzero(splits == p))
+    out, groups_out, files = {}, {}, {}
+    for p, (index, rows) in chosen.items():
+        sub = FolderIndex(index.root, index.rel_paths[rows], index.labels[rows], index.class_names)
+        if not len(sub):
+            raise DataError(f"{path}: the {p} split of task {name} is empty; add images or change val/test_fraction.")
+        out[p] = _materialise(ImageFolderStream(sub, size), f"{name}:{p}", num_workers)
+        paths = sub.paths
+        groups_out[p] = _groups_from_paths(paths, spec.group_regex)
+        files[p] = np.asarray([str(f) for f in paths])
+    return UserTask(name, "classification", list(classes), out, groups_out, files)

@@ -18,8 +18,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from rtl_core.data.datasets import TensorImageDataset, task_dataset
-from rtl_core.data.registry import get_task, load_task
+from rtl_core.config import DataConfig
+from rtl_core.data.datasets import TensorImageDataset
+from rtl_core.data.study import study_task
 from rtl_core.data.splits import lowlabel_subsets
 from rtl_core.evaluate.metrics import expand_metric_names
 from rtl_core.evaluate.protocols import Protocol
@@ -39,6 +40,7 @@ class TaskData:
     val_scans: np.ndarray  # scan / patient id of every validation image (groups of the val split)
     test_scans: np.ndarray  # scan / patient id of every test image (groups of the test split)
     split_seed: int
+    fingerprint: str = ""  # of the split assignment (recorded with every run)
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -68,19 +70,22 @@ class TaskData:
         return chosen
 
 
+def load_task_data(name: str, size: int, split_seed: int = 0, data: DataConfig | None = None) -> TaskData:
+    """Task ``name`` of the study whose data section is ``data`` (demo tasks, the config's own tasks, its
+    ``data_dir``; :mod:`rtl_core.data.study`) with its splits rendered at ``size`` px, cached per process."""
+    return _load_task_data(name, size, split_seed, data.model_dump_json() if data is not None else "")
+
+
 @lru_cache(maxsize=16)
-def load_task_data(name: str, size: int, split_seed: int = 0) -> TaskData:
-    """The task's train/val/test splits rendered at ``size`` px (cached per process)."""
-    spec = get_task(name)
-    parts = {split: task_dataset(name, split, size=size, split_seed=split_seed) for split in ("train", "val", "test")}
-    if spec.kind == "segmentation":
-        num_classes = int(max(int(p.targets.max()) for p in parts.values())) + 1
+def _load_task_data(name: str, size: int, split_seed: int, data_json: str) -> TaskData:
+    data = DataConfig.model_validate_json(data_json) if data_json else DataConfig()
+    task = study_task(data, name, size, split_seed)
+    if task.kind == "segmentation":
+        num_classes = int(max(int(p.targets.max()) for p in (task.train, task.val, task.test))) + 1
     else:
-        num_classes = len(load_task(name, split_seed=split_seed).class_names)
-    full = load_task(name, split_seed=split_seed)
-    scans = {split: np.asarray(full.split(split).groups).astype(str) for split in ("val", "test")}
-    return TaskData(name, spec.kind, tuple(spec.metrics), max(num_classes, 2), parts["train"], parts["val"], parts["test"],
-                    scans["val"], scans["test"], split_seed)
+        num_classes = len(task.class_names or ()) or int(task.train.targets.max()) + 1
+    return TaskData(name, task.kind, task.metrics, max(num_classes, 2), task.train, task.val, task.test,
+                    task.groups["val"], task.groups["test"], split_seed, task.fingerprint)
 
 
 class BatchLoader:

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from rtl_core.config import StudyConfig
-from rtl_core.data.summary import split_fingerprint
 from rtl_core.errors import ConfigError
 from rtl_core.evaluate.classification import run_classification
 from rtl_core.evaluate.data import load_task_data
@@ -82,7 +81,7 @@ def settings_hash(config: StudyConfig) -> str:
     """Hash of everything that changes a run's result: the config minus the grid's lists and the analysis part."""
     values = config.model_dump(mode="json")
     values.pop("analysis", None)
-    values.pop("output_dir", None)
+    values.pop("study", None)  # a name, not a setting
     for key in ("tasks", "inits", "protocols", "seeds"):
         values["evaluate"].pop(key, None)
     canonical = json.dumps(values, sort_keys=True)
@@ -175,10 +174,11 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
     size = ev.image_size or config.data.image_size
     protocol = get_protocol(key.protocol)
     device = device or _device()
-    task = load_task_data(key.task, size, config.data.split_seed)
+    task = load_task_data(key.task, size, config.data.split_seed, config.data)
     torch.manual_seed(key.seed)
     np.random.seed(key.seed)
-    encoder, info = load_init(key.init, config.profile, arch, key.seed)
+    details = ev.init_details.get(key.init)
+    encoder, info = load_init(key.init, config.study, arch, key.seed, details.model_dump() if details else None)
     encoder = encoder.to(device)
     timer = Timer()
     if task.kind == "segmentation":
@@ -188,17 +188,17 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
         feature_key = (key.init, info["checkpoint"], key.task, size, config.data.split_seed, key.seed if scratch else None)
         out = run_classification(task, protocol, encoder, info, ev, arch, key.seed, device, timer, feature_key)
     if key.protocol == "finetune" and task.kind != "segmentation":
-        _keep_finetuned(encoder, config.profile, key)  # for the feature-reuse analysis (weight-space CKA, claim C7)
+        _keep_finetuned(encoder, config.study, key)  # for the feature-reuse analysis (weight-space CKA, claim C7)
     meta = _provenance()
     record = {
         "record_version": RECORD_VERSION,
         "task": key.task, "init": key.init, "protocol": key.protocol, "seed": key.seed,
-        "data_fraction": protocol.data_fraction, "profile": config.profile,
+        "data_fraction": protocol.data_fraction, "profile": config.profile, "study": config.study,
         "metrics": out.metrics, "primary_metric": task.metric_names[0], "val_metrics": out.fit.val_metrics,
         "selection": ev.selection, "selected_epoch": out.fit.selected_epoch, "curves": out.fit.curves,
         "n_train": out.n_train, "n_val": len(task.val), "n_test": len(task.test), "n_test_scans": int(len(set(task.test_scans))),
         "image_size": size, "arch": arch, "init_info": {k: v for k, v in info.items() if k != "init"},
-        "split_fingerprint": split_fingerprint(key.task, config.data.split_seed),
+        "split_fingerprint": task.fingerprint,
         "settings_hash": settings_hash(config), "config_hash": config.hash(), "config": config.model_dump(mode="json"),
         "device": str(device), "torch_threads": torch.get_num_threads(),
         "model_seconds": timer.model_seconds,
@@ -209,7 +209,7 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
     record["wall_seconds"] = time.perf_counter() - start
     record["cpu_seconds"] = time.process_time() - cpu_start
     record["status"] = "complete"  # the completion marker: written last, inside one atomic write
-    path = key.path(root or results_dir(config.profile))
+    path = key.path(root or results_dir(config.study))
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):  # leftovers of a write killed mid-way
         tmp.unlink(missing_ok=True)
     write_json(path, _finite(record))
@@ -227,8 +227,8 @@ def run_grid(
     start = time.perf_counter()
     keys = plan_grid(config, tasks, inits, protocols, seeds)
     for name in dict.fromkeys(k.init for k in keys):
-        check_checkpoint(parse_init(name), config.profile)  # fail before any run, naming the pretrain command
-    root = Path(root or results_dir(config.profile))
+        check_checkpoint(parse_init(name), config.study)  # fail before any run, naming the pretrain command
+    root = Path(root or results_dir(config.study))
     settings = settings_hash(config)
     report = GridReport(root=root)
     todo = []

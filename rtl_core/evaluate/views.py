@@ -11,11 +11,11 @@ from rtl_core.evaluate.results import load_records, results_table
 from rtl_core.paths import results_dir
 
 
-def load(profile: str) -> pd.DataFrame:
-    """The tidy results of ``profile`` (one row per run and metric)."""
-    df = results_table(profile)
+def load(study: str) -> pd.DataFrame:
+    """The tidy results of ``study`` (one row per run and metric)."""
+    df = results_table(study)
     if df.empty:
-        raise RtlError(f"No downstream results for profile {profile!r}; run `rtl evaluate --profile {profile}` first.")
+        raise RtlError(f"No downstream results for study {study!r}; run `rtl evaluate` for it first.")
     return df
 
 
@@ -44,11 +44,18 @@ def protocol_figure(df: pd.DataFrame, protocol: str):
     return grid.figure
 
 
-def claims(profile: str) -> pd.DataFrame:
+def segmentation_tasks(config) -> list[str]:
+    """The study's segmentation tasks (the demo's ct_liver_seg and any of the config's own)."""
+    from rtl_core.data.study import task_kind
+
+    return [t for t in config.evaluate.tasks if task_kind(config.data, t) == "segmentation"]
+
+
+def claims(study: str) -> pd.DataFrame:
     """The study's judged claims (``claims.json``; empty before ``rtl claims`` ran), for :func:`protocol_stats`."""
     from rtl_core.analysis.claims import load_claims
 
-    return load_claims(profile)
+    return load_claims(study)
 
 
 def protocol_stats(df: pd.DataFrame, protocol: str, pairs: list[tuple[str, str]] | None = None,
@@ -93,10 +100,10 @@ def _claim_lookup(claims: pd.DataFrame | None, protocol: str) -> dict[tuple, dic
     return {(r["task"], r["metric"], r["arm_a"], r["arm_b"]): r for r in part.to_dict("records")}
 
 
-def curves(profile: str, protocol: str) -> pd.DataFrame:
+def curves(study: str, protocol: str) -> pd.DataFrame:
     """Learning curves of every run of ``protocol``: one row per (run, epoch) with train loss and val metric."""
     rows = []
-    for record in load_records(results_dir(profile)):
+    for record in load_records(results_dir(study)):
         if record["protocol"] != protocol:
             continue
         c = record.get("curves") or {}
@@ -108,11 +115,11 @@ def curves(profile: str, protocol: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def curves_figure(profile: str, protocol: str):
+def curves_figure(study: str, protocol: str):
     """Training loss per epoch (mean over seeds, band = SD) per init, one panel per task."""
     import seaborn as sns
 
-    data = curves(profile, protocol)
+    data = curves(study, protocol)
     if data.empty:
         return None
     grid = sns.relplot(data=data, x="epoch", y="train_loss", hue="init", col="task", kind="line", errorbar="sd",

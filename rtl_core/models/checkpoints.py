@@ -92,8 +92,8 @@ def load_encoder(stem: str | Path, expect: dict[str, Any] | None = None) -> tupl
     return model, sidecar
 
 
-def encoder_stem(pool: str, method: str, profile: str, sequential: bool = False) -> Path:
-    """Where the encoder pretrained with ``method`` on ``pool`` under ``profile`` lives (without suffix).
+def encoder_stem(pool: str, method: str, study: str, sequential: bool = False) -> Path:
+    """Where the encoder pretrained with ``method`` on ``pool`` in ``study`` lives (without suffix).
 
     ``sequential=True`` names the natural-then-``pool`` encoder (pretraining continued on ``pool`` from the
     ``natural`` encoder of the same method), i.e. the init ``sequential:<pool>:<method>``.
@@ -101,7 +101,7 @@ def encoder_stem(pool: str, method: str, profile: str, sequential: bool = False)
     from rtl_core.paths import output_root
 
     name = f"natural_then_{pool}-{method}" if sequential else f"{pool}-{method}"
-    return output_root() / "checkpoints" / profile / name
+    return output_root() / "checkpoints" / study / name
 
 
 #: Input normalisation of an encoder whose sidecar has no ``normalize: {mean, std}`` entry: none. Our

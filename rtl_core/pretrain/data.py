@@ -8,14 +8,12 @@ streamed by DataLoader workers (``data.num_workers``) from an image folder, DICO
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from rtl_core.config import StudyConfig
-from rtl_core.errors import ConfigError
 from rtl_core.provenance import fingerprint_arrays
 
 
@@ -66,54 +64,17 @@ def known_pools(config: StudyConfig) -> list[str]:
 
 
 def load_pretrain_pool(config: StudyConfig, pool: str) -> PretrainPool:
-    """The pool ``pool``: a user pool of ``config.data.pools`` if named there, else a demo pool."""
-    from rtl_core.data.registry import POOLS
+    """The pool ``pool`` as the study resolves it (:func:`rtl_core.data.study.study_pool`): a user pool of
+    ``config.data.pools`` (streamed), else a demo pool (in memory, uint8)."""
+    from rtl_core.data.study import study_pool
 
-    size = config.data.image_size
-    if pool in config.data.pools:
-        return _user_pool(pool, config.data.pools[pool], size)
-    if pool not in POOLS:
-        raise ConfigError(
-            f"Unknown pool {pool!r} (--pool / pretrain.pools). Known pools: {', '.join(known_pools(config))}; "
-            "add your own under data.pools in the config file."
-        )
-    from rtl_core.data.datasets import pool_dataset
-
-    data = pool_dataset(pool, size=size, pool_size=config.data.pool_size, seed=config.data.split_seed,
-                        split_seed=config.data.split_seed, ct_window=config.data.ct_window, root=config.data.data_dir)
-    return PretrainPool(pool, UInt8Images(data.images), fingerprint_arrays(data.images.numpy()), streaming=False)
-
-
-def _user_pool(name: str, spec, size: int) -> PretrainPool:
-    from rtl_core.data.imagefolder import (
-        DicomSliceStream,
-        ImageFolderStream,
-        NiftiSliceStream,
-        index_image_folder,
-    )
-
-    path = Path(spec.path).expanduser()
-    if spec.format == "imagefolder":
-        index = index_image_folder(path)
-        dataset: Dataset = ImagesOnly(ImageFolderStream(index, size=size))
-        listing = index.rel_paths
-    elif spec.format in ("dicom", "nifti"):
-        if spec.window is None:
-            raise ConfigError(f"data.pools.{name}.window: a {spec.format} pool holds HU values; give a CT window "
-                              "(a preset such as 'abdomen' or [level, width]).")
-        if spec.format == "dicom":
-            dataset = DicomSliceStream(path, spec.window, size)
-            listing = dataset.files
-        else:
-            files = sorted(p for p in path.rglob("*") if p.name.endswith((".nii", ".nii.gz")))
-            if not files:
-                raise ConfigError(f"data.pools.{name}.path: no .nii/.nii.gz files below {path}.")
-            dataset = NiftiSliceStream(files, spec.window, size)
-            listing = dataset.paths
-    else:
-        raise ConfigError(f"data.pools.{name}.format: {spec.format!r} is not a pool format; use imagefolder, dicom or nifti.")
-    fingerprint = fingerprint_arrays(np.asarray([str(path).encode()]), np.asarray(listing))
-    return PretrainPool(name, dataset, fingerprint, streaming=True)
+    found = study_pool(config, pool)
+    if found.streaming:
+        dataset = ImagesOnly(found.dataset)
+        fingerprint = fingerprint_arrays(np.asarray([str(config.data.pools[pool].path).encode()]), found.listing)
+        return PretrainPool(pool, dataset, fingerprint, streaming=True)
+    images = found.dataset.images
+    return PretrainPool(pool, UInt8Images(images), fingerprint_arrays(images.numpy()), streaming=False)
 
 
 def pool_loader(pool: PretrainPool, batch_size: int, world_size: int, rank: int, seed: int,

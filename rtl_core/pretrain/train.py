@@ -96,8 +96,8 @@ def run_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> st
 
 def run_dir(config: StudyConfig, pool: str, method: str, sequential: bool = False) -> Path:
     """Folder of the run's resumable Lightning checkpoints and its metrics.csv."""
-    name = encoder_stem(pool, method, config.profile, sequential).name
-    return output_root() / "runs" / "pretrain" / config.profile / f"{name}-{run_key(config, pool, method, sequential)}"
+    name = encoder_stem(pool, method, config.study, sequential).name
+    return output_root() / "runs" / "pretrain" / config.study / f"{name}-{run_key(config, pool, method, sequential)}"
 
 
 def check_request(config: StudyConfig, pool: str, method: str) -> DevicePlan:
@@ -122,7 +122,7 @@ def _check_pool_size(config: StudyConfig, data: PretrainPool, plan: DevicePlan) 
 
 def existing_encoder(config: StudyConfig, pool: str, method: str, sequential: bool = False) -> Path | None:
     """The finished encoder for this exact config, or None (missing, incomplete, or trained with other settings)."""
-    stem = encoder_stem(pool, method, config.profile, sequential)
+    stem = encoder_stem(pool, method, config.study, sequential)
     weights, _ = checkpoint_paths(stem)
     try:
         sidecar = read_sidecar(stem)
@@ -178,7 +178,7 @@ def pretrain(config: StudyConfig, pool: str, method: str, sequential: bool = Fal
     from pytorch_lightning.loggers import CSVLogger
 
     plan = check_request(config, pool, method)
-    stem = encoder_stem(pool, method, config.profile, sequential)
+    stem = encoder_stem(pool, method, config.study, sequential)
     if not force and (found := existing_encoder(config, pool, method, sequential)):
         log.info("encoder exists, skipping pretraining: %s (use --force to retrain)", found)
         return found
@@ -232,7 +232,7 @@ def pretrain(config: StudyConfig, pool: str, method: str, sequential: bool = Fal
         join_metrics(folder)
         save_encoder(
             stem, module.method.backbone, p.backbone, in_channels=3, method=method, pool=pool, epochs=p.epochs,
-            profile=config.profile, config_hash=config.hash(), run_key=run_key(config, pool, method, sequential),
+            profile=config.profile, study=config.study, config_hash=config.hash(), run_key=run_key(config, pool, method, sequential),
             data_fingerprint=data.fingerprint, pool_images=len(data), sequential=sequential,
             init_from=str(init_from) if init_from else None, steps=int(trainer.global_step), batch_size=p.batch_size,
             crop_size=p.crop_size, image_size=config.data.image_size, devices=plan.world_size, precision=plan.precision,

@@ -11,22 +11,22 @@ from rtl_core.errors import RtlError
 from rtl_core.paths import output_root
 
 
-def _sidecars(profile: str) -> list[dict]:
-    folder = output_root() / "checkpoints" / profile
+def _sidecars(study: str) -> list[dict]:
+    folder = output_root() / "checkpoints" / study
     sidecars = []
     for path in sorted(folder.glob("*.json")):
         sidecar = json.loads(path.read_text())
         sidecar["encoder"] = path.stem
         sidecars.append(sidecar)
     if not sidecars:
-        raise RtlError(f"No pretrained encoders for profile {profile!r} in {folder}; run `rtl pretrain --profile {profile}`.")
+        raise RtlError(f"No pretrained encoders for study {study!r} in {folder}; run `rtl pretrain` for it.")
     return sidecars
 
 
-def curves(profile: str) -> pd.DataFrame:
+def curves(study: str) -> pd.DataFrame:
     """Per logged step of every run: encoder, step, epoch, loss, pairs/s (from Lightning's metrics.csv)."""
     frames = []
-    for sidecar in _sidecars(profile):
+    for sidecar in _sidecars(study):
         path = Path(sidecar.get("run_dir", "")) / "metrics.csv"
         if path.is_file():
             frame = pd.read_csv(path)
@@ -34,11 +34,11 @@ def curves(profile: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def runs_table(profile: str) -> pd.DataFrame:
+def runs_table(study: str) -> pd.DataFrame:
     """One row per pretrained encoder: method, pool, size, epochs, steps, time, throughput and final loss."""
-    data = curves(profile)
+    data = curves(study)
     rows = []
-    for s in _sidecars(profile):
+    for s in _sidecars(study):
         part = data[data["encoder"] == s["encoder"]] if len(data) else data
         steps = part.dropna(subset=["pairs_per_s"]) if "pairs_per_s" in part else part
         epochs = part.dropna(subset=["loss_epoch"]) if "loss_epoch" in part else part
@@ -53,11 +53,11 @@ def runs_table(profile: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def curves_figure(profile: str):
+def curves_figure(study: str):
     """Loss per epoch and throughput per logged step, one line per encoder."""
     import matplotlib.pyplot as plt
 
-    data = curves(profile)
+    data = curves(study)
     fig, (loss_ax, speed_ax) = plt.subplots(1, 2, figsize=(10, 3.4))
     for name, part in data.groupby("encoder", sort=False):
         epochs = part.dropna(subset=["loss_epoch"])
@@ -71,13 +71,13 @@ def curves_figure(profile: str):
     return fig
 
 
-def knn_table(profile: str, tasks: tuple[str, ...] = ("natural_cls", "ct_cls"), size: int = 64) -> pd.DataFrame:
+def knn_table(study: str, tasks: tuple[str, ...] = ("natural_cls", "ct_cls"), size: int = 64) -> pd.DataFrame:
     """kNN accuracy (k = 20, cosine) of every encoder's frozen features against the same backbone at random init."""
     from rtl_core.models.checkpoints import load_encoder
     from rtl_core.pretrain.knn import knn_against_random
 
-    sidecars = _sidecars(profile)
-    encoders = {s["encoder"]: load_encoder(output_root() / "checkpoints" / profile / s["encoder"])[0] for s in sidecars}
+    sidecars = _sidecars(study)
+    encoders = {s["encoder"]: load_encoder(output_root() / "checkpoints" / study / s["encoder"])[0] for s in sidecars}
     rows = []
     for task in tasks:
         correct = knn_against_random(encoders, sidecars[0]["arch"], task, size, seed=0)

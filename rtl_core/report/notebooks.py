@@ -60,6 +60,9 @@ def check_parameters(path: Path, parameters: dict[str, Any]) -> None:
     profile = parameters.get("profile")
     if profile is not None and profile not in PROFILES:
         raise ConfigError(f"{path.name}: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.")
+    config = parameters.get("config")
+    if config and not Path(config).is_file():
+        raise ConfigError(f"{path.name}: config file {config} does not exist.")
 
 
 def execute(name: str, parameters: dict[str, Any], out_dir: Path, kernel: str = "python3",

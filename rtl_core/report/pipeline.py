@@ -49,25 +49,26 @@ def _fingerprint(config: StudyConfig, roots: list[Path]) -> str:
 
 
 def _compute_roots(config: StudyConfig) -> list[Path]:
-    return [output_root() / "results" / config.profile, output_root() / "checkpoints" / config.profile]
+    return [output_root() / "results" / config.study, output_root() / "checkpoints" / config.study]
 
 
 def _inputs_fingerprint(config: StudyConfig) -> str:
     """What the notebooks read: results, checkpoints, analysis tables, the notebooks themselves, the config."""
-    return _fingerprint(config, _compute_roots(config) + [output_root() / "analysis" / config.profile,
+    return _fingerprint(config, _compute_roots(config) + [output_root() / "analysis" / config.study,
                                                           Path(__file__).resolve().parents[2] / "notebooks"])
 
 
-def notebook_steps(config: StudyConfig, report_dir: Path, show_code: bool) -> list[Step]:
-    executed_dir = output_root() / "notebooks" / config.profile
-    stamp_dir = output_root() / "report_stamps" / config.profile
+def notebook_steps(config: StudyConfig, report_dir: Path, show_code: bool, config_path: str | None = None) -> list[Step]:
+    executed_dir = output_root() / "notebooks" / config.study
+    stamp_dir = output_root() / "report_stamps" / config.study
+    parameters = {"profile": config.profile, "config": str(Path(config_path).resolve()) if config_path else ""}
     steps = []
     for spec in NOTEBOOKS:
         html_path = report_dir / f"{spec.name}.html"
         stamp = stamp_dir / f"{spec.name}.json"
 
         def run(spec=spec, html_path=html_path, stamp=stamp) -> None:
-            executed = execute(spec.name, {"profile": config.profile}, executed_dir)
+            executed = execute(spec.name, parameters, executed_dir)
             to_html(executed, html_path, show_code=show_code)
             write_json(stamp, {"inputs": _inputs_fingerprint(config), "show_code": show_code})
 
@@ -83,17 +84,18 @@ def notebook_steps(config: StudyConfig, report_dir: Path, show_code: bool) -> li
 
 def study_steps(config: StudyConfig, threads: int | None = 1) -> list[Step]:
     """Data → pretraining (every pool × method the inits need) → evaluation grid → feature-space analysis."""
-    from rtl_core.data.registry import TASKS
-    from rtl_core.data.summary import save_splits
+    from rtl_core.data.study import save_task_split, task_names
 
-    steps = [Step("data: save every task's split", lambda: [save_splits(name, config.data.split_seed) for name in TASKS])]
+    steps = [Step("data: save every task's split", lambda: [save_task_split(config, name) for name in task_names(config)])]
     needed: list[tuple[str, str, bool]] = []
-    for init in config.evaluate.inits:
-        if init != "scratch":
-            kind, pool, method = init.split(":")
-            if kind == "sequential":
-                needed.append(("natural", method, False))
-            needed.append((pool, method, kind == "sequential"))
+    from rtl_core.evaluate.inits import parse_init
+
+    for name in config.evaluate.inits:
+        init = parse_init(name)
+        if init.ours:  # torchvision: and file: inits come ready-made
+            if init.kind == "sequential":
+                needed.append(("natural", init.method, False))
+            needed.append((init.pool, init.method, init.kind == "sequential"))
     for pool in config.pretrain.pools:
         for method in config.pretrain.methods:
             needed.append((pool, method, False))
@@ -115,7 +117,7 @@ def _claims_inputs(config: StudyConfig) -> str:
 def _claims_done(config: StudyConfig) -> bool:
     from rtl_core.analysis.claims import claims_path
 
-    path = claims_path(config.profile)
+    path = claims_path(config.study)
     try:
         return path.is_file() and json.loads(path.read_text())["meta"].get("inputs") == _claims_inputs(config)
     except (json.JSONDecodeError, KeyError, TypeError):
@@ -156,7 +158,7 @@ def _analysis_fingerprint(config: StudyConfig) -> str:
 def _analysis_done(config: StudyConfig) -> bool:
     from rtl_core.analysis.study import ANALYSIS_VERSION
 
-    stamp = output_root() / "analysis" / config.profile / "inputs.json"
+    stamp = output_root() / "analysis" / config.study / "inputs.json"
     return stamp.is_file() and json.loads(stamp.read_text()) == {"inputs": _analysis_fingerprint(config),
                                                                   "version": ANALYSIS_VERSION}
 
@@ -174,7 +176,7 @@ def _summary(config: StudyConfig):
     """The claims table for the index page (None before ``rtl claims`` ran)."""
     from rtl_core.analysis.claims import COMPACT, display_table, load_claims
 
-    rows = load_claims(config.profile)
+    rows = load_claims(config.study)
     return display_table(rows)[COMPACT] if len(rows) else None
 
 
@@ -182,7 +184,7 @@ def _overview(config: StudyConfig):
     """One line per claim for the index page: statement, our verdicts, the paper's (None before ``rtl claims``)."""
     from rtl_core.analysis.claims import claim_overview, load_claims
 
-    rows = load_claims(config.profile)
+    rows = load_claims(config.study)
     return claim_overview(rows) if len(rows) else None
 
 
@@ -193,21 +195,31 @@ def _publish_claims(config: StudyConfig, report_dir: Path) -> None:
     from rtl_core.analysis.claims import claims_path
     from rtl_core.io import atomic_write
 
-    source = claims_path(config.profile)
+    source = claims_path(config.study)
     if source.is_file():
         atomic_write(report_dir / "claims.json", lambda tmp: shutil.copyfile(source, tmp))
 
 
-def reproduce(profile: str = "default", config_path: str | None = None, show_code: bool = False,
-              report_dir: Path = REPORT_DIR, threads: int | None = 1) -> dict[str, float]:
-    """Run every step not yet done; return the wall time (minutes) and peak memory (MB)."""
+def report_dir_of(config: StudyConfig) -> Path:
+    """Where a study's HTML goes: ``reports/`` for a stock profile's own study, ``reports/<study>/`` otherwise (so
+    studies never render over each other)."""
+    return REPORT_DIR if config.study == config.profile else REPORT_DIR / config.study
+
+
+def reproduce(profile: str | None = None, config_path: str | None = None, show_code: bool = False,
+              report_dir: Path | None = None, threads: int | None = 1) -> dict[str, float]:
+    """Run every step not yet done; return the wall time (minutes) and peak memory (MB). The profile is
+    ``profile`` if given, else the config file's ``profile:``, else ``default``."""
     from rtl_core.bench import merge_figures
     from rtl_core.report.index import build_index, read_bench
 
     start = time.perf_counter()
     config = load_config(profile, config_path)
-    steps = study_steps(config, threads) + notebook_steps(config, report_dir, show_code)
-    print(f"rtl reproduce: profile {config.profile}, config {config.hash()}, {len(steps)} steps; reports in {report_dir}")
+    report_dir = Path(report_dir) if report_dir else report_dir_of(config)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    steps = study_steps(config, threads) + notebook_steps(config, report_dir, show_code, config_path)
+    print(f"rtl reproduce: study {config.study} (profile {config.profile}), config {config.hash()}, {len(steps)} steps; "
+          f"reports in {report_dir}")
     skipped = 0
     stage_seconds: dict[str, float] = {}
     for number, step in enumerate(steps, start=1):
@@ -227,13 +239,15 @@ def reproduce(profile: str = "default", config_path: str | None = None, show_cod
     peak = peak_rss_mb()
     figures = {"reproduce.wall_minutes": round(wall, 2), "reproduce.peak_rss_mb": round(peak, 1),
                **{f"reproduce.{stage}_minutes": round(sec / 60, 2) for stage, sec in stage_seconds.items()}}
-    if profile == "default" and skipped == 0:  # the benchmark figure is a complete run from scratch
+    stock_default = config.profile == "default" and config.study == "default" and config_path is None
+    if stock_default and skipped == 0:  # the benchmark figure is a complete run of the stock study from scratch
         merge_figures(figures, report_dir / "bench.json")
-    elif profile == "default":
+    elif stock_default:
         print(f"({skipped} step(s) were already done: this run's time is not recorded in reports/bench.json)")
     reports = [(f"{spec.name}.html", spec.title, spec.summary) for spec in NOTEBOOKS]
     _publish_claims(config, report_dir)
-    build_index(report_dir, reports, config.profile, summary=_summary(config), overview=_overview(config),
+    label = config.profile if config.study == config.profile else f"{config.profile}, study {config.study}"
+    build_index(report_dir, reports, label, summary=_summary(config), overview=_overview(config),
                 bench=read_bench(report_dir),
                 wall_minutes=wall, peak_rss_mb=peak, seeds=config.evaluate.seeds, complete_run=skipped == 0)
     print(f"rtl reproduce: done in {wall:.1f} min, peak memory {peak:.0f} MB; open {report_dir / 'index.html'}")

@@ -1,0 +1,153 @@
+"""One resolver of a study's pools and tasks: the demo registry, the config's ``data.pools`` / ``data.tasks``, and
+``data.data_dir``. Pretraining, evaluation, analysis and the reports all ask here, so a user's task or pool is a
+name like any other.
+
+* tasks: :func:`study_task` → :class:`TaskSplits`, the train / val / test splits at one size in memory (uint8),
+  the group (patient / scan) of every image, and the split's fingerprint; :func:`save_task_split` writes the
+  split beside the results (``artifacts/splits/``), as for the demo tasks.
+* pools: :func:`study_pool` → the dataset and its file listing (fingerprinted in the checkpoint sidecar). A user
+  pool never holds a val/test image of the study's user tasks (files compared by SHA-256 of their bytes; demo
+  pools are checked against the demo tasks by decoded content, :mod:`rtl_core.data.registry`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rtl_core.config import DataConfig, StudyConfig
+from rtl_core.data.datasets import TensorImageDataset, pool_dataset, task_dataset
+from rtl_core.errors import ConfigError
+from rtl_core.io import atomic_write
+from rtl_core.paths import output_root
+from rtl_core.provenance import fingerprint_arrays
+
+
+@dataclass(frozen=True)
+class TaskSplits:
+    """A task of the study at one image size (demo or user)."""
+
+    name: str
+    kind: str  # classification | segmentation
+    metrics: tuple[str, ...]
+    class_names: tuple[str, ...] | None
+    train: TensorImageDataset
+    val: TensorImageDataset
+    test: TensorImageDataset
+    groups: dict[str, np.ndarray]
+    files: dict[str, np.ndarray]
+    fingerprint: str
+    user: bool
+
+
+def task_names(config: StudyConfig) -> list[str]:
+    """Every task the study can name: the demo suite's and the config's own."""
+    from rtl_core.data.registry import TASKS
+
+    return [*TASKS, *config.data.tasks]
+
+
+def task_kind(data: DataConfig, name: str) -> str:
+    """``classification`` or ``segmentation``, for a demo task or one of the config's own."""
+    from rtl_core.data.registry import get_task
+
+    return data.tasks[name].kind if name in data.tasks else get_task(name).kind
+
+
+def study_task(data: DataConfig, name: str, size: int, split_seed: int | None = None) -> TaskSplits:
+    """Task ``name`` of a study whose data section is ``data``, rendered at ``size`` px."""
+    from rtl_core.data.registry import TASKS, get_task, load_task
+
+    split_seed = data.split_seed if split_seed is None else split_seed
+    if name in data.tasks:
+        from rtl_core.data.user import SPLITS, user_task
+
+        spec = data.tasks[name]
+        task = user_task(name, spec, size, split_seed, data.num_workers)
+        fingerprint = fingerprint_arrays(*(np.asarray(task.files[p]).astype(str) for p in SPLITS),
+                                         *(np.asarray(task.groups[p]).astype(str) for p in SPLITS))
+        return TaskSplits(name, task.kind, tuple(spec.metrics), tuple(task.class_names) if task.class_names else None,
+                          task.splits["train"], task.splits["val"], task.splits["test"], task.groups, task.files,
+                          fingerprint, user=True)
+    if name not in TASKS:
+        raise ConfigError(f"Unknown task {name!r}; known: {sorted(TASKS) + sorted(data.tasks)}. Add your own under "
+                          "data.tasks in the config.")
+    spec = get_task(name)
+    full = load_task(name, split_seed=split_seed, root=data.data_dir)
+    parts = {p: task_dataset(name, p, size=size, split_seed=split_seed, root=data.data_dir) for p in ("train", "val", "test")}
+    groups = {p: np.asarray(full.split(p).groups).astype(str) for p in parts}
+    files = {p: np.char.add(f"{full.source}#", np.asarray(full.split(p).extras["source_index"]).astype(str)) for p in parts}
+    fingerprint = fingerprint_arrays(full.extras["source_index"], full.splits, full.groups)
+    names = tuple(full.class_names) if full.class_names is not None else None
+    return TaskSplits(name, spec.kind, tuple(spec.metrics), names, parts["train"], parts["val"], parts["test"], groups,
+                      files, fingerprint, user=False)
+
+
+def save_task_split(config: StudyConfig, name: str) -> Path:
+    """Write a task's split (one row per image: file, group, split, label) to ``artifacts/splits/`` (demo tasks:
+    :func:`rtl_core.data.summary.save_splits`, which adds content hashes); an existing file is kept."""
+    if name not in config.data.tasks:
+        from rtl_core.data.summary import save_splits
+
+        return save_splits(name, config.data.split_seed)
+    task = study_task(config.data, name, 8)
+    path = (output_root() / "splits" / config.study /
+            f"{name}-split{config.data.split_seed}-{task.fingerprint}.csv")
+    if path.exists():
+        return path
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", "group", "split", "label"])
+    for part, data in (("train", task.train), ("val", task.val), ("test", task.test)):
+        labels = data.targets.numpy() if task.kind == "classification" else np.full(len(data), -1)
+        for file, group, label in zip(task.files[part], task.groups[part], labels):
+            writer.writerow([file, group, part, int(label)])
+    return atomic_write(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+
+
+@dataclass
+class StudyPool:
+    """A pool ready for pretraining: its dataset, the files (or rows) it reads, and whether it streams."""
+
+    name: str
+    dataset: object
+    listing: np.ndarray
+    streaming: bool
+    excluded: int = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index]
+
+
+def study_pool(config: StudyConfig, name: str, seed: int | None = None) -> StudyPool:
+    """Pool ``name``: a user's pool (``data.pools``, streamed, without the user tasks' val/test files) or a demo
+    pool (in memory, size-matched, without any demo task's val/test image)."""
+    from rtl_core.data.registry import POOLS
+
+    data = config.data
+    if name in data.pools:
+        from rtl_core.data.user import existing_path, held_out_files, user_pool
+
+        existing_path(data.pools[name], f"pools.{name}")  # the pool's own path first: the error names it
+        pool = user_pool(name, data.pools[name], data.image_size, held_out_files(data.tasks, data.split_seed))
+        return StudyPool(name, pool.dataset, np.asarray(pool.files), streaming=True, excluded=pool.excluded)
+    if name not in POOLS:
+        raise ConfigError(f"Unknown pool {name!r} (--pool / pretrain.pools). Known pools: "
+                          f"{', '.join(sorted(set(POOLS) | set(data.pools)))}; add your own under data.pools.")
+    images = pool_dataset(name, size=data.image_size, pool_size=data.pool_size,
+                          seed=data.split_seed if seed is None else seed, split_seed=data.split_seed,
+                          ct_window=data.ct_window, root=data.data_dir)
+    return StudyPool(name, images, np.asarray([len(images)]), streaming=False)
+
+
+def study_task_split(config: StudyConfig, name: str, split: str, size: int | None = None) -> TensorImageDataset:
+    """The ``split`` of task ``name`` of a study (see :func:`study_task`)."""
+    task = study_task(config.data, name, size or config.data.image_size)
+    return {"train": task.train, "val": task.val, "test": task.test}[split]

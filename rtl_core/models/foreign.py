@@ -1,0 +1,215 @@
+"""Encoders from outside the study: weight files in known layouts and torchvision's pretrained weights.
+
+``file:<path>`` accepts (each recognised and reported, see :func:`read_encoder_state`):
+
+* a plain torchvision ResNet ``state_dict`` (``fc.*`` dropped) — also the paper's published
+  ``encoder_pretrained.tar`` encoders, torchvision keys without ``fc.*``;
+* the paper's fine-tuned files: ``encoder.*`` + ``head.*`` (classification), ``unet.backbone.*`` (segmentation);
+* ``module.`` prefixes of DataParallel / DDP;
+* Lightning / lightly checkpoints (``{"state_dict": …}`` with ``backbone.`` or ``encoder.`` prefixes; projection
+  and prediction heads, momentum copies and classifiers dropped);
+* ``.safetensors`` files (e.g. ``rtl export``'s, whose metadata carry the input normalisation).
+
+Loading is strict: after the documented prefixes and heads are removed, every key must match the study's
+backbone exactly; a missing or unexpected key is a :class:`CheckpointError` that lists them (the paper's own
+fine-tuning code loads with ``strict=False``, which leaves a layer at random without a word). The architecture
+is inferred from the keys (ResNet-18/34/50) and checked against the study's. Files are read with
+``torch.load(..., weights_only=True)``; one that needs arbitrary pickles is refused with a way to convert it.
+
+``torchvision:<arch>:<WEIGHTS>`` reads torchvision's weights enum (e.g. ``IMAGENET1K_V2``) from the folder torch
+hub uses (``$TORCH_HOME/hub/checkpoints``), downloading only when the file is absent; the weights' own
+preprocessing (mean / std) is applied.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rtl_core.errors import CheckpointError
+from rtl_core.models.backbones import BACKBONES, build_backbone
+
+#: First key components outside the encoder that a layout drops on purpose (heads, projectors, momentum copies).
+DROPPED_HEADS = ("fc", "head", "heads", "classifier", "projection_head", "prediction_head", "projector", "predictor",
+                 "backbone_momentum", "head_momentum", "projection_head_momentum", "momentum_backbone",
+                 "momentum_projection_head", "teacher", "teacher_backbone", "teacher_head", "student_head", "decoder",
+                 "segmentation_head", "criterion", "loss")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def infer_arch(state: dict[str, torch.Tensor]) -> str:
+    """ResNet-18, -34 or -50 from a torchvision-keyed state dict (bottleneck blocks; blocks in layer3)."""
+    if "layer1.0.conv3.weight" in state:
+        blocks = {int(k.split(".")[1]) for k in state if k.startswith("layer3.")}
+        if len(blocks) == 6:
+            return "resnet50"
+        raise CheckpointError(f"a bottleneck ResNet with {len(blocks)} blocks in layer3 is not supported; "
+                              f"supported: {', '.join(BACKBONES)}.")
+    if "layer1.0.conv1.weight" not in state:
+        raise CheckpointError("no ResNet encoder keys (layer1.0.conv1.weight) found.")
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("layer3.")}
+    return "resnet34" if len(blocks) == 6 else "resnet18"
+
+
+def _read(path: Path) -> tuple[Any, dict[str, str]]:
+    """The raw object in ``path`` and any metadata (safetensors)."""
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist. Fix the path after 'file:' in evaluate.inits.")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path} is not a readable safetensors file ({exc}).") from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), {}
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path} needs arbitrary Python pickles to load, which rtl_core refuses (torch.load weights_only=True). "
+            "Convert it once, where you trust the file: `obj = torch.load(path, weights_only=False)`, then "
+            "`torch.save(obj['state_dict'] if 'state_dict' in obj else obj, 'encoder.pt')` (plain tensors only) and "
+            f"use file:encoder.pt. ({str(exc).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path} cannot be read as a PyTorch weights file ({exc}).") from exc
+
+
+def read_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dict[str, str]]:
+    """The encoder's torchvision-keyed state dict in ``path``, a description of the layout found, and metadata."""
+    path = Path(path).expanduser()
+    obj, meta = _read(path)
+    layout = []
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj, layout = obj["state_dict"], ["Lightning/lightly checkpoint (state_dict)"]
+    elif isinstance(obj, dict) and isinstance(obj.get("model"), dict) and not any(torch.is_tensor(v) for v in obj.values()):
+        obj, layout = obj["model"], ["checkpoint dict (model)"]
+    if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors (found {type(obj).__name__}); save "
+                              "`model.state_dict()` of a torchvision ResNet.")
+    state = dict(obj)
+    if all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        layout.append("DataParallel/DDP 'module.' prefix removed")
+    anchor = "layer1.0.conv1.weight"
+    prefixes = sorted({k[: -len(anchor)] for k in state if k.endswith(anchor)}, key=len)
+    prefixes = [p for p in prefixes if not any(part in DROPPED_HEADS for part in p.split(".")[:-1])]
+    if not prefixes:
+        sample = sorted(state)[:6]
+        raise CheckpointError(f"{path}: no ResNet encoder found (no key ending in {anchor} outside a head; keys start "
+                              f"with {sample}). Expected torchvision ResNet keys, optionally under a prefix such as "
+                              "'backbone.', 'encoder.' or 'unet.backbone.'.")
+    prefix = prefixes[0]
+    encoder, dropped, unexpected = {}, set(), []
+    for key, value in state.items():
+        parts = key.split(".")
+        if key.startswith(prefix) and not (prefix == "" and parts[0] in DROPPED_HEADS):
+            inner = key[len(prefix):]
+            if inner.split(".")[0] == "fc":
+                dropped.add(f"{prefix}fc")
+            else:
+                encoder[inner] = value
+            continue
+        head = next((i for i, part in enumerate(parts[:-1]) if part in DROPPED_HEADS), None)
+        if head is None:
+            unexpected.append(key)
+        else:
+            dropped.add(".".join(parts[: head + 1]))
+    if unexpected:
+        raise CheckpointError(f"{path}: keys outside the encoder ({prefix or 'no prefix'!r}) that no rule drops: "
+                              f"{unexpected[:10]}{' …' if len(unexpected) > 10 else ''}. Remove them or save the "
+                              "encoder alone.")
+    layout.append(f"encoder keys under {prefix!r}" if prefix else "plain torchvision state dict")
+    if dropped:
+        layout.append(f"dropped: {', '.join(sorted(dropped))}")
+    if path.suffix == ".safetensors":
+        layout.insert(0, "safetensors")
+    return encoder, "; ".join(layout), meta
+
+
+def load_strict(encoder_state: dict[str, torch.Tensor], arch: str, source: str) -> nn.Module:
+    """``build_backbone(arch)`` with ``encoder_state`` loaded strictly; the error lists missing / unexpected keys."""
+    found = infer_arch(encoder_state)
+    if found != arch:
+        raise CheckpointError(f"{source} holds a {found} encoder but the study's backbone is {arch}; set "
+                              f"pretrain.backbone: {found} in the config (or use a {arch} file).")
+    model = build_backbone(arch)
+    wanted = set(model.state_dict())
+    missing, unexpected = sorted(wanted - set(encoder_state)), sorted(set(encoder_state) - wanted)
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: the encoder does not match torchvision's {arch}: missing keys {missing[:10]}"
+                              f"{' …' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
+                              f"{' …' if len(unexpected) > 10 else ''}. No layer is left at random: fix the file.")
+    shapes = [k for k, v in model.state_dict().items() if tuple(v.shape) != tuple(encoder_state[k].shape)]
+    if shapes:
+        k = shapes[0]
+        raise CheckpointError(f"{source}: {len(shapes)} tensor(s) have the wrong shape, e.g. {k}: "
+                              f"{tuple(encoder_state[k].shape)} vs {tuple(model.state_dict()[k].shape)}.")
+    model.load_state_dict(encoder_state, strict=True)
+    return model
+
+
+def load_file_encoder(path: str | Path, arch: str) -> tuple[nn.Module, dict[str, Any]]:
+    """An encoder from a weights file in a known layout; info has the layout, the file and (from safetensors
+    metadata written by ``rtl export``) the input normalisation."""
+    path = Path(path).expanduser().resolve()
+    state, layout, meta = read_encoder_state(path)
+    model = load_strict(state, arch, str(path))
+    info: dict[str, Any] = {"checkpoint": str(path), "layout": layout}
+    if "normalize" in meta:
+        norm = json.loads(meta["normalize"])
+        info["mean"], info["std"] = tuple(norm["mean"]), tuple(norm["std"])
+    if "sidecar" in meta:
+        info["sidecar"] = json.loads(meta["sidecar"])
+    return model, info
+
+
+def torchvision_weights(arch: str, weights: str):
+    """torchvision's weights enum member ``weights`` of ``arch`` (``ConfigError``-style message when unknown)."""
+    from torchvision.models import get_model_weights
+
+    if arch not in BACKBONES:
+        raise CheckpointError(f"torchvision:{arch}: unknown architecture; supported: {', '.join(BACKBONES)}.")
+    enum = get_model_weights(arch)
+    try:
+        return enum[weights]
+    except KeyError:
+        raise CheckpointError(f"torchvision:{arch}:{weights}: unknown weights; {arch} has "
+                              f"{[w.name for w in enum]}.") from None
+
+
+def torchvision_file(arch: str, weights: str) -> Path:
+    """Where torch hub keeps (or would keep) the file of ``torchvision:<arch>:<weights>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(torchvision_weights(arch, weights).url).name
+
+
+def load_torchvision_encoder(arch: str, weights: str, download: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """torchvision's pretrained ``arch`` with ``weights`` as a pooled-feature encoder (``fc`` dropped), read from
+    ``$TORCH_HOME/hub/checkpoints`` (downloaded there first when absent and ``download``), with the weights'
+    own preprocessing (mean / std) in the info."""
+    entry = torchvision_weights(arch, weights)
+    path = torchvision_file(arch, weights)
+    if not path.is_file() and download:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(entry.url, str(path), progress=False)
+        except Exception as exc:  # no network, proxy, HTTP error: the fix is the same
+            path.unlink(missing_ok=True)
+            raise CheckpointError(
+                f"torchvision:{arch}:{weights} needs {path.name} ({entry.url}), which is not in {path.parent} and "
+                f"could not be downloaded ({type(exc).__name__}). Place the file in that folder "
+                "($TORCH_HOME/hub/checkpoints, or ~/.cache/torch/hub/checkpoints) and rerun."
+            ) from None
+    if not path.is_file():
+        raise CheckpointError(f"torchvision:{arch}:{weights}: {path} is missing; place {path.name} in {path.parent}.")
+    state, layout, _ = read_encoder_state(path)
+    model = load_strict(state, arch, f"torchvision:{arch}:{weights} ({path})")
+    preprocessing = entry.transforms()
+    return model, {"checkpoint": str(path), "layout": f"torchvision {arch} {weights} ({layout})",
+                   "mean": tuple(float(v) for v in preprocessing.mean), "std": tuple(float(v) for v in preprocessing.std)}

@@ -1,0 +1,121 @@
+"""A user's own study end to end: `rtl reproduce --config` with an ImageFolder classification task, a PNG
+slice + mask segmentation task, a DICOM pool and an ImageFolder pool, all built from real pack files copied
+into those layouts; every report renders, the study's artifacts live under its own name, the splits are saved
+and no pool holds a task's val/test file."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from rtl_core.data.pack import read_arrays
+from rtl_core.paths import output_root
+from rtl_core.report.notebooks import NOTEBOOKS
+from rtl_core.report.pipeline import reproduce
+
+
+def _imagefolder(pack: Path, dest: Path, members_from: str, per_class: int, offset: int = 0) -> Path:
+    with zipfile.ZipFile(pack / "natural/imagenette_64/images.zip") as archive:
+        names = archive.namelist()
+        for label in ("000", "001", "002"):
+            members = [n for n in names if n.startswith(f"{members_from}/{label}/")][offset: offset + per_class]
+            for member in members:
+                target = dest / f"class{label}" / Path(member).name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(member))
+    return dest
+
+
+def _liver_pngs(pack: Path, dest: Path, scans: int = 10, per_scan: int = 4) -> Path:
+    """MSD / LiTS liver slices (8-bit) and masks written as <scan>_<i>.png into images/ and masks/."""
+    data = read_arrays(pack, "ct/msd_liver_slices_sarah")
+    (dest / "images").mkdir(parents=True)
+    (dest / "masks").mkdir()
+    for scan in list(dict.fromkeys(data.groups))[:scans]:
+        for i, row in enumerate(np.flatnonzero(data.groups == scan)[:per_scan]):
+            Image.fromarray(np.asarray(data.images[row]).astype(np.uint8)).save(dest / "images" / f"s{scan}_{i}.png")
+            mask = (np.asarray(data.masks[row]) > 0).astype(np.uint8) * 255
+            Image.fromarray(mask).save(dest / "masks" / f"s{scan}_{i}.png")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def user_study(tmp_path_factory):
+    from rtl_core.paths import data_root
+
+    pack, root = data_root(), tmp_path_factory.mktemp("user_data")
+    dicom = root / "my_ct"
+    shutil.copytree(pack / "raw-samples/dicom_series_totalseg", dicom / "series")
+    shutil.copytree(pack / "raw-samples/dicom_tcga", dicom / "tcga", ignore=shutil.ignore_patterns("*.csv"))
+    task = root / "my_cls"
+    _imagefolder(pack, task / "train", "train", per_class=12)
+    _imagefolder(pack, task / "test", "train", per_class=6, offset=12)
+    pool = _imagefolder(pack, root / "my_natural", "train", per_class=12)  # = the task's train/ (val is carved)
+    liver = _liver_pngs(pack, root / "my_liver")
+    config = root / "study.yaml"
+    config.write_text(f"""
+profile: smoke
+study: my_study
+data:
+  pools:
+    my_ct: {{format: dicom, path: {dicom}, window: abdomen}}
+    my_natural: {{format: imagefolder, path: {pool}}}
+  tasks:
+    my_cls: {{format: imagefolder, path: {task}, val_fraction: 0.25}}
+    my_seg: {{format: png_slices, path: {liver}, kind: segmentation, metrics: [dice], group_regex: '^(s[^_]+)_',
+              val_fraction: 0.2, test_fraction: 0.2}}
+pretrain: {{pools: [my_ct, my_natural], batch_size: 8, epochs: 1}}
+evaluate:
+  tasks: [my_cls, my_seg]
+  inits: [scratch, "ssl:my_ct:simclr", "ssl:my_natural:simclr"]
+  init_details:
+    "ssl:my_ct:simclr": {{label: "SimCLR on my CT", domain: ct}}
+    "ssl:my_natural:simclr": {{label: "SimCLR on my photos", domain: natural}}
+  seeds: [42, 1]
+""")
+    report_dir = tmp_path_factory.mktemp("user_reports")
+    reproduce(config_path=str(config), report_dir=report_dir)
+    return report_dir
+
+
+def test_every_report_of_a_user_study_renders(user_study):
+    for spec in NOTEBOOKS:
+        html = (user_study / f"{spec.name}.html").read_text()
+        visible = re.sub(r'<script.*?</script>|srcdoc="[^"]*"', "", html, flags=re.S)
+        assert "Traceback" not in visible and "Error:" not in visible, spec.name
+        assert "my_study" in html, spec.name  # the provenance banner names the study
+    assert "my_cls" in (user_study / "20_finetune.html").read_text()
+    assert "my_seg" in (user_study / "23_segmentation.html").read_text()
+    index = (user_study / "index.html").read_text()
+    assert "study my_study" in index and "href='claims.json'" in index
+    claims = json.loads((user_study / "claims.json").read_text())
+    assert claims["meta"]["study"] == "my_study"
+    assert claims["meta"]["arms"]["ct"] == "ssl:my_ct:simclr" and claims["meta"]["arms"]["natural"] == "ssl:my_natural:simclr"
+
+
+def test_a_user_study_keeps_its_artifacts_splits_and_pools_apart(user_study):
+    out = output_root()
+    records = sorted((out / "results" / "my_study").rglob("seed*.json"))
+    assert {json.loads(p.read_text())["task"] for p in records} == {"my_cls", "my_seg"}
+    assert len(records) == 2 * 3 * 3 * 2  # tasks × inits × protocols × seeds
+    assert (out / "checkpoints" / "my_study" / "my_ct-simclr.pt").is_file()
+    splits = {p.name.split("-")[0]: pd.read_csv(p) for p in (out / "splits" / "my_study").glob("*.csv")}
+    assert set(splits) == {"my_cls", "my_seg"}
+    seg = splits["my_seg"]
+    assert seg.groupby("group")["split"].nunique().max() == 1  # grouped: no scan in two splits
+    cls = splits["my_cls"]
+    assert set(cls["split"]) == {"train", "val", "test"} and set(cls.loc[cls["split"] == "val", "label"]) == {0, 1, 2}
+    sidecar = json.loads((out / "checkpoints" / "my_study" / "my_natural-simclr.json").read_text())
+    assert sidecar["study"] == "my_study"
+    # the natural pool is a copy of the task's train/ folder, from which the task carves val: those files stay out
+    assert sidecar["pool_images"] == 36 - int((cls["split"] == "val").sum())
+    record = json.loads(records[0].read_text())
+    assert record["split_fingerprint"] and record["study"] == "my_study"
