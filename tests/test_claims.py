@@ -187,6 +187,10 @@ def test_every_claim_has_a_family_and_our_rows_carry_the_papers_verdict(paper):
     assert c2["paper_delta_rel_pct"] == pytest.approx(2.141, abs=1e-3)
     liver = rows[(rows["claim"] == "C1") & (rows["task"] == "ct_liver_seg")].iloc[0]
     assert liver["paper_task"] == "LiTS" and liver["paper_metric"] == "dice_liver"
+    overview = engine.claim_overview(rows).set_index("claim")
+    assert list(overview.index) == [c.id for c in CLAIMS]
+    assert overview.loc["C2", "ours"] == "supports" and overview.loc["C2", "paper (its own runs, same rule)"] == "supports"
+    assert "data-scale arm" in overview.loc["C8", "why ours is withheld / not run"]
 
 
 # --------------------------------------------------------------------------------------------- pages

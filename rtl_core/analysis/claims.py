@@ -611,11 +611,17 @@ def claim_overview(rows: pd.DataFrame) -> pd.DataFrame:
         counts = values.fillna("–").value_counts()
         return ", ".join(f"{v} ×{n}" if n > 1 else str(v) for v, n in counts.items())
 
+    def why(part: pd.DataFrame) -> str:
+        """The reasons of the rows that carry no test result (withheld, not run), each once."""
+        quiet = part[part["verdict"].isin(["withheld", "not run"])]
+        return " | ".join(dict.fromkeys(str(r) for r in quiet["reason"] if r)) or "–"
+
     texts = {c.id: c.text for c in CLAIMS}
     lines = []
     for claim, part in rows.groupby("claim", sort=False):
         lines.append({"claim": claim, "statement": texts.get(claim, ""), "ours": tally(part["verdict"]),
-                      "paper (its own runs, same rule)": tally(part["paper_verdict"]) if "paper_verdict" in part else "–"})
+                      "paper (its own runs, same rule)": tally(part["paper_verdict"]) if "paper_verdict" in part else "–",
+                      "why ours is withheld / not run": why(part)})
     return pd.DataFrame(lines)
 
 
