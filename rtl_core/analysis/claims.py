@@ -82,6 +82,11 @@ class PaperCell:
     metric: str
     note: str = ""
 
+    @property
+    def protocol(self) -> str:
+        """How a row names the paper's protocol: the experiment, and the label fraction below 100 %."""
+        return self.experiment + (f" {self.data_fraction:g}" if self.data_fraction < 1 else "")
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -398,7 +403,7 @@ def _row(claim: Claim, cell: Cell, table: pd.DataFrame, arms: Mapping[str, str],
         pc = cell.paper
         sel = table[(table["experiment"] == pc.experiment) & (table["task"] == pc.task)
                     & np.isclose(table["data_fraction"], pc.data_fraction) & (table["metric"] == pc.metric)]
-        task, metric, protocol = pc.task, pc.metric, f"{pc.experiment}" + (f" {pc.data_fraction:g}" if pc.data_fraction < 1 else "")
+        task, metric, protocol = pc.task, pc.metric, pc.protocol
     else:
         sel = table[(table["task"] == cell.task) & (table["protocol"] == cell.protocol)]
         sel = sel[sel["metric"] == cell.metric] if cell.metric else sel[sel["primary"].astype(bool)]
@@ -485,8 +490,7 @@ def merge_paper(ours: list[dict[str, Any]], paper: pd.DataFrame) -> list[dict[st
         pc = cell.paper if cell else None
         hit = None
         if pc is not None:
-            protocol = f"{pc.experiment}" + (f" {pc.data_fraction:g}" if pc.data_fraction < 1 else "")
-            hit = index.get((claim.id, pc.task, pc.metric, protocol))
+            hit = index.get((claim.id, pc.task, pc.metric, pc.protocol))
         row["paper_task"] = pc.task if pc else None
         row["paper_metric"] = pc.metric if pc else None
         row["paper_delta_rel_pct"] = hit["delta_rel_pct"] if hit else None
