@@ -21,6 +21,11 @@ def _summary(args: argparse.Namespace) -> None:
     from rtl_core.data.summary import format_summary
 
     print(format_summary(split_seed=args.split_seed))
+    if args.config:
+        from rtl_core.config import load_config
+        from rtl_core.data.study import format_study_data
+
+        print("\n" + format_study_data(load_config(None, args.config)))
 
 
 def _splits(args: argparse.Namespace) -> None:
@@ -107,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="print every pool and task with sizes and splits")
     p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--config", default=None, help="a study config: its own pools and tasks are listed too")
     p.set_defaults(func=_summary)
     p = sub.add_parser("splits", help="write every task's split to artifacts/splits/")
     p.add_argument("--split-seed", type=int, default=0)

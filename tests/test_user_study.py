@@ -14,12 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from rtl_core.data.pack import read_arrays
 from rtl_core.paths import output_root
 from rtl_core.report.notebooks import NOTEBOOKS
 from rtl_core.report.pipeline import reproduce
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _imagefolder(pack: Path, dest: Path, members_from: str, per_class: int, offset: int = 0) -> Path:
@@ -41,9 +44,10 @@ def _liver_pngs(pack: Path, dest: Path, scans: int = 10, per_scan: int = 4) -> P
     (dest / "masks").mkdir()
     for scan in list(dict.fromkeys(data.groups))[:scans]:
         for i, row in enumerate(np.flatnonzero(data.groups == scan)[:per_scan]):
-            Image.fromarray(np.asarray(data.images[row]).astype(np.uint8)).save(dest / "images" / f"s{scan}_{i}.png")
+            name = f"s{str(scan).replace('_', '-')}_{i}.png"  # patient id before the first _
+            Image.fromarray(np.asarray(data.images[row]).astype(np.uint8)).save(dest / "images" / name)
             mask = (np.asarray(data.masks[row]) > 0).astype(np.uint8) * 255
-            Image.fromarray(mask).save(dest / "masks" / f"s{scan}_{i}.png")
+            Image.fromarray(mask).save(dest / "masks" / name)
     return dest
 
 
@@ -52,41 +56,32 @@ def user_study(tmp_path_factory):
     from rtl_core.paths import data_root
 
     pack, root = data_root(), tmp_path_factory.mktemp("user_data")
-    dicom = root / "my_ct"
+    dicom = root / "my_ct_dicom"
     shutil.copytree(pack / "raw-samples/dicom_series_totalseg", dicom / "series")
     shutil.copytree(pack / "raw-samples/dicom_tcga", dicom / "tcga", ignore=shutil.ignore_patterns("*.csv"))
-    task = root / "my_cls"
-    _imagefolder(pack, task / "train", "train", per_class=12)
-    _imagefolder(pack, task / "test", "train", per_class=6, offset=12)
-    pool = _imagefolder(pack, root / "my_natural", "train", per_class=12)  # = the task's train/ (val is carved)
-    liver = _liver_pngs(pack, root / "my_liver")
+    _imagefolder(pack, root / "my_cls" / "train", "train", per_class=12)
+    _imagefolder(pack, root / "my_cls" / "test", "train", per_class=6, offset=12)
+    _imagefolder(pack, root / "my_photos", "train", per_class=12)  # = the task's train/ (from which val is carved)
+    _liver_pngs(pack, root / "my_liver")
+    # README's example study, at smoke sizes (the DICOM pool has 24 slices: batches of 8).
+    values = yaml.safe_load((EXAMPLES / "user_study.yaml").read_text())
+    values.update(profile="smoke")
+    values["pretrain"].update(batch_size=8, epochs=1)
+    values["evaluate"].update(seeds=[42, 1])
     config = root / "study.yaml"
-    config.write_text(f"""
-profile: smoke
-study: my_study
-data:
-  pools:
-    my_ct: {{format: dicom, path: {dicom}, window: abdomen}}
-    my_natural: {{format: imagefolder, path: {pool}}}
-  tasks:
-    my_cls: {{format: imagefolder, path: {task}, val_fraction: 0.25}}
-    my_seg: {{format: png_slices, path: {liver}, kind: segmentation, metrics: [dice], group_regex: '^(s[^_]+)_',
-              val_fraction: 0.2, test_fraction: 0.2}}
-pretrain: {{pools: [my_ct, my_natural], batch_size: 8, epochs: 1}}
-evaluate:
-  tasks: [my_cls, my_seg]
-  inits: [scratch, "ssl:my_ct:simclr", "ssl:my_natural:simclr"]
-  init_details:
-    "ssl:my_ct:simclr": {{label: "SimCLR on my CT", domain: ct}}
-    "ssl:my_natural:simclr": {{label: "SimCLR on my photos", domain: natural}}
-  seeds: [42, 1]
-""")
+    config.write_text(yaml.safe_dump(values))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RTL_USER_DATA", str(root))
     report_dir = tmp_path_factory.mktemp("user_reports")
-    reproduce(config_path=str(config), report_dir=report_dir)
-    return report_dir
+    try:
+        reproduce(config_path=str(config), report_dir=report_dir)
+        yield report_dir, config
+    finally:
+        mp.undo()
 
 
 def test_every_report_of_a_user_study_renders(user_study):
+    user_study, _ = user_study
     for spec in NOTEBOOKS:
         html = (user_study / f"{spec.name}.html").read_text()
         visible = re.sub(r'<script.*?</script>|srcdoc="[^"]*"', "", html, flags=re.S)
@@ -119,3 +114,14 @@ def test_a_user_study_keeps_its_artifacts_splits_and_pools_apart(user_study):
     assert sidecar["pool_images"] == 36 - int((cls["split"] == "val").sum())
     record = json.loads(records[0].read_text())
     assert record["split_fingerprint"] and record["study"] == "my_study"
+
+
+def test_rtl_summary_lists_the_studys_own_pools_and_tasks(user_study, capsys):
+    from rtl_core.cli import main
+
+    _, config = user_study
+    assert main(["summary", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "Study my_study" in out and "pool my_ct" in out and "task my_seg" in out
+    held_out = re.search(r"pool my_natural .*\((\d+) held-out files left out\)", out)
+    assert held_out and int(held_out.group(1)) > 0

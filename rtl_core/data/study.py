@@ -151,3 +151,21 @@ def study_task_split(config: StudyConfig, name: str, split: str, size: int | Non
     """The ``split`` of task ``name`` of a study (see :func:`study_task`)."""
     task = study_task(config.data, name, size or config.data.image_size)
     return {"train": task.train, "val": task.val, "test": task.test}[split]
+
+
+def format_study_data(config: StudyConfig) -> str:
+    """A plain-text table of the config's own pools and tasks, as the study resolves them."""
+    lines = [f"Study {config.study}: the config's own pools and tasks (split seed {config.data.split_seed})"]
+    for name in config.data.pools:
+        pool = study_pool(config, name)
+        spec = config.data.pools[name]
+        lines.append(f"  pool {name:<16} {spec.format:<12} {len(pool):>7} images ({pool.excluded} held-out files left out)"
+                     f"  {spec.path}")
+    for name in config.data.tasks:
+        task = study_task(config.data, name, 8)
+        groups = "/".join(str(len(set(task.groups[p]))) for p in ("train", "val", "test"))
+        lines.append(f"  task {name:<16} {task.kind:<15} train {len(task.train)}, val {len(task.val)}, test "
+                     f"{len(task.test)} images; groups {groups}; split {task.fingerprint}")
+    if len(lines) == 1:
+        lines.append("  (none: the study uses the demo suite only)")
+    return "\n".join(lines)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,13 @@ class ImagesOnly(Dataset):
         return self.dataset[index][0]
 
 
+def expand(path: str) -> Path:
+    """A config path with ``$VARIABLES`` and ``~`` expanded (portable study configs)."""
+    return Path(os.path.expandvars(path)).expanduser()
+
+
 def existing_path(spec: UserDataset, name: str) -> Path:
-    path = Path(spec.path).expanduser()
+    path = expand(spec.path)
     if not path.exists():
         raise DataError(f"data.{name}: path {path} does not exist. Fix `path` in the study config.")
     return path
@@ -205,7 +211,7 @@ def _nifti_slices(name: str, spec: UserDataset, path: Path) -> ImageSet:
         raise ConfigError(f"data.tasks.{name}: a NIfTI segmentation task needs `labels_path` (label maps with the same names).")
     if spec.window is None:
         raise ConfigError(f"data.tasks.{name}: HU data need a CT window, e.g. `window: liver`.")
-    labels_root = Path(spec.labels_path).expanduser()
+    labels_root = expand(spec.labels_path)
     images, masks, groups = [], [], []
     for file in _nifti_files(path):
         label_file = labels_root / file.relative_to(path)
