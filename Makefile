@@ -27,7 +27,8 @@ test: setup browser
 	$(PY) -m pytest -q
 
 reproduce: setup
-	$(PY) -m rtl_core.cli reproduce $(if $(CONFIG),--config $(CONFIG),--profile $(PROFILE)) $(if $(SHOW_CODE),--show-code,)
+	$(PY) -m rtl_core.cli reproduce $(if $(CONFIG),--config $(CONFIG),--profile $(PROFILE)) $(if $(SHOW_CODE),--show-code,) \
+	  $(if $(LAUNCHER),--launcher $(LAUNCHER),) $(if $(WORKERS),--workers $(WORKERS),)
 
 bench: setup
 	$(PY) -m rtl_core.cli bench

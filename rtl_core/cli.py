@@ -39,7 +39,10 @@ def _splits(args: argparse.Namespace) -> None:
 def _reproduce(args: argparse.Namespace) -> None:
     from rtl_core.report.pipeline import reproduce
 
-    reproduce(args.profile, args.config, show_code=args.show_code)
+    overrides = {}
+    if args.launcher or args.workers:
+        overrides["launcher"] = {k: v for k, v in (("kind", args.launcher), ("workers", args.workers)) if v}
+    reproduce(args.profile, args.config, show_code=args.show_code, **({"overrides": overrides} if overrides else {}))
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -121,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default=None, help="smoke | default | paper (default: the config's, else default)")
     p.add_argument("--config", default=None, help="a YAML config overriding the profile")
     p.add_argument("--show-code", action="store_true", help="show notebook code in the HTML reports")
+    p.add_argument("--launcher", choices=["inline", "local", "submitit"], default=None,
+                   help="where the evaluation grid runs (default: the config's launcher.kind)")
+    p.add_argument("--workers", type=int, default=None, help="local launcher: worker processes")
     p.set_defaults(func=_reproduce)
     from rtl_core.evaluate.cli import add_evaluate_parser
     from rtl_core.pretrain.cli import add_pretrain_parser

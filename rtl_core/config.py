@@ -135,6 +135,25 @@ class EvaluateConfig(Strict):
     )
 
 
+class LauncherConfig(Strict):
+    """Where the evaluation grid runs (:mod:`rtl_core.evaluate.launch`): ``inline`` (this process), ``local`` (N
+    worker processes on this machine; one GPU each where there are GPUs) or ``submitit`` (a SLURM job array,
+    one run per array task). Every worker claims a run before it starts it."""
+
+    kind: Literal["inline", "local", "submitit"] = "inline"
+    workers: int = Field(2, ge=1, le=256, description="local: worker processes")
+    stale_seconds: float = Field(600, gt=0, description="a claim whose heartbeat is older than this is taken over")
+    heartbeat_seconds: float = Field(30, gt=0)
+    cluster: Literal["slurm", "local", "debug"] | None = Field(None, description="submitit: None picks SLURM when present")
+    folder: str | None = Field(None, description="submitit: logs and pickles (default <results>/.submitit)")
+    partition: str | None = None
+    time_limit_min: int = Field(60, ge=1, description="per array task")
+    gpus_per_run: int = Field(0, ge=0)
+    cpus_per_run: int = Field(4, ge=1)
+    mem_gb: int | None = Field(None, ge=1)
+    array_parallelism: int = Field(64, ge=1, description="array tasks running at once")
+
+
 ARM_ROLES = ("ct", "natural", "ct_more", "ct_less", "mixed", "sequential")
 
 
@@ -181,6 +200,7 @@ class StudyConfig(Strict):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    launcher: LauncherConfig = Field(default_factory=LauncherConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -1,7 +1,7 @@
 """``rtl evaluate``: run the downstream grid of a profile, then print the comparison of inits.
 
     rtl evaluate --profile default [--config my.yaml] [--tasks ct_cls mri_cls] [--inits scratch ssl:ct:simclr]
-                 [--protocols finetune] [--seeds 42 1] [--threads 2]
+                 [--protocols finetune] [--seeds 42 1] [--threads 2] [--launcher local --workers 2 | --launcher submitit]
 
 Finished runs are skipped, so the command resumes a killed grid; records go to ``artifacts/results/<profile>/``.
 """
@@ -25,6 +25,10 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="subset of evaluate.seeds")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--launcher", choices=["inline", "local", "submitit"], default=None,
+                   help="inline (this process), local (--workers processes) or submitit (a SLURM job array); "
+                        "default: the config's launcher.kind")
+    p.add_argument("--workers", type=int, default=None, help="local launcher: worker processes (default launcher.workers)")
     p.set_defaults(func=evaluate_command)
     return p
 
@@ -42,9 +46,18 @@ def evaluate_command(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     config = load_config(args.profile, args.config)
     print(f"rtl evaluate: profile {config.profile} (config hash {config.hash()})")
-    report = run_grid(config, args.tasks, args.inits, args.protocols, args.seeds, progress=not args.no_progress)
-    print(f"{len(report.ran)} run(s) done, {len(report.skipped)} already finished, {len(report.redone)} redone "
-          f"({report.wall_seconds:.0f} s); records in {report.root}")
+    kind = args.launcher or config.launcher.kind
+    if kind == "inline":
+        report = run_grid(config, args.tasks, args.inits, args.protocols, args.seeds, progress=not args.no_progress)
+    else:
+        from rtl_core.evaluate.launch import launch
+        from rtl_core.evaluate.runner import plan_grid
+
+        keys = plan_grid(config, args.tasks, args.inits, args.protocols, args.seeds)
+        report = launch(config, kind, args.workers, keys=keys)
+    print(f"{report.summary()} ({report.wall_seconds:.0f} s, launcher {kind}); records in {report.root}")
+    for key, where in report.failed:
+        print(f"  failed: {key}: traceback in {where}")
     df = results_table(root=report.root)
     chosen = set(args.tasks or config.evaluate.tasks), set(args.inits or config.evaluate.inits)
     df = df[df["task"].isin(chosen[0]) & df["init"].isin(chosen[1])]

@@ -68,13 +68,24 @@ class RunKey:
 
 @dataclass
 class GridReport:
-    """What :func:`run_grid` did."""
+    """What :func:`run_grid` (or a launcher's workers together) did."""
 
     ran: list[RunKey] = field(default_factory=list)
     skipped: list[RunKey] = field(default_factory=list)
-    redone: list[tuple[RunKey, str]] = field(default_factory=list)  # (run, why its old record was not used)
+    redone: list[tuple[RunKey, str]] = field(default_factory=list)  # (run, why its old record or claim was not used)
+    failed: list[tuple[RunKey, str]] = field(default_factory=list)  # (run, where its traceback is)
+    busy: list[RunKey] = field(default_factory=list)  # held by another live worker when this one came to it
     root: Path | None = None
     wall_seconds: float = 0.0
+
+    def merge(self, other: "GridReport") -> "GridReport":
+        for name in ("ran", "skipped", "redone", "failed", "busy"):
+            getattr(self, name).extend(getattr(other, name))
+        return self
+
+    def summary(self) -> str:
+        return (f"{len(self.ran)} run(s) done, {len(self.skipped)} already finished, {len(self.redone)} redone, "
+                f"{len(self.failed)} failed")
 
 
 def settings_hash(config: StudyConfig) -> str:
@@ -82,6 +93,7 @@ def settings_hash(config: StudyConfig) -> str:
     values = config.model_dump(mode="json")
     values.pop("analysis", None)
     values.pop("study", None)  # a name, not a setting
+    values.pop("launcher", None)  # where runs execute does not change them
     for key in ("tasks", "inits", "protocols", "seeds"):
         values["evaluate"].pop(key, None)
     canonical = json.dumps(values, sort_keys=True)
@@ -221,15 +233,31 @@ def run_grid(
     protocols: Sequence[str] | None = None, seeds: Sequence[int] | None = None, root: Path | None = None,
     progress: bool = True, on_run_done: Callable[[RunKey, dict[str, Any]], None] | None = None,
 ) -> GridReport:
-    """Run every unfinished run of the grid (see the module doc); ``on_run_done(key, record)`` after each run."""
-    from tqdm.auto import tqdm
-
-    start = time.perf_counter()
+    """Run every unfinished run of the grid in this process (see the module doc); ``on_run_done(key, record)``
+    after each run. Runs are claimed first (:mod:`rtl_core.evaluate.leases`), so other workers may share the
+    folder; see :mod:`rtl_core.evaluate.launch` for many workers and SLURM."""
     keys = plan_grid(config, tasks, inits, protocols, seeds)
     for name in dict.fromkeys(k.init for k in keys):
         check_checkpoint(parse_init(name), config.study)  # fail before any run, naming the pretrain command
+    return work(config, keys, root, progress=progress, on_run_done=on_run_done)
+
+
+def work(config: StudyConfig, keys: Sequence[RunKey], root: Path | None = None, progress: bool = False,
+         on_run_done: Callable[[RunKey, dict[str, Any]], None] | None = None, raise_errors: bool = True) -> GridReport:
+    """One worker's pass over ``keys``: skip finished runs, claim each other run, train it, release it.
+
+    A run that raises has its traceback written to ``<record>.failed.txt`` beside its claim; with
+    ``raise_errors`` (one in-process grid) the error then propagates, otherwise the worker goes on."""
+    import traceback
+
+    from tqdm.auto import tqdm
+
+    from rtl_core.evaluate.leases import acquire
+
+    start = time.perf_counter()
     root = Path(root or results_dir(config.study))
     settings = settings_hash(config)
+    launcher = config.launcher
     report = GridReport(root=root)
     todo = []
     for key in keys:
@@ -237,17 +265,57 @@ def run_grid(
         if problem is None:
             report.skipped.append(key)
         else:
-            if problem != "missing":
-                log.warning("redoing %s: its record %s is %s", key, key.path(root), problem)
-                report.redone.append((key, problem))
-            todo.append(key)
+            todo.append((key, problem))
     log.info("evaluation grid: %d runs, %d finished already, %d to run; records in %s", len(keys), len(report.skipped), len(todo), root)
     bar = tqdm(todo, desc="rtl evaluate", unit="run", disable=not progress, dynamic_ncols=True)
-    for key in bar:
+    for key, problem in bar:
         bar.set_postfix_str(str(key))
-        record = run_one(config, key, root)
+        path = key.path(root)
+        claim = acquire(path, launcher.stale_seconds)
+        if claim is None:
+            report.busy.append(key)
+            continue
+        try:
+            problem = record_problem(path, key, settings)  # another worker may have finished it meanwhile
+            if problem is None:
+                report.skipped.append(key)
+                continue
+            why = "a killed worker's claim was stale" if claim.taken_over else problem
+            if claim.taken_over or problem != "missing":
+                log.warning("redoing %s: %s (%s)", key, why, path)
+            _journal(root, key, claim.token)
+            with claim.beating(launcher.heartbeat_seconds):
+                record = run_one(config, key, root)
+            path.with_name(path.name + ".failed.txt").unlink(missing_ok=True)
+        except Exception as exc:
+            failed = path.with_name(path.name + ".failed.txt")
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            failed.write_text(f"{key}\n{traceback.format_exc()}")
+            report.failed.append((key, str(failed)))
+            log.error("run %s failed (%s: %s); traceback in %s", key, type(exc).__name__, exc, failed)
+            if raise_errors:
+                raise
+            continue
+        finally:
+            claim.release()
         report.ran.append(key)
+        if claim.taken_over or problem != "missing":
+            report.redone.append((key, why))
         if on_run_done is not None:
             on_run_done(key, record)
     report.wall_seconds = time.perf_counter() - start
     return report
+
+
+def _journal(root: Path, key: RunKey, token: str) -> None:
+    """One line per run started (``<root>/executions.log``, appended atomically): who ran what, when."""
+    import os
+    import socket
+
+    line = json.dumps({"run": str(key), "host": socket.gethostname(), "pid": os.getpid(), "claim": token,
+                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
+    fd = os.open(root / "executions.log", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)

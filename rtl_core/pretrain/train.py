@@ -208,7 +208,8 @@ def pretrain(config: StudyConfig, pool: str, method: str, sequential: bool = Fal
     module = PretrainModule(build_method(method, backbone, context), p, seed=config.seed)
     trainer = pl.Trainer(
         accelerator=plan.accelerator, devices=plan.devices, num_nodes=plan.num_nodes,
-        strategy="ddp" if plan.world_size > 1 else "auto", sync_batchnorm=plan.world_size > 1,
+        # SyncBatchNorm needs CUDA: CPU processes (gloo) keep per-process BatchNorm statistics.
+        strategy="ddp" if plan.world_size > 1 else "auto", sync_batchnorm=plan.world_size > 1 and plan.accelerator == "gpu",
         precision=plan.precision, max_epochs=p.epochs, default_root_dir=folder,
         callbacks=[ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, every_n_epochs=p.checkpoint_every_n_epochs,
                                    enable_version_counter=False),

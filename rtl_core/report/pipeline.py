@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from rtl_core.config import StudyConfig, load_config
+from rtl_core.errors import RtlError
 from rtl_core.io import write_json
 from rtl_core.paths import output_root
 from rtl_core.report.notebooks import NOTEBOOKS, REPORT_DIR, execute, to_html
@@ -143,12 +144,14 @@ def _pretrain_step(config: StudyConfig, pool: str, method: str, sequential: bool
 def _evaluate(config: StudyConfig, threads: int | None) -> None:
     import torch
 
-    from rtl_core.evaluate.runner import run_grid
+    from rtl_core.evaluate.launch import launch
 
-    if threads:
+    if threads and config.launcher.kind == "inline":
         torch.set_num_threads(threads)
-    report = run_grid(config, None, None, None, None, progress=True)
-    print(f"  {len(report.ran)} run(s) done, {len(report.skipped)} already finished, {len(report.redone)} redone")
+    report = launch(config, progress=True)
+    print(f"  {report.summary()} (launcher {config.launcher.kind})")
+    if report.failed:
+        raise RtlError(f"{len(report.failed)} run(s) failed; tracebacks: " + "; ".join(w for _, w in report.failed[:5]))
 
 
 def _analysis_fingerprint(config: StudyConfig) -> str:
@@ -207,14 +210,14 @@ def report_dir_of(config: StudyConfig) -> Path:
 
 
 def reproduce(profile: str | None = None, config_path: str | None = None, show_code: bool = False,
-              report_dir: Path | None = None, threads: int | None = 1) -> dict[str, float]:
+              report_dir: Path | None = None, threads: int | None = 1, overrides: dict | None = None) -> dict[str, float]:
     """Run every step not yet done; return the wall time (minutes) and peak memory (MB). The profile is
     ``profile`` if given, else the config file's ``profile:``, else ``default``."""
     from rtl_core.bench import merge_figures
     from rtl_core.report.index import build_index, read_bench
 
     start = time.perf_counter()
-    config = load_config(profile, config_path)
+    config = load_config(profile, config_path, overrides)
     report_dir = Path(report_dir) if report_dir else report_dir_of(config)
     report_dir.mkdir(parents=True, exist_ok=True)
     steps = study_steps(config, threads) + notebook_steps(config, report_dir, show_code, config_path)
@@ -239,7 +242,7 @@ def reproduce(profile: str | None = None, config_path: str | None = None, show_c
     peak = peak_rss_mb()
     figures = {"reproduce.wall_minutes": round(wall, 2), "reproduce.peak_rss_mb": round(peak, 1),
                **{f"reproduce.{stage}_minutes": round(sec / 60, 2) for stage, sec in stage_seconds.items()}}
-    stock_default = config.profile == "default" and config.study == "default" and config_path is None
+    stock_default = config.profile == "default" and config.study == "default" and config_path is None and not overrides
     if stock_default and skipped == 0:  # the benchmark figure is a complete run of the stock study from scratch
         merge_figures(figures, report_dir / "bench.json")
     elif stock_default:

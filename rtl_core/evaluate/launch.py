@@ -1,0 +1,146 @@
+"""Launchers of the evaluation grid: this process, N local worker processes, or a SLURM job array (submitit).
+
+Every launcher runs the same function, :func:`rtl_core.evaluate.runner.work`, over the same planned runs; each
+worker claims a run before starting it (:mod:`rtl_core.evaluate.leases`), so workers never run a run twice, a
+killed worker's run is taken over once its claim goes stale, and a launcher can be rerun at any time (finished
+runs are skipped). As in dinov2's ``submit.py``, the SLURM path submits the function that runs one job locally.
+
+* ``local``: ``launcher.workers`` processes (spawned); on CPU the machine's cores are split between them, with
+  GPUs each worker takes one (worker i → GPU i mod n).
+* ``submitit``: one array task per unfinished run, with ``launcher.partition``, ``time_limit_min``,
+  ``gpus_per_run``, ``cpus_per_run``, ``mem_gb`` and ``array_parallelism``; ``cluster: local`` runs the tasks as
+  local processes (how the tests run it without SLURM).
+
+Example::
+
+    report = launch(load_config("default"), kind="local", workers=2)
+    print(report.summary())
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from rtl_core.config import StudyConfig
+from rtl_core.errors import ConfigError
+from rtl_core.evaluate.runner import GridReport, RunKey, plan_grid, work
+from rtl_core.paths import results_dir
+
+
+def _threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _worker(config_json: str, keys: list[tuple], root: str, index: int, threads: int) -> GridReport:
+    """One local worker (a spawned process): its GPU, its share of the CPU threads, then :func:`work`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(index % torch.cuda.device_count())
+    config = StudyConfig.model_validate_json(config_json)
+    runs = [RunKey(*k) for k in keys]
+    # Each worker starts at its own offset, so workers meet each other's claims rarely.
+    shift = (index * len(runs)) // max(1, config.launcher.workers)
+    return work(config, runs[shift:] + runs[:shift], Path(root), raise_errors=False)
+
+
+def run_array_task(config_json: str, key: tuple, root: str) -> GridReport:
+    """One SLURM array task (or a local submitit job): claim and run one run."""
+    import torch
+
+    config = StudyConfig.model_validate_json(config_json)
+    torch.set_num_threads(config.launcher.cpus_per_run)
+    return work(config, [RunKey(*key)], Path(root), raise_errors=False)
+
+
+def launch(config: StudyConfig, kind: str | None = None, workers: int | None = None, keys: Sequence[RunKey] | None = None,
+           root: Path | None = None, progress: bool = True) -> GridReport:
+    """Run the grid of ``config`` (or ``keys``) with launcher ``kind`` (default ``config.launcher.kind``)."""
+    import time
+
+    from rtl_core.evaluate.inits import check_checkpoint, parse_init
+    from rtl_core.evaluate.runner import run_grid
+
+    kind = kind or config.launcher.kind
+    if workers is not None:
+        config = config.model_copy(update={"launcher": config.launcher.model_copy(update={"workers": workers})})
+    root = Path(root or results_dir(config.study))
+    runs = list(keys) if keys is not None else plan_grid(config)
+    for name in dict.fromkeys(k.init for k in runs):
+        check_checkpoint(parse_init(name), config.study)
+    start = time.perf_counter()
+    if kind == "inline":
+        return work(config, runs, root, progress=progress) if keys is not None else run_grid(config, root=root, progress=progress)
+    if kind == "local":
+        report = _launch_local(config, runs, root)
+    elif kind == "submitit":
+        report = _launch_submitit(config, runs, root)
+    else:
+        raise ConfigError(f"launcher.kind: {kind!r} is not inline, local or submitit.")
+    report.root, report.wall_seconds = root, time.perf_counter() - start
+    return report
+
+
+def _launch_local(config: StudyConfig, runs: list[RunKey], root: Path) -> GridReport:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    n = config.launcher.workers
+    threads = 1 if torch.cuda.is_available() else _threads_per_worker(n)
+    payload = config.model_dump_json()
+    keys = [(k.task, k.init, k.protocol, k.seed) for k in runs]
+    report = GridReport(root=root)
+    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, payload, keys, str(root), i, threads) for i in range(n)]
+        for future in futures:
+            report.merge(future.result())
+    return _dedupe(report)
+
+
+def _launch_submitit(config: StudyConfig, runs: list[RunKey], root: Path) -> GridReport:
+    import submitit
+
+    from rtl_core.evaluate.runner import record_problem, settings_hash
+
+    lc = config.launcher
+    settings = settings_hash(config)
+    report = GridReport(root=root)
+    todo = []
+    for key in runs:
+        (report.skipped if record_problem(key.path(root), key, settings) is None else todo).append(key)
+    if not todo:
+        return report
+    folder = Path(lc.folder) if lc.folder else root / ".submitit"
+    executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=lc.cluster)
+    parameters = {"timeout_min": lc.time_limit_min, "cpus_per_task": lc.cpus_per_run, "name": f"rtl-{config.study}"}
+    if lc.gpus_per_run:
+        parameters["gpus_per_node"] = lc.gpus_per_run
+    if lc.mem_gb:
+        parameters["mem_gb"] = lc.mem_gb
+    if executor.cluster == "slurm":
+        parameters["slurm_array_parallelism"] = lc.array_parallelism
+        if lc.partition:
+            parameters["slurm_partition"] = lc.partition
+    executor.update_parameters(**parameters)
+    payload = config.model_dump_json()
+    jobs = executor.map_array(run_array_task, [payload] * len(todo),
+                              [(k.task, k.init, k.protocol, k.seed) for k in todo], [str(root)] * len(todo))
+    for job in jobs:
+        try:
+            report.merge(job.result())
+        except Exception as exc:  # a task that died outside the run (node failure, time limit): say where its log is
+            report.failed.append((RunKey(*job.submission().args[1]), f"{type(exc).__name__}: {exc}; logs in {job.paths.folder}"))
+    return _dedupe(report)
+
+
+def _dedupe(report: GridReport) -> GridReport:
+    """A run one worker ran is not also 'busy' or 'skipped' for the others."""
+    done = set(report.ran) | {k for k, _ in report.failed}
+    report.busy = [k for k in dict.fromkeys(report.busy) if k not in done]
+    report.skipped = [k for k in dict.fromkeys(report.skipped) if k not in done]
+    return report
