@@ -122,6 +122,10 @@ def test_rtl_summary_lists_the_studys_own_pools_and_tasks(user_study, capsys):
     _, config = user_study
     assert main(["summary", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "Study my_study" in out and "pool my_ct" in out and "task my_seg" in out
-    held_out = re.search(r"pool my_natural .*\((\d+) held-out files left out\)", out)
-    assert held_out and int(held_out.group(1)) > 0
+    assert "Study my_study" in out and "my_ct" in out and "task (segmentation)" in out
+    from rtl_core.config import load_config
+    from rtl_core.data.study import study_data_table
+
+    table = study_data_table(load_config(None, config)).set_index("name")
+    assert table.loc["my_natural", "held-out files left out"] > 0 and table.loc["my_ct", "images"] == 24
+    assert "The study's own pools and tasks" in (user_study[0] / "00_data.html").read_text()

@@ -84,6 +84,12 @@ NOTEBOOKS = {
                           "stratified by class and seeded. `groups_*` counts the patients / scans / duplicate groups per split; "
                           "`fingerprint` identifies the exact split."),
         new_code_cell("tasks = overview.task_table(split_seed)\ntasks"),
+        new_markdown_cell("## The study's own pools and tasks\n\nPools and tasks the study's config adds (none for a "
+                          "stock profile), as the study resolves them: split sizes, patient / scan groups, and how many "
+                          "of a pool's files were left out because they are val/test images of one of its tasks."),
+        new_code_cell("from rtl_core.data.study import study_data_table\n"
+                      "from rtl_core.report.context import study_config\n"
+                      "study_data_table(study_config(profile, config))"),
         new_markdown_cell("## Pools\n\nUnlabelled pretraining pools, size-matched. No image of any task's validation or test "
                           "split is in a pool (checked by source row and by content hash)."),
         new_code_cell("pools = overview.pool_table(size=image_size)\npools"),

@@ -153,19 +153,30 @@ def study_task_split(config: StudyConfig, name: str, split: str, size: int | Non
     return {"train": task.train, "val": task.val, "test": task.test}[split]
 
 
-def format_study_data(config: StudyConfig) -> str:
-    """A plain-text table of the config's own pools and tasks, as the study resolves them."""
-    lines = [f"Study {config.study}: the config's own pools and tasks (split seed {config.data.split_seed})"]
-    for name in config.data.pools:
+def study_data_table(config: StudyConfig) -> "pd.DataFrame":
+    """One row per pool and task of the config's own (as the study resolves them): format, images, split sizes,
+    groups, held-out files left out of pools, split fingerprint."""
+    import pandas as pd
+
+    rows = []
+    for name, spec in config.data.pools.items():
         pool = study_pool(config, name)
-        spec = config.data.pools[name]
-        lines.append(f"  pool {name:<16} {spec.format:<12} {len(pool):>7} images ({pool.excluded} held-out files left out)"
-                     f"  {spec.path}")
-    for name in config.data.tasks:
+        rows.append({"name": name, "role": "pool", "format": spec.format, "images": len(pool),
+                     "held-out files left out": pool.excluded, "path": spec.path})
+    for name, spec in config.data.tasks.items():
         task = study_task(config.data, name, 8)
-        groups = "/".join(str(len(set(task.groups[p]))) for p in ("train", "val", "test"))
-        lines.append(f"  task {name:<16} {task.kind:<15} train {len(task.train)}, val {len(task.val)}, test "
-                     f"{len(task.test)} images; groups {groups}; split {task.fingerprint}")
-    if len(lines) == 1:
-        lines.append("  (none: the study uses the demo suite only)")
-    return "\n".join(lines)
+        rows.append({"name": name, "role": f"task ({task.kind})", "format": spec.format,
+                     "images": len(task.train) + len(task.val) + len(task.test),
+                     "train/val/test": f"{len(task.train)}/{len(task.val)}/{len(task.test)}",
+                     "groups train/val/test": "/".join(str(len(set(task.groups[p]))) for p in ("train", "val", "test")),
+                     "split": task.fingerprint, "path": spec.path})
+    return pd.DataFrame(rows)
+
+
+def format_study_data(config: StudyConfig) -> str:
+    """A plain-text table of the config's own pools and tasks (:func:`study_data_table`)."""
+    table = study_data_table(config)
+    head = f"Study {config.study}: the config's own pools and tasks (split seed {config.data.split_seed})"
+    if table.empty:
+        return head + "\n  (none: the study uses the demo suite only)"
+    return head + "\n" + table.fillna("").to_string(index=False)
