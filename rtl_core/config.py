@@ -153,6 +153,13 @@ class LauncherConfig(Strict):
     mem_gb: int | None = Field(None, ge=1)
     array_parallelism: int = Field(64, ge=1, description="array tasks running at once")
 
+    @model_validator(mode="after")
+    def _heartbeat_before_stale(self) -> "LauncherConfig":
+        if self.heartbeat_seconds * 3 > self.stale_seconds:
+            raise ValueError(f"launcher: heartbeat_seconds ({self.heartbeat_seconds:g}) must be at most a third of "
+                             f"stale_seconds ({self.stale_seconds:g}), or live runs would be taken over")
+        return self
+
 
 ARM_ROLES = ("ct", "natural", "ct_more", "ct_less", "mixed", "sequential")
 

@@ -85,6 +85,15 @@ def test_undefined_tests_are_withheld(a, b, why):
     assert row["verdict"] == "withheld" and why in row["reason"] and row["family_size"] == 0
 
 
+def test_nan_values_and_runs_counted_twice_are_withheld():
+    nan = one(runs([0.90, 0.91, 0.92, float("nan")], [0.80, 0.81, 0.79, 0.80]), claim("a_better"))
+    assert nan["verdict"] == "withheld" and "NaN" in nan["reason"]
+    table = runs([0.90, 0.91, 0.92, 0.905], [0.80, 0.81, 0.79, 0.805])
+    twice = pd.concat([table, table[table["init"] == ARMS["ct"]]])  # the same seeds again (a moved file: init)
+    row = one(twice, claim("a_better"))
+    assert row["verdict"] == "withheld" and "more than one record" in row["reason"]
+
+
 def test_an_arm_that_did_not_beat_random_init_is_withheld_and_stays_in_the_family():
     table = pd.concat([runs([0.90, 0.91, 0.92, 0.905], [0.80, 0.81, 0.79, 0.805]),
                        runs([0.90, 0.91, 0.92, 0.905], [0.80, 0.81, 0.79, 0.805], task="xray_cls")])
@@ -137,6 +146,8 @@ def test_a_protocol_outside_every_claim_changes_no_verdict():
 
 def test_format_p_never_rounds_across_alpha():
     assert format_p(0.0496) == "0.0496" and format_p(0.0504) == "0.050"  # 0.050 is not < 0.05: same side
+    assert format_p(0.049996) == "0.049996" and format_p(0.0099, alpha=0.01) == "0.0099"
+    assert format_p(0.00996, alpha=0.01) == "0.00996"
     assert [format_p(p) for p in (0.84424, 0.000976, 0.13257, 3e-6, float("nan"))] == \
         ["0.844", "0.0010", "0.133", "<0.0001", "n/a"]
     assert runs_needed(0.0, 0.05) is None and runs_needed(1e-4, 0.05) > 10**6  # tiny effects: normal approximation

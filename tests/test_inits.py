@@ -103,6 +103,19 @@ def test_a_missing_layer_an_unknown_key_and_the_wrong_architecture_are_named(sou
         load_init(f"file:{tmp_path / 'nowhere.pt'}", "smoke", "resnet18", seed=0)
 
 
+def test_old_files_without_batchnorm_step_counters_load(source, tmp_path):
+    """Files saved before PyTorch 0.4.1 (torchvision's older ImageNet weights) lack num_batches_tracked."""
+    old = {k: v for k, v in source.items() if not k.endswith("num_batches_tracked")}
+    torch.save(old, tmp_path / "old.pth")
+    encoder, _ = load_init(f"file:{tmp_path / 'old.pth'}", "smoke", "resnet18", seed=0)
+    assert torch.equal(encoder.bn1.running_var, source["bn1.running_var"])
+
+
+def test_a_heartbeat_slower_than_the_stale_limit_is_refused():
+    with pytest.raises(ConfigError, match="heartbeat_seconds .* at most a third of stale_seconds"):
+        load_config("smoke", overrides={"launcher": {"stale_seconds": 20, "heartbeat_seconds": 30}})
+
+
 def test_architecture_is_inferred_from_the_keys():
     assert infer_arch(models.resnet18(weights=None).state_dict()) == "resnet18"
     assert infer_arch(models.resnet34(weights=None).state_dict()) == "resnet34"

@@ -292,12 +292,16 @@ def our_table(results: pd.DataFrame, reuse: pd.DataFrame | None = None) -> pd.Da
 def compare_arms(a: Sequence[float], b: Sequence[float], confidence: float) -> dict[str, Any]:
     """n, mean, SD (ddof=1), Δ, Welch CI and p of arm ``a`` against arm ``b``; ``undefined`` says why no test."""
     a, b = np.asarray(a, float), np.asarray(b, float)
+    bad = int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     out: dict[str, Any] = {"n_a": len(a), "n_b": len(b), "mean_a": _mean(a), "mean_b": _mean(b),
                            "sd_a": _sd(a), "sd_b": _sd(b)}
     out["delta_abs"] = out["mean_a"] - out["mean_b"] if len(a) and len(b) else math.nan
     out["delta_rel_pct"] = relative_delta_pct(out["mean_a"], out["mean_b"]) if len(a) and len(b) and out["mean_b"] else math.nan
     out.update(ci_low=math.nan, ci_high=math.nan, p_welch=math.nan, undefined=None)
-    if len(a) < 2 or len(b) < 2:
+    if bad:
+        out["undefined"] = f"{bad} run value(s) are NaN or infinite: the test would silently drop them"
+    elif len(a) < 2 or len(b) < 2:
         out["undefined"] = f"fewer than 2 runs in an arm ({len(a)} vs {len(b)}); a t-test needs at least 2 per arm"
     elif out["sd_a"] == 0 and out["sd_b"] == 0:
         out["undefined"] = "both arms have zero variance (every run gave the same value): the t-test is undefined"
@@ -364,16 +368,16 @@ def _verdict(r: dict[str, Any], expected: Expected, alpha: float, margin_pct: fl
     sign = "A ahead" if r["delta_abs"] > 0 else "B ahead" if r["delta_abs"] < 0 else "no difference in means"
     if r["p_holm"] < alpha:
         if expected == "no_difference":
-            return "contradicts", f"significant difference ({sign}; p_holm {format_p(r['p_holm'])} < {alpha}, {family})"
+            return "contradicts", f"significant difference ({sign}; p_holm {format_p(r['p_holm'], alpha)} < {alpha}, {family})"
         wanted = r["delta_abs"] > 0 if expected == "a_better" else r["delta_abs"] < 0
-        return ("supports" if wanted else "contradicts"), f"{sign}, p_holm {format_p(r['p_holm'])} < {alpha} ({family})"
+        return ("supports" if wanted else "contradicts"), f"{sign}, p_holm {format_p(r['p_holm'], alpha)} < {alpha} ({family})"
     if expected == "no_difference" and r["p_tost_holm"] is not None and r["p_tost_holm"] < alpha:
-        return "equivalent", (f"within ±{margin_pct:g} % of B's mean (TOST p_holm {format_p(r['p_tost_holm'])} < "
+        return "equivalent", (f"within ±{margin_pct:g} % of B's mean (TOST p_holm {format_p(r['p_tost_holm'], alpha)} < "
                               f"{alpha}, {family})")
     seeds = f"{r['seeds_needed']} runs per arm would detect the observed Δ" if r["seeds_needed"] else "no Δ to detect"
-    tost = (f"; equivalence within ±{margin_pct:g} % not shown (TOST p_holm {format_p(r['p_tost_holm'])})"
+    tost = (f"; equivalence within ±{margin_pct:g} % not shown (TOST p_holm {format_p(r['p_tost_holm'], alpha)})"
             if expected == "no_difference" else "")
-    return "inconclusive", (f"{sign}, p_holm {format_p(r['p_holm'])} ≥ {alpha} ({family}){tost}; with "
+    return "inconclusive", (f"{sign}, p_holm {format_p(r['p_holm'], alpha)} ≥ {alpha} ({family}){tost}; with "
                             f"{r['n_a']} vs {r['n_b']} runs only |Δ| ≥ {r['mde_rel_pct']:.1f} % is detectable at 80 % "
                             f"power (α/{m}); {seeds}")
 
@@ -417,9 +421,13 @@ def _row(claim: Claim, cell: Cell, table: pd.DataFrame, arms: Mapping[str, str],
         row.update(compare_arms([], [], 1 - alpha), verdict="not run",
                    reason="; ".join(f"no {role} arm: {_add_init_hint(role, claim)}" for role in missing))
         return row
-    a = sel.loc[sel["init"] == init_a, "value"].astype(float).to_numpy()
-    b = sel.loc[sel["init"] == init_b, "value"].astype(float).to_numpy()
+    arm_a, arm_b = sel[sel["init"] == init_a], sel[sel["init"] == init_b]
+    a, b = arm_a["value"].astype(float).to_numpy(), arm_b["value"].astype(float).to_numpy()
     stats = compare_arms(a, b, 1 - alpha)
+    twice = sorted({int(s) for part in (arm_a, arm_b) for s in part["seed"][part["seed"].duplicated()]})
+    if twice:
+        stats["undefined"] = (f"seed(s) {twice} have more than one record (e.g. a file: init whose path moved): "
+                              "remove the stale records so that no run counts twice")
     row.update(stats, _a=a, _b=b)
     if side == "ours" and not len(a) and not len(b):
         row.update(verdict="not run", reason=_not_run_reason(cell, study_tasks, study_protocols, init_a, init_b))
@@ -469,7 +477,7 @@ def _sanity_problem(sanity: pd.DataFrame, role: str, init: str, alpha: float) ->
         return None
     r = bad.iloc[0]
     return (f"{role} arm {init} not shown to beat random init on {r['task']} (kNN {r['knn_init']:.3f} vs "
-            f"{r['knn_random']:.3f}, McNemar p {format_p(r['mcnemar_p'])}, worst of {int(r['random_seeds'])} seeds; "
+            f"{r['knn_random']:.3f}, McNemar p {format_p(r['mcnemar_p'], alpha)}, worst of {int(r['random_seeds'])} seeds; "
             f"needs p < {alpha})")
 
 
@@ -508,9 +516,11 @@ def judge_study(config, results: pd.DataFrame | None = None, analysis: Path | No
     from rtl_core.analysis.study import analysis_dir
     from rtl_core.evaluate.results import results_table
 
-    results = results_table(config.study) if results is None else results
+    results = current_results(config, results_table(config.study) if results is None else results)
     analysis = analysis_dir(config.study) if analysis is None else Path(analysis)
     reuse = _read_csv(analysis / "weight_cka.csv")
+    if reuse is not None and len(reuse):
+        reuse = reuse[reuse["run"].astype(str).isin([f"seed{s}" for s in config.evaluate.seeds])]
     sanity = _read_csv(analysis / "sanity.csv")
     ac = config.analysis
     arms = config_arms(config)
@@ -522,6 +532,17 @@ def judge_study(config, results: pd.DataFrame | None = None, analysis: Path | No
                 r["reason"] += " (kNN sanity check not available: run `rtl analyze`)"
     paper = judge_paper(alpha=ac.alpha, margin_pct=ac.equivalence_margin) if paper is None else paper
     return frame(merge_paper(rows, paper))
+
+
+def current_results(config, results: pd.DataFrame) -> pd.DataFrame:
+    """The runs a verdict may use: made with the config's current run settings and one of its seeds (older
+    records of other settings or dropped seeds stay on disk but are never pooled)."""
+    from rtl_core.evaluate.runner import settings_hash
+
+    if results.empty or "settings_hash" not in results:
+        return results
+    keep = (results["settings_hash"] == settings_hash(config)) & results["seed"].isin(config.evaluate.seeds)
+    return results[keep]
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -231,12 +231,14 @@ def format_p(p: float | None, alpha: float = 0.05) -> str:
     ``0.0504``, so a printed p reads on the same side of the threshold as the test decided."""
     if p is None or np.isnan(p):
         return "n/a"
-    if p >= 0.01:
-        text = f"{p:.3f}"
-        if (float(text) < alpha) != (p < alpha):
-            text = f"{p:.4f}"
-        return text
-    return f"{p:.4f}" if p >= 1e-4 else "<0.0001"
+    if p < 1e-4 and alpha > 1e-4:
+        return "<0.0001"
+    digits = 3 if p >= 0.01 else 4
+    text = f"{p:.{digits}f}"
+    while (float(text) < alpha) != (p < alpha) and digits < 8:  # more digits until it reads on its side of α
+        digits += 1
+        text = f"{p:.{digits}f}"
+    return text
 
 
 # --------------------------------------------------------------------------------------------- equivalence, power

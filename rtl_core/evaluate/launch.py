@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def _threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _worker(config_json: str, keys: list[tuple], root: str, index: int, threads: int) -> GridReport:
+def _worker(config_json: str, keys: list[tuple], root: str, index: int, threads: int, since: float) -> GridReport:
     """One local worker (a spawned process): its GPU, its share of the CPU threads, then :func:`work`."""
     import torch
 
@@ -44,7 +45,7 @@ def _worker(config_json: str, keys: list[tuple], root: str, index: int, threads:
     runs = [RunKey(*k) for k in keys]
     # Each worker starts at its own offset, so workers meet each other's claims rarely.
     shift = (index * len(runs)) // max(1, config.launcher.workers)
-    return work(config, runs[shift:] + runs[:shift], Path(root), raise_errors=False)
+    return work(config, runs[shift:] + runs[:shift], Path(root), raise_errors=False, failed_since=since)
 
 
 def run_array_task(config_json: str, key: tuple, root: str) -> GridReport:
@@ -59,8 +60,6 @@ def run_array_task(config_json: str, key: tuple, root: str) -> GridReport:
 def launch(config: StudyConfig, kind: str | None = None, workers: int | None = None, keys: Sequence[RunKey] | None = None,
            root: Path | None = None, progress: bool = True) -> GridReport:
     """Run the grid of ``config`` (or ``keys``) with launcher ``kind`` (default ``config.launcher.kind``)."""
-    import time
-
     from rtl_core.evaluate.inits import check_checkpoint, parse_init
     from rtl_core.evaluate.runner import run_grid
 
@@ -96,7 +95,8 @@ def _launch_local(config: StudyConfig, runs: list[RunKey], root: Path) -> GridRe
     keys = [(k.task, k.init, k.protocol, k.seed) for k in runs]
     report = GridReport(root=root)
     with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker, payload, keys, str(root), i, threads) for i in range(n)]
+        since = time.time()
+        futures = [pool.submit(_worker, payload, keys, str(root), i, threads, since) for i in range(n)]
         for future in futures:
             report.merge(future.result())
     return _dedupe(report)
@@ -141,6 +141,7 @@ def _launch_submitit(config: StudyConfig, runs: list[RunKey], root: Path) -> Gri
 def _dedupe(report: GridReport) -> GridReport:
     """A run one worker ran is not also 'busy' or 'skipped' for the others."""
     done = set(report.ran) | {k for k, _ in report.failed}
+    report.failed = list({str(k): (k, w) for k, w in report.failed}.values())
     report.busy = [k for k in dict.fromkeys(report.busy) if k not in done]
     report.skipped = [k for k in dict.fromkeys(report.skipped) if k not in done]
     return report

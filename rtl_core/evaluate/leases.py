@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SUFFIX = ".claim.json"
+log = logging.getLogger(__name__)
 
 
 def claim_path(record: Path) -> Path:
@@ -87,8 +89,12 @@ class Claim:
         if owner is None or owner.get("token") != self.token:
             return
         owner["heartbeat"] = time.time()
-        tmp = self.path.with_name(f".{self.path.name}.{self.token}.tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{self.token}.beat")
         tmp.write_text(json.dumps(owner))
+        current = read_claim(self.path)
+        if current is None or current.get("token") != self.token:  # taken over meanwhile: leave the new claim
+            tmp.unlink(missing_ok=True)
+            return
         os.replace(tmp, self.path)
 
     @contextlib.contextmanager
@@ -98,7 +104,10 @@ class Claim:
 
         def loop() -> None:
             while not self._stop.wait(interval):
-                self.beat()
+                try:
+                    self.beat()
+                except OSError as exc:  # a hiccup of the file system must not end the heartbeat
+                    log.warning("heartbeat of %s failed (%s); retrying in %.0f s", self.path, exc, interval)
 
         thread = threading.Thread(target=loop, name=f"heartbeat {self.path.name}", daemon=True)
         thread.start()
@@ -125,12 +134,23 @@ def acquire(record: Path, stale_seconds: float = 300.0) -> Claim | None:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
+            try:
+                judged = path.stat().st_ino
+            except FileNotFoundError:
+                continue
             if taken_over or not is_stale(path, stale_seconds):
                 return None
             tomb = path.with_name(f".{path.name}.stale.{token}")
             try:
                 os.rename(path, tomb)  # atomic: of the workers that found it stale, one wins
             except FileNotFoundError:
+                return None
+            if tomb.stat().st_ino != judged:
+                # Another worker replaced the stale claim with its own between our check and our rename: put it
+                # back (link fails if a claim exists again, which is then that worker's) and step aside.
+                with contextlib.suppress(FileExistsError):
+                    os.link(tomb, path)
+                tomb.unlink(missing_ok=True)
                 return None
             tomb.unlink(missing_ok=True)
             taken_over = True

@@ -26,7 +26,8 @@ from rtl_core.paths import results_dir
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("task", "init", "protocol", "data_fraction", "seed", "metric", "value", "profile", "primary", "n_train", "path")
+COLUMNS = ("task", "init", "protocol", "data_fraction", "seed", "metric", "value", "profile", "primary", "n_train",
+           "settings_hash", "path")
 
 
 def load_records(root: str | Path, strict: bool = False) -> list[dict]:
@@ -63,7 +64,8 @@ def results_table(profile: str | None = None, root: str | Path | None = None, st
             rows.append({
                 "task": r["task"], "init": r["init"], "protocol": r["protocol"], "data_fraction": float(r["data_fraction"]),
                 "seed": int(r["seed"]), "metric": metric, "value": float(value), "profile": r["profile"],
-                "primary": metric == r["primary_metric"], "n_train": int(r["n_train"]), "path": r["_path"],
+                "primary": metric == r["primary_metric"], "n_train": int(r["n_train"]),
+                "settings_hash": r["settings_hash"], "path": r["_path"],
             })
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

@@ -84,8 +84,9 @@ class GridReport:
         return self
 
     def summary(self) -> str:
+        busy = f", {len(self.busy)} held by other workers (not run here)" if self.busy else ""
         return (f"{len(self.ran)} run(s) done, {len(self.skipped)} already finished, {len(self.redone)} redone, "
-                f"{len(self.failed)} failed")
+                f"{len(self.failed)} failed{busy}")
 
 
 def settings_hash(config: StudyConfig) -> str:
@@ -96,6 +97,11 @@ def settings_hash(config: StudyConfig) -> str:
     values.pop("launcher", None)  # where runs execute does not change them
     for key in ("tasks", "inits", "protocols", "seeds"):
         values["evaluate"].pop(key, None)
+    # Of an init's details only a file init's input normalisation changes its runs (labels and domains are names).
+    norms = {init: {k: d[k] for k in ("mean", "std") if d.get(k) is not None}
+             for init, d in values["evaluate"].pop("init_details", {}).items()}
+    if any(norms.values()):
+        values["evaluate"]["init_normalisation"] = {k: v for k, v in norms.items() if v}
     canonical = json.dumps(values, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -222,8 +228,9 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
     record["cpu_seconds"] = time.process_time() - cpu_start
     record["status"] = "complete"  # the completion marker: written last, inside one atomic write
     path = key.path(root or results_dir(config.study))
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):  # leftovers of a write killed mid-way
-        tmp.unlink(missing_ok=True)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):  # leftovers of a write killed mid-way (not a claim's)
+        if ".claim.json" not in tmp.name:
+            tmp.unlink(missing_ok=True)
     write_json(path, _finite(record))
     return record
 
@@ -243,11 +250,14 @@ def run_grid(
 
 
 def work(config: StudyConfig, keys: Sequence[RunKey], root: Path | None = None, progress: bool = False,
-         on_run_done: Callable[[RunKey, dict[str, Any]], None] | None = None, raise_errors: bool = True) -> GridReport:
+         on_run_done: Callable[[RunKey, dict[str, Any]], None] | None = None, raise_errors: bool = True,
+         failed_since: float | None = None) -> GridReport:
     """One worker's pass over ``keys``: skip finished runs, claim each other run, train it, release it.
 
     A run that raises has its traceback written to ``<record>.failed.txt`` beside its claim; with
-    ``raise_errors`` (one in-process grid) the error then propagates, otherwise the worker goes on."""
+    ``raise_errors`` (one in-process grid) the error then propagates, otherwise the worker goes on. A run whose
+    traceback was written after ``failed_since`` (the launch's start: another worker of the same launch failed
+    on it) is not tried again; a later launch retries it."""
     import traceback
 
     from tqdm.auto import tqdm
@@ -271,6 +281,10 @@ def work(config: StudyConfig, keys: Sequence[RunKey], root: Path | None = None, 
     for key, problem in bar:
         bar.set_postfix_str(str(key))
         path = key.path(root)
+        failed = path.with_name(path.name + ".failed.txt")
+        if failed_since is not None and failed.is_file() and failed.stat().st_mtime >= failed_since:
+            report.failed.append((key, str(failed)))
+            continue
         claim = acquire(path, launcher.stale_seconds)
         if claim is None:
             report.busy.append(key)
@@ -286,9 +300,8 @@ def work(config: StudyConfig, keys: Sequence[RunKey], root: Path | None = None, 
             _journal(root, key, claim.token)
             with claim.beating(launcher.heartbeat_seconds):
                 record = run_one(config, key, root)
-            path.with_name(path.name + ".failed.txt").unlink(missing_ok=True)
+            failed.unlink(missing_ok=True)
         except Exception as exc:
-            failed = path.with_name(path.name + ".failed.txt")
             failed.parent.mkdir(parents=True, exist_ok=True)
             failed.write_text(f"{key}\n{traceback.format_exc()}")
             report.failed.append((key, str(failed)))

@@ -141,6 +141,10 @@ def load_strict(encoder_state: dict[str, torch.Tensor], arch: str, source: str) 
                               f"pretrain.backbone: {found} in the config (or use a {arch} file).")
     model = build_backbone(arch)
     wanted = set(model.state_dict())
+    # BatchNorm's step counter is absent from files saved before PyTorch 0.4.1 (torchvision's older ImageNet
+    # weights among them); it is unused in eval mode and with a momentum, so it is the one key filled in (zeros).
+    encoder_state = {**{k: torch.zeros((), dtype=torch.long) for k in wanted if k.endswith(".num_batches_tracked")},
+                     **encoder_state}
     missing, unexpected = sorted(wanted - set(encoder_state)), sorted(set(encoder_state) - wanted)
     if missing or unexpected:
         raise CheckpointError(f"{source}: the encoder does not match torchvision's {arch}: missing keys {missing[:10]}"
@@ -200,7 +204,6 @@ def load_torchvision_encoder(arch: str, weights: str, download: bool = True) -> 
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(entry.url, str(path), progress=False)
         except Exception as exc:  # no network, proxy, HTTP error: the fix is the same
-            path.unlink(missing_ok=True)
             raise CheckpointError(
                 f"torchvision:{arch}:{weights} needs {path.name} ({entry.url}), which is not in {path.parent} and "
                 f"could not be downloaded ({type(exc).__name__}). Place the file in that folder "

@@ -152,6 +152,9 @@ def _evaluate(config: StudyConfig, threads: int | None) -> None:
     print(f"  {report.summary()} (launcher {config.launcher.kind})")
     if report.failed:
         raise RtlError(f"{len(report.failed)} run(s) failed; tracebacks: " + "; ".join(w for _, w in report.failed[:5]))
+    if report.busy:
+        raise RtlError(f"{len(report.busy)} run(s) are held by other live workers (claim files beside their records); "
+                       f"rerun when those finish, or after launcher.stale_seconds if they died: {report.busy[:3]}")
 
 
 def _analysis_fingerprint(config: StudyConfig) -> str:
