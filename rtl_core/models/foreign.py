@@ -73,9 +73,9 @@ def _read(path: Path) -> tuple[Any, dict[str, str]]:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path} needs arbitrary Python pickles to load, which rtl_core refuses (torch.load weights_only=True). "
-            "Convert it once, where you trust the file: `obj = torch.load(path, weights_only=False)`, then "
-            "`torch.save(obj['state_dict'] if 'state_dict' in obj else obj, 'encoder.pt')` (plain tensors only) and "
-            f"use file:encoder.pt. ({str(exc).splitlines()[0]})"
+            "Convert it once, on a machine where you trust the file: load it with PyTorch's full unpickler "
+            "(weights_only=False), then `torch.save(obj['state_dict'] if 'state_dict' in obj else obj, 'encoder.pt')` "
+            f"(plain tensors only) and use file:encoder.pt. ({str(exc).splitlines()[0]})"
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise CheckpointError(f"{path} cannot be read as a PyTorch weights file ({exc}).") from exc
