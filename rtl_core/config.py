@@ -133,6 +133,11 @@ class EvaluateConfig(Strict):
         default_factory=lambda: [256, 128, 64, 32, 16], min_length=5, max_length=5,
         description="U-Net decoder widths (segmentation-models-pytorch's default)",
     )
+    precision: Literal["auto", "32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on GPUs and CPUs with bf16 units, else float32 (rtl_core.evaluate.compute)"
+    )
+    channels_last: bool = Field(True, description="channels_last layout wherever bf16 or a GPU is used")
+    fused_optimizer: bool = Field(True, description="PyTorch's fused AdamW kernel (same update, one kernel)")
 
 
 class LauncherConfig(Strict):

@@ -157,3 +157,45 @@ def test_finetunes_keep_the_early_filters_of_every_seed(tmp_path):
     state = torch.load(kept[0], weights_only=True)
     assert {"conv1.weight", "layer1.0.conv1.weight", "layer1.0.conv2.weight"} <= set(state)
     assert all(k.startswith(KEPT_PREFIXES) for k in state) and kept[0].stat().st_size < 2_000_000
+
+
+def test_bf16_forward_matches_float32_within_bf16_rounding():
+    """The compute plan's bf16 path (channels_last, tiny-map stages in fp32) computes the same function as fp32."""
+    from rtl_core.evaluate.compute import ComputePlan
+
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 32, 32)
+    cpu = torch.device("cpu")
+    outputs = {}
+    for precision in ("32", "bf16"):
+        torch.manual_seed(1)
+        encoder = build_backbone("resnet18")
+        clf = Classifier(encoder, 512, 4, (0.5,) * 3, (0.25,) * 3, probe=True).eval()
+        plan = ComputePlan(cpu, precision, channels_last=precision == "bf16", fused_optimizer=True)
+        clf = plan.prepare(clf, encoder, 32)
+        torch.manual_seed(2)
+        seg = build_segmenter(build_backbone("resnet18"), "resnet18", 2, (0.5,) * 3, (0.25,) * 3, (32, 16, 16, 8, 8)).eval()
+        seg = plan.prepare(seg, seg.encoder, 32)
+        with torch.no_grad(), plan.autocast():
+            outputs[precision] = (clf.features(plan.inputs(x)).float(), seg(plan.inputs(x)).float())
+    for fp32, bf16 in zip(outputs["32"], outputs["bf16"]):
+        assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
+        relative = (bf16 - fp32).norm() / fp32.norm()
+        assert 0 < relative < 0.03, relative  # bf16 has 8 mantissa bits: ~0.4 % per op; 0 would mean bf16 never ran
+
+
+@pytest.mark.parametrize("task,protocol", [("ct_liver_seg", "finetune"), ("ct_cls", "linear")])
+def test_bf16_and_float32_runs_agree_on_a_fixed_seed(task, protocol, tmp_path):
+    """Same seed, same data: the primary metric of a bf16 run is within AGREEMENT_TOLERANCE of the fp32 run's, the
+    record says which precision ran, and the two never share a settings hash."""
+    from rtl_core.evaluate.compute import AGREEMENT_TOLERANCE
+
+    records = {}
+    for precision in ("32", "bf16"):
+        config = tiny_config(image_size=32, epochs=2, max_train_images=128, linear_epochs=10, precision=precision)
+        records[precision] = run_one(config, RunKey(task, "scratch", protocol, 42), root=tmp_path / precision)
+    fp32, bf16 = records["32"], records["bf16"]
+    assert (fp32["precision"], bf16["precision"]) == ("32", "bf16")
+    assert fp32["settings_hash"] != bf16["settings_hash"]
+    metric = fp32["primary_metric"]
+    assert abs(bf16["metrics"][metric] - fp32["metrics"][metric]) <= AGREEMENT_TOLERANCE, (fp32["metrics"], bf16["metrics"])

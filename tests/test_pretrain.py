@@ -72,9 +72,9 @@ def test_cpu_precision_plan(monkeypatch):
     assert (float32_stages(16), float32_stages(32), float32_stages(64)) == (["layer3", "layer4"], ["layer4"], [])
     assert resolve_precision("32", "cpu") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
-    monkeypatch.setattr(precision, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     assert resolve_precision("auto", "cpu") == "32-true"
-    monkeypatch.setattr(precision, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16-mixed"
 
 

@@ -536,13 +536,17 @@ def judge_study(config, results: pd.DataFrame | None = None, analysis: Path | No
 
 def current_results(config, results: pd.DataFrame) -> pd.DataFrame:
     """The runs a verdict may use: made with the config's current run settings and one of its seeds (older
-    records of other settings or dropped seeds stay on disk but are never pooled)."""
-    from rtl_core.evaluate.runner import settings_hash
+    records of other settings or dropped seeds stay on disk but are never pooled). With ``evaluate.precision: auto``
+    a grid run on GPUs (bf16) is judged on a machine without them: of the precisions ``auto`` can resolve to, the one
+    with the most runs is used, and runs of the other precision are never pooled with it."""
+    from rtl_core.evaluate.runner import settings_hashes
 
     if results.empty or "settings_hash" not in results:
         return results
-    keep = (results["settings_hash"] == settings_hash(config)) & results["seed"].isin(config.evaluate.seeds)
-    return results[keep]
+    seeds = results["seed"].isin(config.evaluate.seeds)
+    counts = {h: int(((results["settings_hash"] == h) & seeds).sum()) for h in settings_hashes(config).values()}
+    best = max(counts, key=lambda h: counts[h])
+    return results[(results["settings_hash"] == best) & seeds]
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

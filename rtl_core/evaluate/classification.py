@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from rtl_core.config import EvaluateConfig
+from rtl_core.evaluate.compute import ComputePlan
 from rtl_core.evaluate.data import BatchLoader, TaskData, batches
 from rtl_core.evaluate.metrics import classification_metrics
 from rtl_core.evaluate.models import Classifier, freeze_encoder, set_train_mode, trainable_parameters
@@ -37,7 +38,7 @@ class RunOutput:
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, data, batch_size: int, timer: Timer, device: torch.device,
+def predict_probs(model: nn.Module, data, batch_size: int, timer: Timer, plan: ComputePlan,
                   forward: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (N, C) and targets (N,) of a whole split, model in eval mode."""
     forward = forward or (lambda m, x: m(x))
@@ -45,7 +46,9 @@ def predict_probs(model: nn.Module, data, batch_size: int, timer: Timer, device:
     probs, targets = [], []
     for x, y in batches(data, batch_size):
         with timer.model():
-            probs.append(torch.softmax(forward(model, x.to(device)), 1).cpu())
+            with plan.autocast():
+                logits = forward(model, plan.inputs(x))
+            probs.append(torch.softmax(logits.float(), 1).cpu())
         targets.append(y)
     return torch.cat(probs).numpy(), torch.cat(targets).numpy()
 
@@ -64,17 +67,17 @@ _FEATURE_CACHE: dict[tuple, dict[str, _Features]] = {}
 
 
 @torch.no_grad()
-def _extract(model: Classifier, data, batch_size: int, timer: Timer, device: torch.device) -> _Features:
+def _extract(model: Classifier, data, batch_size: int, timer: Timer, plan: ComputePlan) -> _Features:
     model.eval()
     feats = []
     for x, _ in batches(data, batch_size):
-        with timer.model():
-            feats.append(model.features(x.to(device)).cpu())
+        with timer.model(), plan.autocast():
+            feats.append(model.features(plan.inputs(x)).float().cpu())
     return _Features(torch.cat(feats), data.targets)
 
 
 def cached_features(key: tuple, model: Classifier, task: TaskData, train_indices: np.ndarray, batch_size: int,
-                    timer: Timer, device) -> dict[str, _Features]:
+                    timer: Timer, plan: ComputePlan) -> dict[str, _Features]:
     """Features of the training images in ``train_indices`` (in that order) and of the validation and test splits,
     under ``key`` plus the indices (kept for the last few keys of this process)."""
     key = (*key, len(train_indices), hashlib.sha1(np.ascontiguousarray(train_indices).tobytes()).hexdigest())
@@ -84,51 +87,52 @@ def cached_features(key: tuple, model: Classifier, task: TaskData, train_indices
         index = torch.as_tensor(train_indices, dtype=torch.long)
         train = _Features(task.train.images[index], task.train.targets[index])
         bs = max(batch_size, 256)
-        _FEATURE_CACHE[key] = {"train": _extract(model, train, bs, timer, device),
-                               "val": _extract(model, task.val, bs, timer, device),
-                               "test": _extract(model, task.test, bs, timer, device)}
+        _FEATURE_CACHE[key] = {"train": _extract(model, train, bs, timer, plan),
+                               "val": _extract(model, task.val, bs, timer, plan),
+                               "test": _extract(model, task.test, bs, timer, plan)}
     return _FEATURE_CACHE[key]
 
 
 def run_classification(
     task: TaskData, protocol: Protocol, encoder: nn.Module, init_info: dict, cfg: EvaluateConfig, arch: str,
-    seed: int, device: torch.device, timer: Timer, feature_key: tuple | None = None,
+    seed: int, plan: ComputePlan, timer: Timer, feature_key: tuple | None = None,
 ) -> RunOutput:
     """Train and test one classification run; the encoder is modified in place."""
     torch.manual_seed(seed)  # the head's initialisation
     model = Classifier(encoder, feature_dim(arch), task.num_classes, init_info["mean"], init_info["std"],
-                       probe=protocol.frozen_encoder).to(device)
+                       probe=protocol.frozen_encoder)
+    model = plan.prepare(model, encoder, task.train.images.shape[-1])
     freeze_encoder(model, protocol)
     indices = task.train_indices(protocol, seed, cfg.max_train_images)
     names = task.metric_names
     primary = names[0]
     if protocol.name == "linear" and cfg.linear_on_features:
-        feats = cached_features(feature_key or (id(encoder),), model, task, indices, cfg.batch_size, timer, device)
+        feats = cached_features(feature_key or (id(encoder),), model, task, indices, cfg.batch_size, timer, plan)
         head = model.head
         loader = BatchLoader(feats["train"], np.arange(len(indices)), cfg.batch_size, seed)  # type: ignore[arg-type]
         bs = max(cfg.batch_size, 256)
 
         def validate() -> dict[str, float]:
-            p, t = predict_probs(head, feats["val"], bs, timer, device)
+            p, t = predict_probs(head, feats["val"], bs, timer, plan)
             return classification_metrics(t, p, names)
 
         result = fit(head, list(head.parameters()), loader, epochs_for(cfg.linear_epochs, len(loader), cfg.min_steps),
-                     cfg.linear_lr, cfg.weight_decay, head.train, validate, primary, cfg.selection, timer, device)
-        p, t = predict_probs(head, feats["test"], bs, timer, device)
+                     cfg.linear_lr, cfg.weight_decay, head.train, validate, primary, cfg.selection, timer, plan)
+        p, t = predict_probs(head, feats["test"], bs, timer, plan)
         return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 
     loader = BatchLoader(task.train, indices, cfg.batch_size, seed)
 
     def validate() -> dict[str, float]:
-        p, t = predict_probs(model, task.val, max(cfg.batch_size, 256), timer, device)
+        p, t = predict_probs(model, task.val, max(cfg.batch_size, 256), timer, plan)
         return classification_metrics(t, p, names)
 
     # A frozen encoder means only the linear head trains: one set of head hyper-parameters for every linear protocol,
     # whether its features are cached or recomputed through the encoder (linear_bn_train, linear_on_features=False).
     epochs, lr = (cfg.linear_epochs, cfg.linear_lr) if protocol.frozen_encoder else (cfg.epochs, cfg.lr)
     result = fit(model, trainable_parameters(model), loader, epochs_for(epochs, len(loader), cfg.min_steps), lr,
-                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, primary, cfg.selection, timer, device)
-    p, t = predict_probs(model, task.test, max(cfg.batch_size, 256), timer, device)
+                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, primary, cfg.selection, timer, plan)
+    p, t = predict_probs(model, task.test, max(cfg.batch_size, 256), timer, plan)
     return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 
 

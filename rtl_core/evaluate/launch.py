@@ -108,7 +108,7 @@ def _launch_submitit(config: StudyConfig, runs: list[RunKey], root: Path) -> Gri
     from rtl_core.evaluate.runner import record_problem, settings_hash
 
     lc = config.launcher
-    settings = settings_hash(config)
+    settings = settings_hash(config, "cuda" if lc.gpus_per_run else "cpu")  # as the array tasks will compute it
     report = GridReport(root=root)
     todo = []
     for key in runs:

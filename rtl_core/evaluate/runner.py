@@ -32,6 +32,7 @@ import torch
 from rtl_core.config import StudyConfig
 from rtl_core.errors import ConfigError
 from rtl_core.evaluate.classification import run_classification
+from rtl_core.evaluate.compute import ComputePlan, default_device, resolve_precision
 from rtl_core.evaluate.data import load_task_data
 from rtl_core.evaluate.inits import check_checkpoint, init_slug, load_init, parse_init
 from rtl_core.evaluate.protocols import get_protocol
@@ -89,9 +90,12 @@ class GridReport:
                 f"{len(self.failed)} failed{busy}")
 
 
-def settings_hash(config: StudyConfig) -> str:
-    """Hash of everything that changes a run's result: the config minus the grid's lists and the analysis part."""
+def settings_hash(config: StudyConfig, device_type: str | None = None) -> str:
+    """Hash of everything that changes a run's result: the config minus the grid's lists and the analysis part, with
+    ``evaluate.precision`` resolved on ``device_type`` (default: this process's device), so bf16 and float32 runs
+    never count as the same run."""
     values = config.model_dump(mode="json")
+    values["evaluate"]["precision"] = resolve_precision(config.evaluate.precision, device_type or default_device().type)
     values.pop("analysis", None)
     values.pop("study", None)  # a name, not a setting
     values.pop("launcher", None)  # where runs execute does not change them
@@ -104,6 +108,15 @@ def settings_hash(config: StudyConfig) -> str:
         values["evaluate"]["init_normalisation"] = {k: v for k, v in norms.items() if v}
     canonical = json.dumps(values, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def settings_hashes(config: StudyConfig) -> dict[str, str]:
+    """The settings hash of ``config``'s runs for each precision ``evaluate.precision`` can resolve to (one for ``32``
+    or ``bf16``; both for ``auto``, whose runs differ between a GPU node and a CPU without bf16 units)."""
+    if config.evaluate.precision != "auto":
+        return {config.evaluate.precision: settings_hash(config)}
+    pinned = {p: config.model_copy(update={"evaluate": config.evaluate.model_copy(update={"precision": p})}) for p in ("bf16", "32")}
+    return {p: settings_hash(c) for p, c in pinned.items()}
 
 
 def record_problem(path: Path, key: RunKey | None = None, settings: str | None = None) -> str | None:
@@ -166,10 +179,6 @@ def _provenance() -> dict[str, Any]:
     return provenance()
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 #: What a fine-tuned encoder keeps for the feature-reuse analysis: its early filters (the paper's weight-space CKA
 #: reads conv1, layer1[0].conv1 and layer1[0].conv2), ~0.6 MB per ResNet-18 run instead of 45 MB for all of it.
 KEPT_PREFIXES = ("conv1.", "bn1.", "layer1.")
@@ -191,20 +200,20 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
     ev, arch = config.evaluate, config.pretrain.backbone
     size = ev.image_size or config.data.image_size
     protocol = get_protocol(key.protocol)
-    device = device or _device()
+    plan = ComputePlan.for_config(ev, device)
     task = load_task_data(key.task, size, config.data.split_seed, config.data)
     torch.manual_seed(key.seed)
     np.random.seed(key.seed)
     details = ev.init_details.get(key.init)
     encoder, info = load_init(key.init, config.study, arch, key.seed, details.model_dump() if details else None)
-    encoder = encoder.to(device)
     timer = Timer()
     if task.kind == "segmentation":
-        out = run_segmentation(task, protocol, encoder, info, ev, arch, key.seed, device, timer)
+        out = run_segmentation(task, protocol, encoder, info, ev, arch, key.seed, plan, timer)
     else:
         scratch = parse_init(key.init).kind == "scratch"
-        feature_key = (key.init, info["checkpoint"], key.task, size, config.data.split_seed, key.seed if scratch else None)
-        out = run_classification(task, protocol, encoder, info, ev, arch, key.seed, device, timer, feature_key)
+        feature_key = (key.init, info["checkpoint"], key.task, size, config.data.split_seed, key.seed if scratch else None,
+                       plan.precision)
+        out = run_classification(task, protocol, encoder, info, ev, arch, key.seed, plan, timer, feature_key)
     if key.protocol == "finetune" and task.kind != "segmentation":
         _keep_finetuned(encoder, config.study, key)  # for the feature-reuse analysis (weight-space CKA, claim C7)
     meta = _provenance()
@@ -217,8 +226,9 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
         "n_train": out.n_train, "n_val": len(task.val), "n_test": len(task.test), "n_test_scans": int(len(set(task.test_scans))),
         "image_size": size, "arch": arch, "init_info": {k: v for k, v in info.items() if k != "init"},
         "split_fingerprint": task.fingerprint,
-        "settings_hash": settings_hash(config), "config_hash": config.hash(), "config": config.model_dump(mode="json"),
-        "device": str(device), "torch_threads": torch.get_num_threads(),
+        "settings_hash": settings_hash(config, plan.device.type), "config_hash": config.hash(),
+        "config": config.model_dump(mode="json"), "device": str(plan.device), "torch_threads": torch.get_num_threads(),
+        "precision": plan.precision, "channels_last": plan.channels_last, "fused_optimizer": plan.fused_optimizer,
         "model_seconds": timer.model_seconds,
         "git_commit": meta["git_commit"], "machine": meta["machine"], "packages": meta["packages"],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -14,6 +14,7 @@ from torch import nn
 from rtl_core.config import EvaluateConfig
 from rtl_core.errors import ConfigError
 from rtl_core.evaluate.classification import RunOutput
+from rtl_core.evaluate.compute import ComputePlan
 from rtl_core.evaluate.data import BatchLoader, TaskData, batches
 from rtl_core.evaluate.metrics import segmentation_metrics
 from rtl_core.evaluate.models import build_segmenter, freeze_encoder, set_train_mode, trainable_parameters
@@ -22,37 +23,40 @@ from rtl_core.evaluate.train import Timer, epochs_for, fit
 
 
 @torch.no_grad()
-def predict_masks(model: nn.Module, data, batch_size: int, timer: Timer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_masks(model: nn.Module, data, batch_size: int, timer: Timer, plan: ComputePlan) -> tuple[torch.Tensor, torch.Tensor]:
     """Arg-max label maps (N, H, W) and targets of a whole split."""
     model.eval()
     preds, targets = [], []
     for x, y in batches(data, batch_size):
         with timer.model():
-            preds.append(model(x.to(device)).argmax(1).cpu())
+            with plan.autocast():
+                logits = model(plan.inputs(x))
+            preds.append(logits.float().argmax(1).cpu())
         targets.append(y)
     return torch.cat(preds), torch.cat(targets)
 
 
 def run_segmentation(
     task: TaskData, protocol: Protocol, encoder: nn.Module, init_info: dict, cfg: EvaluateConfig, arch: str,
-    seed: int, device: torch.device, timer: Timer,
+    seed: int, plan: ComputePlan, timer: Timer,
 ) -> RunOutput:
     """Train and test one segmentation run."""
     size = task.train.images.shape[-1]
     if size % 32:
         raise ConfigError(f"evaluate.image_size: the U-Net of {task.name} needs a multiple of 32 px, got {size}.")
     torch.manual_seed(seed)  # the decoder's initialisation
-    model = build_segmenter(encoder, arch, task.num_classes, init_info["mean"], init_info["std"], cfg.decoder_channels).to(device)
+    model = build_segmenter(encoder, arch, task.num_classes, init_info["mean"], init_info["std"], cfg.decoder_channels)
+    model = plan.prepare(model, model.encoder, size)
     freeze_encoder(model, protocol)
     indices = task.train_indices(protocol, seed, cfg.max_train_images)
     loader = BatchLoader(task.train, indices, cfg.batch_size, seed)
     bs = cfg.batch_size
 
     def validate() -> dict[str, float]:
-        pred, target = predict_masks(model, task.val, bs, timer, device)
+        pred, target = predict_masks(model, task.val, bs, timer, plan)
         return segmentation_metrics(pred, target, task.val_scans, bs)
 
     result = fit(model, trainable_parameters(model), loader, epochs_for(cfg.epochs, len(loader), cfg.min_steps), cfg.lr,
-                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, task.metric_names[0], cfg.selection, timer, device)
-    pred, target = predict_masks(model, task.test, bs, timer, device)
+                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, task.metric_names[0], cfg.selection, timer, plan)
+    pred, target = predict_masks(model, task.test, bs, timer, plan)
     return RunOutput(segmentation_metrics(pred, target, task.test_scans, bs), result, len(indices))

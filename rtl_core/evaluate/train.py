@@ -1,4 +1,4 @@
-"""The training loop every protocol shares: fixed epochs of AdamW, an optional validation pass per epoch, and
+"""The training loop every protocol shares: fixed epochs of AdamW (in the run's :class:`ComputePlan`), an optional validation pass per epoch, and
 model selection (``last`` epoch, or the epoch with the best validation primary metric).
 
 Time spent inside the model (forward, backward, optimizer step, inference) is accumulated in
@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
+
+from rtl_core.evaluate.compute import ComputePlan
 
 
 @dataclass
@@ -57,7 +58,7 @@ def fit(
     primary: str,
     selection: str,
     timer: Timer,
-    device: torch.device,
+    plan: ComputePlan,
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train ``parameters`` of ``model`` with AdamW and cross-entropy for ``epochs`` epochs.
@@ -67,7 +68,7 @@ def fit(
     best epoch (ties: the earlier) are restored before returning.
     """
     forward = forward or (lambda m, x: m(x))
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    optimizer = plan.optimizer(parameters, lr, weight_decay)
     curves: dict[str, list[float]] = {"epoch": [], "train_loss": [], "epoch_seconds": [], f"val_{primary}": []}
     best, best_epoch, best_state, best_val = -math.inf, epochs, None, {}
     for epoch in range(1, epochs + 1):
@@ -75,9 +76,11 @@ def fit(
         set_mode()
         total, count = 0.0, 0
         for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = plan.inputs(x), y.to(plan.device, non_blocking=True)
             with timer.model():
-                loss = nn.functional.cross_entropy(forward(model, x), y)
+                with plan.autocast():
+                    logits = forward(model, x)
+                loss = nn.functional.cross_entropy(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
