@@ -6,7 +6,8 @@
   precision and layout (``auto``: bf16 autocast + channels_last on GPUs and on CPUs with AMX, ResNet stages on
   maps of at most 2 px in float32; fp32 on other CPUs: see :mod:`rtl_core.pretrain.precision`); **reference** = lightly's SimCLR
   example shape: PIL images through ``SimCLRTransform`` in DataLoader workers, two float32 forwards.
-  Each side runs in fresh child processes (alternating, best of two), so each peak RSS is its own.
+  Each side runs in fresh child processes, alternating over 3 repeats (median ratio, min and max), so each peak
+  RSS is its own.
 * quality: kNN accuracy (k = 20, cosine) of frozen features on the ``natural_cls`` and ``ct_cls`` test splits,
   the ``default`` SimCLR encoder of the matching pool vs the same backbone at random init, with McNemar's exact
   test on the same test images. Encoders under
@@ -149,19 +150,31 @@ def quality(config=None) -> dict[str, float]:
     return figures
 
 
-def speed(rounds: int = 2) -> dict[str, float]:
-    """Alternate fresh child processes ``rounds`` times; keep each side's best throughput (the CPU may be shared)."""
+def speed(rounds: int = 3) -> dict[str, float]:
+    """Alternate fresh child processes (ours, reference, ours, reference, …) ``rounds`` times.
+
+    Each round's ratio pairs two neighbouring measurements, so a noisy neighbour on the shared CPU slows both
+    sides of a ratio alike; the median ratio is the figure, min and max its spread.
+    """
+    import statistics
+
     runs: dict[str, list[dict]] = {"ours": [], "reference": []}
     for _ in range(rounds):
         for which in runs:
             runs[which].append(_run_child(which))
-    ours, reference = (max(runs[w], key=lambda r: r["pairs_per_s"]) for w in ("ours", "reference"))
+    ratios = [o["pairs_per_s"] / r["pairs_per_s"] for o, r in zip(runs["ours"], runs["reference"])]
+    ours = statistics.median(r["pairs_per_s"] for r in runs["ours"])
+    reference = statistics.median(r["pairs_per_s"] for r in runs["reference"])
     return {
-        "pretrain.pairs_per_s": round(ours["pairs_per_s"], 1),
-        "pretrain.reference_pairs_per_s": round(reference["pairs_per_s"], 1),
-        "pretrain.speedup": round(ours["pairs_per_s"] / reference["pairs_per_s"], 2),
-        "pretrain.peak_rss_mb": round(ours["peak_rss_mb"], 1),
-        "pretrain.reference_peak_rss_mb": round(reference["peak_rss_mb"], 1),
+        "pretrain.pairs_per_s": round(ours, 1),
+        "pretrain.reference_pairs_per_s": round(reference, 1),
+        "pretrain.speedup": round(statistics.median(ratios), 2),
+        "pretrain.speedup_min": round(min(ratios), 2),
+        "pretrain.speedup_max": round(max(ratios), 2),
+        "pretrain.speedup_repeats": rounds,
+        "pretrain.precision": runs["ours"][0]["precision"],
+        "pretrain.peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["ours"]), 1),
+        "pretrain.reference_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["reference"]), 1),
     }
 
 
@@ -170,7 +183,9 @@ def run() -> dict[str, float]:
     figures = speed()
     print(f"pretraining ({PROFILE} profile, SimCLR step): ours {figures['pretrain.pairs_per_s']:.1f} pairs/s, "
           f"reference (PIL transforms in DataLoader workers, fp32) {figures['pretrain.reference_pairs_per_s']:.1f} pairs/s "
-          f"-> speedup {figures['pretrain.speedup']:.2f}x; peak RSS {figures['pretrain.peak_rss_mb']:.0f} MB "
+          f"-> speedup {figures['pretrain.speedup']:.2f}x (median of {figures['pretrain.speedup_repeats']} alternating "
+          f"repeats, {figures['pretrain.speedup_min']:.2f}-{figures['pretrain.speedup_max']:.2f}x; ours in "
+          f"{figures['pretrain.precision']}); peak RSS {figures['pretrain.peak_rss_mb']:.0f} MB "
           f"(reference {figures['pretrain.reference_peak_rss_mb']:.0f} MB)")
     figures.update(quality())
     for task in QUALITY:
