@@ -155,3 +155,24 @@ def test_summary_lists_every_pool_and_task_and_splits_are_saved(tmp_path):
     path = save_splits("ct_liver_seg", directory=tmp_path)
     rows = path.read_text().splitlines()
     assert rows[0] == "source,source_index,group,split,label,sha1" and len(rows) == 624
+
+
+def test_hold_out_masks_are_cached_on_disk_and_a_damaged_cache_is_recomputed(tmp_path, monkeypatch):
+    from rtl_core.data import splits as split_module
+
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
+    rng = np.random.default_rng(0)
+    labels, groups = rng.integers(0, 3, 300), np.array([f"patient{i // 3}" for i in range(300)])
+    first = grouped_split(labels, groups, seed=5, name="cached")
+    files = sorted((tmp_path / "cache" / "holdout").glob("*.npy"))
+    assert len(files) == 2  # the test fold, then the validation fold of the rest
+    calls = []
+    monkeypatch.setattr(split_module, "_compute_hold_out", lambda *a: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    assert np.array_equal(grouped_split(labels, groups, seed=5, name="cached"), first)  # served from the cache
+    assert not calls
+    monkeypatch.undo()
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
+    for f in files:
+        f.write_bytes(b"not a numpy file")
+    assert np.array_equal(grouped_split(labels, groups, seed=5, name="cached"), first)
+    assert grouped_split(labels, groups, seed=6, name="cached").tolist() != first.tolist()

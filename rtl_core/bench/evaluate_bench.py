@@ -1,6 +1,6 @@
 """Evaluation benchmark: seconds per fine-tune epoch and per run by protocol, the share of time spent outside the
 model (data, metrics, I/O), and the grid's throughput: the current path against the old one, and 2 local workers
-against 1 (:func:`grid`). The whole grid's time is measured by ``make reproduce`` (``reproduce.evaluate_minutes``),
+against 1 (:func:`grid_throughput`). The whole grid's time is measured by ``make reproduce`` (``reproduce.evaluate_minutes``),
 not extrapolated.
 
 Runs in a child process with a temporary output root, so the figures include loading the tasks and nothing it
@@ -11,9 +11,9 @@ Measured subset: for every task of the default grid, the ``ssl:ct:simclr`` init 
 plus one more ``linear`` seed (features then come from the cache) and one ``scratch`` ``linear`` run (its random
 encoder differs per seed, so its features are extracted every time).
 
-Grid throughput (:func:`grid`), runs per minute on one sample of the ``default`` grid (every task × protocol with
-the CT init and seed 42, plus a second linear seed and a scratch linear run), each path from a fresh results
-folder with the decoded-task cache warm, timed from launch to the last record, worker start-up and task loading
+Grid throughput (:func:`grid_throughput`), runs per minute on a quarter of the ``default`` grid (every task × init
+× protocol of its first seed: the grid's mix of protocols), each path from a fresh results folder with the
+decoded-task cache warm, timed from launch to the last record, worker start-up and task loading
 included:
 
 * **old**: today's path before issue 13: float32, NCHW, per-tensor AdamW, one process using every core;
@@ -110,16 +110,10 @@ OLD_PATH = {"precision": "32", "channels_last": False, "fused_optimizer": False}
 
 
 def sample_keys(config) -> list:
-    """The measured sample of the grid (module doc)."""
-    from rtl_core.evaluate.runner import RunKey
+    """The measured sample of the grid (module doc): every task × init × protocol of its first seed."""
+    from rtl_core.evaluate.runner import plan_grid
 
-    ev = config.evaluate
-    keys = []
-    for task in ev.tasks:
-        keys += [RunKey(task, "ssl:ct:simclr", p, ev.seeds[0]) for p in ev.protocols]
-        if "linear" in ev.protocols:
-            keys += [RunKey(task, "ssl:ct:simclr", "linear", ev.seeds[1]), RunKey(task, "scratch", "linear", ev.seeds[0])]
-    return keys
+    return plan_grid(config, seeds=config.evaluate.seeds[:1])
 
 
 def _grid_child(rounds: int) -> None:

@@ -114,8 +114,41 @@ def grouped_split(
     return splits
 
 
+HOLD_OUT_VERSION = 1
+
+
 def _hold_out(labels: np.ndarray | None, groups: np.ndarray, share: float, seed: int, name: str) -> np.ndarray:
-    """Boolean mask of a held-out part of about ``share`` of the items, whole groups only."""
+    """Boolean mask of a held-out part of about ``share`` of the items, whole groups only.
+
+    The mask depends only on the labels, groups, share and seed, so it is computed once and kept in
+    ``cache_dir()/holdout/<hash>.npy`` (StratifiedGroupKFold takes seconds on the pack's larger tasks, and every
+    process that loads a task, each grid worker and notebook kernel, would otherwise repeat it)."""
+    import sklearn
+
+    from rtl_core.io import atomic_write
+    from rtl_core.paths import cache_dir
+
+    digest = hashlib.sha256(repr((HOLD_OUT_VERSION, share, seed, sklearn.__version__)).encode())
+    digest.update(b"none" if labels is None else np.ascontiguousarray(np.asarray(labels, dtype=np.int64)).tobytes())
+    digest.update("\0".join(map(str, groups)).encode())
+    path = cache_dir() / "holdout" / f"{digest.hexdigest()[:24]}.npy"
+    try:
+        mask = np.load(path, allow_pickle=False)
+        if mask.dtype == bool and mask.shape == (len(groups),):
+            return mask
+    except (OSError, ValueError, EOFError):
+        pass  # absent or damaged: compute it again
+    mask = _compute_hold_out(labels, groups, share, seed, name)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.save(handle, mask)
+
+    atomic_write(path, save)
+    return mask
+
+
+def _compute_hold_out(labels: np.ndarray | None, groups: np.ndarray, share: float, seed: int, name: str) -> np.ndarray:
     n_groups = len(np.unique(groups))
     if n_groups < 2:
         raise DataError(f"{name}: only {n_groups} patient/scan group(s); a grouped split needs at least 2.")

@@ -74,7 +74,7 @@ def launch(config: StudyConfig, kind: str | None = None, workers: int | None = N
     if kind == "inline":
         return work(config, runs, root, progress=progress) if keys is not None else run_grid(config, root=root, progress=progress)
     if kind == "local":
-        report = _launch_local(config, runs, root)
+        report = _launch_local(config, runs, root, progress)
     elif kind == "submitit":
         report = _launch_submitit(config, runs, root)
     else:
@@ -83,7 +83,7 @@ def launch(config: StudyConfig, kind: str | None = None, workers: int | None = N
     return report
 
 
-def _launch_local(config: StudyConfig, runs: list[RunKey], root: Path) -> GridReport:
+def _launch_local(config: StudyConfig, runs: list[RunKey], root: Path, progress: bool = False) -> GridReport:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -97,9 +97,25 @@ def _launch_local(config: StudyConfig, runs: list[RunKey], root: Path) -> GridRe
     with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
         since = time.time()
         futures = [pool.submit(_worker, payload, keys, str(root), i, threads, since) for i in range(n)]
+        _watch(futures, runs, root, progress)
         for future in futures:
             report.merge(future.result())
     return _dedupe(report)
+
+
+def _watch(futures, runs: list[RunKey], root: Path, progress: bool, every: float = 2.0) -> None:
+    """A progress bar of records written while the workers run (the workers themselves print nothing)."""
+    from concurrent.futures import wait
+
+    from tqdm.auto import tqdm
+
+    paths = [k.path(root) for k in runs]
+    done_before = sum(p.is_file() for p in paths)
+    with tqdm(total=len(paths), initial=done_before, desc=f"rtl evaluate ({len(futures)} workers)", unit="run",
+              disable=not progress, dynamic_ncols=True) as bar:
+        while wait(futures, timeout=every).not_done:
+            bar.update(sum(p.is_file() for p in paths) - bar.n)
+        bar.update(sum(p.is_file() for p in paths) - bar.n)
 
 
 def _launch_submitit(config: StudyConfig, runs: list[RunKey], root: Path) -> GridReport:

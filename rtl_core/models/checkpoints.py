@@ -81,9 +81,10 @@ def load_encoder(stem: str | Path, expect: dict[str, Any] | None = None) -> tupl
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged files
         raise CheckpointError(f"Checkpoint {weights_path} cannot be read ({exc}). Delete it and rerun pretraining.") from exc
-    model = build_backbone(sidecar["arch"], in_channels=int(sidecar["in_channels"]))
+    with torch.device("meta"):  # no random init to overwrite (0.1 s per ResNet-18, once per downstream run)
+        model = build_backbone(sidecar["arch"], in_channels=int(sidecar["in_channels"]))
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise CheckpointError(
             f"Checkpoint {weights_path} does not fit a {sidecar['arch']} with {sidecar['in_channels']} input channels: "
