@@ -80,6 +80,24 @@ def _claims(args: argparse.Namespace) -> None:
     print(f"\nclaims written to {path} (reasons in the 'reason' field; `rtl claims --paper` for the paper alone)")
 
 
+def _advise(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from rtl_core.analysis import advisor
+    from rtl_core.config import load_config
+
+    config = load_config(args.profile, args.config)
+    table = advisor.advise(config, args.task, args.inits or None)
+    pd.set_option("display.width", 250)
+    columns = ["advisor_rank", "init", "domain", "knn", "probe", "logme", "domain_distance", "seconds"]
+    print(f"Transfer advisor, task {args.task} ({int(table['n_images'].iloc[0])} training images, one forward pass each):")
+    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    best = advisor.recommendation(table)
+    print(f"\nRecommended: {best['best']} (runner-up {best['runner_up']}, mean-rank margin {best['margin_mean_rank']:.2f}; "
+          f"top by {', '.join(best['agree']) or 'no single score'})")
+    print(advisor.validation_note(config))
+
+
 def _export(args: argparse.Namespace) -> None:
     from rtl_core.config import load_config
     from rtl_core.report.export import WEIGHTS_NAME, export_encoder
@@ -90,10 +108,10 @@ def _export(args: argparse.Namespace) -> None:
 
 def _bench(args: argparse.Namespace) -> None:
     from rtl_core.bench import BENCH_JSON, merge_figures
-    from rtl_core.bench import cka_section, data_bench, evaluate_bench, gpu_pretrain_bench, pretrain_bench
+    from rtl_core.bench import advisor_section, cka_section, data_bench, evaluate_bench, gpu_pretrain_bench, pretrain_bench
 
     sections = {"data": data_bench.run, "pretrain": pretrain_bench.run, "evaluate": evaluate_bench.run,
-                "cka": cka_section.run, "gpu": gpu_pretrain_bench.run}
+                "cka": cka_section.run, "advisor": advisor_section.run, "gpu": gpu_pretrain_bench.run}
     import time
 
     import torch
@@ -143,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--paper", action="store_true", help="judge the paper's own runs (paper_runs.csv) instead")
     p.set_defaults(func=_claims)
+    p = sub.add_parser("advise", help="rank candidate inits for a task from one forward pass (transfer advisor)")
+    p.add_argument("--task", required=True, help="a demo task or one of the config's own")
+    p.add_argument("--inits", nargs="*", default=None, help="candidate inits (default: the config's evaluate.inits)")
+    p.add_argument("--profile", default=None)
+    p.add_argument("--config", default=None)
+    p.set_defaults(func=_advise)
     p = sub.add_parser("export", help="an encoder of the study as safetensors + model card, to share or publish")
     p.add_argument("--init", required=True, help="ssl:<pool>:<method> or sequential:<pool>:<method>")
     p.add_argument("--profile", default=None)
@@ -150,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="folder (default artifacts/exports/<profile>/<init>/)")
     p.set_defaults(func=_export)
     p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
-    p.add_argument("--only", nargs="*", choices=["data", "pretrain", "evaluate", "cka", "gpu"],
+    p.add_argument("--only", nargs="*", choices=["data", "pretrain", "evaluate", "cka", "advisor", "gpu"],
                    help="run only these sections (gpu: the paper profile's pretraining step on one CUDA GPU)")
     p.set_defaults(func=_bench)
     args = parser.parse_args(argv)

@@ -42,6 +42,9 @@ class UserDataset(Strict):
     group_regex: str | None = Field(None, description="regex whose first group is the patient id in a file path")
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1)
+    domain: str | None = Field(
+        None, description="imaging domain (ct, natural, xray, mri, …) for the advisor; DICOM/NIfTI/PNG slices: ct"
+    )
 
 
 class DataConfig(Strict):

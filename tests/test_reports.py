@@ -34,6 +34,8 @@ KEY_CONTENT = {
     "23_segmentation": ["dice_scan", "dice_batch", "ssl:ct:simclr", "p Welch"],
     "30_feature_space": ["kNN sanity check", "beats_random", "CKA between encoders", "Domain separability", "Linear probes", "mean_intensity", "plotly_hover",
                          "Interactive view", "Feature uniqueness", "Who knew what", "expected"],
+    "40_advisor": ["Scores per task and init", "logme", "domain_distance", "Recommendations", "Validation on the measured grid",
+                   "top-1", "baseline_natural", "baseline_domain", "kendall_tau", "Every cell"],
     "90_summary": ["Claims at a glance", "Every row", "The paper judged by the same rule", "paper verdict", "supports",
                    "abstract (quoted, interpolated)", "Caveats", "C1", "C7", "C10", "Holm", "Inconclusive is not"],
 }

@@ -129,3 +129,18 @@ def test_rtl_summary_lists_the_studys_own_pools_and_tasks(user_study, capsys):
     table = study_data_table(load_config(None, config)).set_index("name")
     assert table.loc["my_natural", "held-out files left out"] > 0 and table.loc["my_ct", "images"] == 24
     assert "The study's own pools and tasks" in (user_study[0] / "00_data.html").read_text()
+
+
+def test_rtl_advise_ranks_the_inits_of_a_user_imagefolder_task_and_says_how_often_it_was_right(user_study, capsys):
+    from rtl_core.cli import main
+
+    report_dir, config = user_study
+    summary = json.loads((output_root() / "analysis" / "my_study" / "advisor" / "summary.json").read_text())
+    assert summary["advisor.cells"] == 2 * 3  # tasks × protocols of the finished grid
+    assert 0.0 <= summary["advisor.top1"] <= 1.0 and "baseline_domain.top1" in summary
+    assert "top-1" in (report_dir / "40_advisor.html").read_text()
+    assert main(["advise", "--config", str(config), "--task", "my_cls"]) == 0
+    out = capsys.readouterr().out
+    assert "Recommended:" in out and "Validated on study 'my_study'" in out
+    for init in ("scratch", "ssl:my_ct:simclr", "ssl:my_natural:simclr"):
+        assert init in out

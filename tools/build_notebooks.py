@@ -151,6 +151,36 @@ NOTEBOOKS = {
         new_code_cell("views.protocol_stats(seg, 'linear', claims=claims)"),
         new_code_cell("views.curves_figure(study, 'finetune');"),
     ],
+    "40_advisor": [
+        new_markdown_cell("# 40 · Transfer advisor\n\nWhich init will transfer best to a task, predicted before any fine-tuning "
+                          "from one forward pass of each candidate encoder over the task's training images: grouped kNN "
+                          "accuracy, a 10-shot linear probe, LogME (You et al., ICML 2021) and the normalised Fréchet "
+                          "distance of the task's features to the init's pretraining pool. The advisor ranks by the mean "
+                          "of the kNN, probe and LogME ranks (no fitted weights). Then the check that matters: how often "
+                          "that ranking agrees with what the grid measured, beside two baselines."),
+        params(PARAMS),
+        new_code_cell("import warnings\nwarnings.filterwarnings('ignore')\n"
+                      "import pandas as pd\npd.set_option('display.max_rows', 1000)\n"
+                      "from IPython.display import HTML, Markdown, display\n"
+                      "from rtl_core.analysis import advisor\n"
+                      "from rtl_core.report.context import provenance_html, study_config\n"
+                      "cfg = study_config(profile, config)\n"
+                      "display(HTML(provenance_html(profile, config=config)))\n"
+                      "scores, validation, summary = advisor.load_study_advice(cfg)"),
+        new_markdown_cell("## Scores per task and init\n\nHigher is better for kNN, probe and LogME; lower for the domain "
+                          "distance. `advisor_rank` 1 is the recommendation; `seconds` is the forward pass plus scoring."),
+        new_code_cell("advisor.scores_table(scores)"),
+        new_markdown_cell("## Recommendations"),
+        new_code_cell("advisor.recommendations_table(scores)"),
+        new_markdown_cell("## Validation on the measured grid\n\nPer task × protocol: does the score's best init match the "
+                          "measured best (top-1), and how well does its ranking follow the measured one (Kendall's τ)? "
+                          "Means over cells, 95 % bootstrap CI over tasks. With three inits per task, τ takes few values "
+                          "and a random ranking has top-1 1/3."),
+        new_code_cell("display(Markdown(advisor.verdict_text(summary)))\nadvisor.summary_table(summary)"),
+        new_code_cell("advisor.summary_figure(summary);"),
+        new_markdown_cell("### Every cell"),
+        new_code_cell("validation"),
+    ],
     "90_summary": [
         new_markdown_cell("# 90 · Summary: CT or birds?\n\nEvery claim of the paper, judged by one rule on our runs and, "
                           "beside it, on the paper's own runs (`paper_runs.csv`). The rule: Welch's t-test per row, Holm "

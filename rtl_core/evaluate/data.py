@@ -41,6 +41,7 @@ class TaskData:
     test_scans: np.ndarray  # scan / patient id of every test image (groups of the test split)
     split_seed: int
     fingerprint: str = ""  # of the split assignment (recorded with every run)
+    train_scans: np.ndarray | None = None  # scan / patient id of every training image (grouped cross-validation)
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -85,7 +86,7 @@ def _load_task_data(name: str, size: int, split_seed: int, data_json: str) -> Ta
     else:
         num_classes = len(task.class_names or ()) or int(task.train.targets.max()) + 1
     return TaskData(name, task.kind, task.metrics, max(num_classes, 2), task.train, task.val, task.test,
-                    task.groups["val"], task.groups["test"], split_seed, task.fingerprint)
+                    task.groups["val"], task.groups["test"], split_seed, task.fingerprint, task.groups.get("train"))
 
 
 class BatchLoader:

@@ -101,6 +101,8 @@ def settings_hash(config: StudyConfig, device_type: str | None = None) -> str:
     values.pop("launcher", None)  # where runs execute does not change them
     for key in ("tasks", "inits", "protocols", "seeds"):
         values["evaluate"].pop(key, None)
+    for spec in [*values["data"].get("tasks", {}).values(), *values["data"].get("pools", {}).values()]:
+        spec.pop("domain", None)  # a name for the advisor, not a setting of any run
     # Of an init's details only a file init's input normalisation changes its runs (labels and domains are names).
     norms = {init: {k: d[k] for k in ("mean", "std") if d.get(k) is not None}
              for init, d in values["evaluate"].pop("init_details", {}).items()}

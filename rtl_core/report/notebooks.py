@@ -39,6 +39,7 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("22_low_label", "Low-label fine-tune", "1 % (and 10 %) of the labels: results, statistics, labels vs performance."),
     NotebookSpec("23_segmentation", "Liver segmentation", "U-Net on each encoder: Dice per scan and per slice batch, statistics."),
     NotebookSpec("30_feature_space", "Feature space", "CKA between encoders, domain separability, probes, interactive embedding."),
+    NotebookSpec("40_advisor", "Transfer advisor", "Which init should transfer best, from one forward pass, and how often that was right."),
     NotebookSpec("90_summary", "Summary", "Every claim of the paper judged by one rule, on our runs and on the paper's; caveats."),
 )
 

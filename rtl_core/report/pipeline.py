@@ -106,7 +106,35 @@ def study_steps(config: StudyConfig, threads: int | None = 1) -> list[Step]:
     steps.append(Step("analyze: CKA, embeddings, probes, who knew what", lambda: _analyze(config), lambda: _analysis_done(config)))
     steps.append(Step("claims: every claim of the paper, judged on our runs and on the paper's (claims.json)",
                       lambda: _claims(config), lambda: _claims_done(config)))
+    steps.append(Step("advise: the transfer advisor's ranking of the inits per task, validated on the grid",
+                      lambda: _advise(config), lambda: _advise_done(config)))
     return steps
+
+
+def _advise_inputs(config: StudyConfig) -> str:
+    from rtl_core.analysis.advisor import ADVISOR_VERSION
+
+    return f"{_analysis_fingerprint(config)}:v{ADVISOR_VERSION}"
+
+
+def _advise_done(config: StudyConfig) -> bool:
+    from rtl_core.analysis.advisor import load_study_advice
+
+    _, _, summary = load_study_advice(config)
+    return summary.get("inputs") == _advise_inputs(config)
+
+
+def _advise(config: StudyConfig) -> None:
+    from rtl_core.analysis.advisor import advisor_dir, bench_figures, study_advice, validated_line
+    from rtl_core.bench import merge_figures
+    from rtl_core.io import write_json
+
+    _, _, summary = study_advice(config)
+    summary["inputs"] = _advise_inputs(config)
+    write_json(advisor_dir(config) / "summary.json", summary)
+    print("  " + validated_line(summary, config.study))
+    if config.study == "default" and config.profile == "default":  # the demo study's figures (README, rtl advise)
+        merge_figures(bench_figures(summary), report_dir_of(config) / "bench.json")
 
 
 def _claims_inputs(config: StudyConfig) -> str:
