@@ -111,7 +111,8 @@ def _bench(args: argparse.Namespace) -> None:
     from rtl_core.bench import advisor_section, cka_section, data_bench, evaluate_bench, gpu_pretrain_bench, pretrain_bench
 
     sections = {"data": data_bench.run, "pretrain": pretrain_bench.run, "evaluate": evaluate_bench.run,
-                "cka": cka_section.run, "advisor": advisor_section.run, "gpu": gpu_pretrain_bench.run}
+                "cka": cka_section.run, "advisor": advisor_section.run, "gpu": gpu_pretrain_bench.run,
+                "grid_full": evaluate_bench.grid_full}
     import time
 
     import torch
@@ -121,7 +122,7 @@ def _bench(args: argparse.Namespace) -> None:
     info = machine()
     context = {"bench.machine": f"{info['platform']}, {info['cpus']} CPUs" + (f", {info['gpus']}" if "gpus" in info else ""),
                "bench.git_commit": git_commit()[:12], "bench.measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    chosen = args.only or [name for name in sections if name != "gpu" or torch.cuda.is_available()]
+    chosen = args.only or [name for name in sections if (name != "gpu" or torch.cuda.is_available()) and name != "grid_full"]
     for name in chosen:
         figures = sections[name]()
         merge_figures({**figures, **context})
@@ -174,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="folder (default artifacts/exports/<profile>/<init>/)")
     p.set_defaults(func=_export)
     p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
-    p.add_argument("--only", nargs="*", choices=["data", "pretrain", "evaluate", "cka", "advisor", "gpu"],
-                   help="run only these sections (gpu: the paper profile's pretraining step on one CUDA GPU)")
+    p.add_argument("--only", nargs="*", choices=["data", "pretrain", "evaluate", "cka", "advisor", "gpu", "grid_full"],
+                   help="run only these sections (gpu: the paper profile's pretraining step on one CUDA GPU; grid_full: "
+                        "the whole default grid on the old and the new path, ~15 min, not run by default)")
     p.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

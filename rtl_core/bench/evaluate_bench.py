@@ -109,14 +109,15 @@ def run(threads: int | None = None) -> dict[str, float]:
 OLD_PATH = {"precision": "32", "channels_last": False, "fused_optimizer": False}
 
 
-def sample_keys(config) -> list:
-    """The measured sample of the grid (module doc): every task × init × protocol of its first seed."""
+def sample_keys(config, full: bool = False) -> list:
+    """The measured sample of the grid (module doc): every task × init × protocol of its first seed, or the whole
+    grid (``full``: ``rtl bench --only grid_full``, about 15 minutes on 2 cores)."""
     from rtl_core.evaluate.runner import plan_grid
 
-    return plan_grid(config, seeds=config.evaluate.seeds[:1])
+    return plan_grid(config) if full else plan_grid(config, seeds=config.evaluate.seeds[:1])
 
 
-def _grid_child(rounds: int) -> None:
+def _grid_child(rounds: int, full: bool = False) -> None:
     import statistics
     from pathlib import Path
 
@@ -137,7 +138,7 @@ def _grid_child(rounds: int) -> None:
     for task in base.evaluate.tasks:  # warm the decoded-task cache on disk (a grid decodes each task once)
         data.load_task_data(task, size, base.data.split_seed, base.data)
     cores = os.cpu_count() or 1
-    keys = sample_keys(base)
+    keys = sample_keys(base, full)
 
     def timed(name: str, evaluate: dict, kind: str, workers: int, round_: int) -> float:
         data._load_task_data.cache_clear()  # every path loads its tasks itself (from the warm disk cache)
@@ -155,19 +156,29 @@ def _grid_child(rounds: int) -> None:
     for r in range(rounds):  # alternate the paths, so a noisy neighbour slows each of them alike
         rates["old"].append(timed("old", OLD_PATH, "inline", 1, r))
         rates["new"].append(timed("new", {}, "local", cores, r))
-        rates["one_worker"].append(timed("one_worker", {}, "local", 1, r))
+        if not full:
+            rates["one_worker"].append(timed("one_worker", {}, "local", 1, r))
     speedups = [n / o for n, o in zip(rates["new"], rates["old"])]
-    parallel = [n / w / cores for n, w in zip(rates["new"], rates["one_worker"])]
+    parallel = [n / w / cores for n, w in zip(rates["new"], rates["one_worker"])] or [float("nan")]
+    rates["one_worker"] = rates["one_worker"] or [float("nan")]
     print(json.dumps({"runs": len(keys), "workers": cores, "rates": {k: statistics.median(v) for k, v in rates.items()},
                       "speedup": statistics.median(speedups), "speedup_min": min(speedups), "speedup_max": max(speedups),
                       "efficiency": statistics.median(parallel), "efficiency_min": min(parallel), "efficiency_max": max(parallel)}))
 
 
-def grid_throughput(rounds: int = 2) -> dict[str, float]:
+def grid_full() -> dict[str, float]:
+    """The whole default grid, old path then new path, once each (``rtl bench --only grid_full``)."""
+    figures = grid_throughput(rounds=1, full=True)
+    keep = ("evaluate.grid_runs_per_minute_old", "evaluate.grid_runs_per_minute", "evaluate.grid_speedup", "evaluate.grid_sample_runs")
+    return {k.replace("evaluate.grid", "evaluate.full_grid"): v for k, v in figures.items() if k in keep}
+
+
+def grid_throughput(rounds: int = 2, full: bool = False) -> dict[str, float]:
     """Runs per minute of the old and the new grid path on the same runs, and 2 workers vs 1 (module doc)."""
     with tempfile.TemporaryDirectory() as out:
         env = dict(os.environ, RTL_OUTPUT_DIR=out)
-        proc = subprocess.run([sys.executable, "-c", f"from rtl_core.bench.evaluate_bench import _grid_child; _grid_child({rounds})"],
+        code = f"from rtl_core.bench.evaluate_bench import _grid_child; _grid_child({rounds}, {full})"
+        proc = subprocess.run([sys.executable, "-c", code],
                               env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"grid benchmark failed:\n{proc.stderr[-4000:]}")
