@@ -105,6 +105,7 @@ def test_validation_on_a_crafted_table_gives_the_known_tau_and_top1():
     # the domain distance ranks correctly on ct_cls (CT closer) and on natural_cls (natural closer)
     assert table[table["score"] == "domain_distance"]["top1"].tolist() == [1.0, 1.0, 1.0, 1.0]
     assert summary["baseline_natural.top1"] == 0.5 and summary["baseline_domain.top1"] == 1.0
+    assert summary["advisor_minus_baseline_domain.top1"] == pytest.approx(-0.5)  # paired per task: 1 − 1, 0 − 1
     text = verdict_text(summary)
     assert "does not beat the simpler rules" in text
     assert summarize_validation(table[table["task"] == "ct_cls"])["advisor.top1"] == 1.0

@@ -199,3 +199,17 @@ def test_bf16_and_float32_runs_agree_on_a_fixed_seed(task, protocol, tmp_path):
     assert fp32["settings_hash"] != bf16["settings_hash"]
     metric = fp32["primary_metric"]
     assert abs(bf16["metrics"][metric] - fp32["metrics"][metric]) <= AGREEMENT_TOLERANCE, (fp32["metrics"], bf16["metrics"])
+
+
+def test_a_channels_last_checkpoint_loads_as_float32_nchw_weights(tmp_path, monkeypatch):
+    """Checkpoints load onto a meta-device model with assign=True: what the file holds must not leak into the model."""
+    from rtl_core.models.checkpoints import load_encoder
+
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
+    encoder = build_backbone("resnet18").to(memory_format=torch.channels_last)
+    stem = encoder_stem("ct", "simclr", "layout")
+    save_encoder(stem, encoder, "resnet18", method="simclr", pool="ct", profile="layout")
+    loaded, _ = load_encoder(stem)
+    weight = loaded.conv1.weight
+    assert weight.dtype == torch.float32 and weight.is_contiguous() and weight.device.type == "cpu"
+    assert torch.equal(weight, encoder.conv1.weight.detach()) and weight.requires_grad

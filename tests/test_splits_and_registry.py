@@ -176,3 +176,13 @@ def test_hold_out_masks_are_cached_on_disk_and_a_damaged_cache_is_recomputed(tmp
         f.write_bytes(b"not a numpy file")
     assert np.array_equal(grouped_split(labels, groups, seed=5, name="cached"), first)
     assert grouped_split(labels, groups, seed=6, name="cached").tolist() != first.tolist()
+
+
+def test_hold_out_cache_keys_tell_integer_groups_from_their_strings(tmp_path, monkeypatch):
+    """[2, 10] sorts differently from ["2", "10"]: the splitter sees other groups, so the cache must not share a mask."""
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
+    labels = np.tile([0, 1], 60)
+    ints = np.repeat(np.arange(2, 26), 5)
+    grouped_split(labels, ints, seed=1, name="ints")
+    grouped_split(labels, ints.astype(str), seed=1, name="strings")
+    assert len(list((tmp_path / "cache" / "holdout").glob("*.npy"))) == 4

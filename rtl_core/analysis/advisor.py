@@ -34,7 +34,7 @@ import torch
 from rtl_core.analysis.transferability import frechet_distance, knn_accuracy, logme, probe_accuracy
 from rtl_core.errors import ConfigError, DataError
 
-ADVISOR_VERSION = 1
+ADVISOR_VERSION = 2
 SCORES = ("knn", "probe", "logme", "domain_distance", "advisor")
 #: Scores where a smaller value predicts better transfer.
 LOWER_IS_BETTER = ("domain_distance",)
@@ -211,17 +211,29 @@ def summarize_validation(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0)
     rng = np.random.default_rng(seed)
     out: dict[str, float] = {}
     tasks = sorted(table["task"].unique())
-    for score, rows in table.groupby("score"):
-        per_task = rows.groupby("task")[["top1", "kendall_tau"]].mean()
+    per_score = {score: rows.groupby("task")[["top1", "kendall_tau"]].mean() for score, rows in table.groupby("score")}
+    for score, per_task in per_score.items():
         for metric in ("top1", "kendall_tau"):
             values = per_task[metric].dropna()
             if values.empty:
                 continue
-            out[f"{score}.{metric}"] = float(rows[metric].mean())
+            out[f"{score}.{metric}"] = float(values.mean())  # the mean over tasks, as its bootstrap resamples tasks
             if len(values) > 1:
                 boots = [float(np.mean(rng.choice(values.to_numpy(), len(values), replace=True))) for _ in range(n_boot)]
                 out[f"{score}.{metric}_ci_low"], out[f"{score}.{metric}_ci_high"] = map(float, np.percentile(boots, [2.5, 97.5]))
-        out[f"{score}.cells"] = float(len(rows))
+        out[f"{score}.cells"] = float((table["score"] == score).sum())
+    # the advisor against each baseline: the paired per-task difference of top-1, bootstrapped over tasks
+    if "advisor" in per_score:
+        for baseline in ("baseline_natural", "baseline_domain"):
+            if baseline not in per_score:
+                continue
+            diff = (per_score["advisor"]["top1"] - per_score[baseline]["top1"]).dropna().to_numpy()
+            if len(diff):
+                out[f"advisor_minus_{baseline}.top1"] = float(diff.mean())
+            if len(diff) > 1:
+                boots = [float(np.mean(rng.choice(diff, len(diff), replace=True))) for _ in range(n_boot)]
+                low, high = np.percentile(boots, [2.5, 97.5])
+                out[f"advisor_minus_{baseline}.top1_ci_low"], out[f"advisor_minus_{baseline}.top1_ci_high"] = float(low), float(high)
     out["tasks"] = float(len(tasks))
     return out
 
@@ -381,12 +393,15 @@ def verdict_text(summary: dict[str, float]) -> str:
         if f"{name}.top1" not in summary:
             continue
         base = summary[f"{name}.top1"]
-        if low is not None and high is not None and not (low <= base <= high):
-            relation = "above" if ours > base else "below"
-            parts.append(f"Against *{label}* ({100 * base:.0f} %) it is {relation} that baseline, outside the CI.")
+        d_low, d_high = summary.get(f"advisor_minus_{name}.top1_ci_low"), summary.get(f"advisor_minus_{name}.top1_ci_high")
+        if d_low is not None and (d_low > 0 or d_high < 0):
+            relation = "above" if d_low > 0 else "below"
+            parts.append(f"Against *{label}* ({100 * base:.0f} %) it is {relation} that rule: the paired per-task "
+                         f"difference's 95 % CI is {100 * d_low:+.0f} … {100 * d_high:+.0f} points.")
         else:
-            parts.append(f"Against *{label}* ({100 * base:.0f} %): within the CI, so these tasks do not show the advisor "
-                         "to be better or worse than that rule.")
+            span = f" (paired difference {100 * d_low:+.0f} … {100 * d_high:+.0f} points)" if d_low is not None else ""
+            parts.append(f"Against *{label}* ({100 * base:.0f} %): the paired difference's CI includes 0{span}, so "
+                         "these tasks do not show the advisor to be better or worse than that rule.")
     if ours <= max(summary.get("baseline_natural.top1", 0), summary.get("baseline_domain.top1", 0)):
         parts.append("**The advisor does not beat the simpler rules on this study.**")
     return " ".join(parts)

@@ -34,6 +34,8 @@ Example::
 
 from __future__ import annotations
 
+import logging
+
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -546,7 +548,13 @@ def current_results(config, results: pd.DataFrame) -> pd.DataFrame:
     seeds = results["seed"].isin(config.evaluate.seeds)
     counts = {h: int(((results["settings_hash"] == h) & seeds).sum()) for h in settings_hashes(config).values()}
     best = max(counts, key=lambda h: counts[h])
-    return results[(results["settings_hash"] == best) & seeds]
+    kept = results[(results["settings_hash"] == best) & seeds]
+    dropped = int(len(results) - len(kept))
+    if dropped:
+        precision = {h: p for p, h in settings_hashes(config).items()}[best]
+        logging.getLogger(__name__).info("claims: %d result rows of other settings, precisions or seeds are not pooled "
+                                         "(kept %d rows made in %s)", dropped, len(kept), precision)
+    return kept
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

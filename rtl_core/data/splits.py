@@ -128,9 +128,14 @@ def _hold_out(labels: np.ndarray | None, groups: np.ndarray, share: float, seed:
     from rtl_core.io import atomic_write
     from rtl_core.paths import cache_dir
 
-    digest = hashlib.sha256(repr((HOLD_OUT_VERSION, share, seed, sklearn.__version__)).encode())
-    digest.update(b"none" if labels is None else np.ascontiguousarray(np.asarray(labels, dtype=np.int64)).tobytes())
-    digest.update("\0".join(map(str, groups)).encode())
+    digest = hashlib.sha256(repr((HOLD_OUT_VERSION, share, seed, sklearn.__version__, len(groups))).encode())
+    for values in (labels, groups):  # dtype + the sort order of the values (what the splitter sees) + the codes
+        if values is None:
+            digest.update(b"none")
+            continue
+        uniques, codes = np.unique(np.asarray(values), return_inverse=True)
+        digest.update(f"{np.asarray(values).dtype}|{len(uniques)}|".encode() + "\0".join(map(repr, uniques.tolist())).encode())
+        digest.update(np.ascontiguousarray(codes.astype(np.int64)).tobytes())
     path = cache_dir() / "holdout" / f"{digest.hexdigest()[:24]}.npy"
     try:
         mask = np.load(path, allow_pickle=False)
@@ -144,7 +149,10 @@ def _hold_out(labels: np.ndarray | None, groups: np.ndarray, share: float, seed:
         with open(tmp, "wb") as handle:
             np.save(handle, mask)
 
-    atomic_write(path, save)
+    try:
+        atomic_write(path, save)
+    except OSError:  # a read-only or full cache folder: the mask is still right, only not kept
+        pass
     return mask
 
 

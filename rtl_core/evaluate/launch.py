@@ -121,14 +121,17 @@ def _watch(futures, runs: list[RunKey], root: Path, progress: bool, every: float
 def _launch_submitit(config: StudyConfig, runs: list[RunKey], root: Path) -> GridReport:
     import submitit
 
-    from rtl_core.evaluate.runner import record_problem, settings_hash
+    from rtl_core.evaluate.runner import record_problem, settings_hashes
 
     lc = config.launcher
-    settings = settings_hash(config, "cuda" if lc.gpus_per_run else "cpu")  # as the array tasks will compute it
+    # The compute nodes resolve `precision: auto` on their own hardware: a record of any resolution is finished here
+    # (each array task checks again with its own device's hash before it runs).
+    hashes = set(settings_hashes(config).values())
     report = GridReport(root=root)
     todo = []
     for key in runs:
-        (report.skipped if record_problem(key.path(root), key, settings) is None else todo).append(key)
+        done = any(record_problem(key.path(root), key, h) is None for h in hashes)
+        (report.skipped if done else todo).append(key)
     if not todo:
         return report
     folder = Path(lc.folder) if lc.folder else root / ".submitit"

@@ -81,6 +81,8 @@ def load_encoder(stem: str | Path, expect: dict[str, Any] | None = None) -> tupl
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged files
         raise CheckpointError(f"Checkpoint {weights_path} cannot be read ({exc}). Delete it and rerun pretraining.") from exc
+    # assign=True keeps the file's tensors as they are: make them float32 and NCHW, as copying into a built model would
+    state = {k: v.float().contiguous() if v.is_floating_point() else v for k, v in state.items()}
     with torch.device("meta"):  # no random init to overwrite (0.1 s per ResNet-18, once per downstream run)
         model = build_backbone(sidecar["arch"], in_channels=int(sidecar["in_channels"]))
     try:
