@@ -55,29 +55,17 @@ def task_domain(config, task: str) -> str | None:
     return load_task(task, root=config.data.data_dir).domain
 
 
-def _device() -> torch.device:
+def _features(encoder: torch.nn.Module, images: torch.Tensor, mean, std) -> np.ndarray:
+    """Pooled (layer-4) features of uint8 images ``(N, 3, S, S)`` with the init's input normalisation."""
+    from rtl_core.analysis.embeddings import extract_features
     from rtl_core.evaluate.compute import default_device
 
-    return default_device()
-
-
-@torch.no_grad()
-def _features(encoder: torch.nn.Module, images: torch.Tensor, mean, std, batch_size: int = 256) -> np.ndarray:
-    """Pooled features of uint8 or [0, 1] images ``(N, 3, S, S)``, with the init's input normalisation."""
-    device = _device()
-    encoder = encoder.to(device).eval()
-    m = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = images[i : i + batch_size].to(device)
-        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-        out.append(encoder((x - m) / s).float().cpu())
-    return torch.cat(out).numpy()
+    return extract_features(encoder, images, layers=["layer4"], batch_size=256, device=default_device(),
+                            stats=(tuple(mean), tuple(std)))["layer4"]
 
 
 def _pool_images(config, domain: str, size: int, seed: int = 0) -> torch.Tensor | None:
-    """A seeded sample of the pool of ``domain`` (a demo or user pool of that name) at ``size`` px, or None."""
+    """A seeded sample of the pool of ``domain`` (a demo or user pool of that name) at ``size`` px as uint8, or None."""
     from rtl_core.data.registry import POOLS
     from rtl_core.data.study import study_pool
 
@@ -93,7 +81,7 @@ def _pool_images(config, domain: str, size: int, seed: int = 0) -> torch.Tensor 
     x = torch.stack([im.float() / 255 if im.dtype == torch.uint8 else im.float() for im in images])
     if x.shape[-1] != size:
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.clamp_(0, 1)
+    return (x.clamp_(0, 1) * 255).round_().to(torch.uint8)
 
 
 def advise(config, task: str, inits: Sequence[str] | None = None, max_images: int = MAX_IMAGES) -> pd.DataFrame:
