@@ -61,7 +61,6 @@ def launch(config: StudyConfig, kind: str | None = None, workers: int | None = N
            root: Path | None = None, progress: bool = True) -> GridReport:
     """Run the grid of ``config`` (or ``keys``) with launcher ``kind`` (default ``config.launcher.kind``)."""
     from rtl_core.evaluate.inits import check_checkpoint, parse_init
-    from rtl_core.evaluate.runner import run_grid
 
     kind = kind or config.launcher.kind
     if workers is not None:
@@ -71,8 +70,8 @@ def launch(config: StudyConfig, kind: str | None = None, workers: int | None = N
     for name in dict.fromkeys(k.init for k in runs):
         check_checkpoint(parse_init(name), config.study)
     start = time.perf_counter()
-    if kind == "inline":
-        return work(config, runs, root, progress=progress) if keys is not None else run_grid(config, root=root, progress=progress)
+    if kind == "inline":  # the runs are planned and their checkpoints checked above: what run_grid would do again
+        return work(config, runs, root, progress=progress)
     if kind == "local":
         report = _launch_local(config, runs, root, progress)
     elif kind == "submitit":
