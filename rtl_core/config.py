@@ -85,6 +85,9 @@ class PretrainConfig(Strict):
     num_nodes: int = Field(1, ge=1)
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
     channels_last: bool = True
+    single_pixel_matmul: bool = Field(
+        True, description="convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)"
+    )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: GPUs when present, else CPU; cpu with devices > 1 runs CPU processes (gloo DDP)"
     )
@@ -141,6 +144,9 @@ class EvaluateConfig(Strict):
     )
     channels_last: bool = Field(True, description="channels_last layout wherever bf16 or a GPU is used")
     fused_optimizer: bool = Field(True, description="PyTorch's fused AdamW kernel (same update, one kernel)")
+    single_pixel_matmul: bool = Field(
+        True, description="convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)"
+    )
 
 
 class LauncherConfig(Strict):

@@ -186,3 +186,38 @@ def test_hold_out_cache_keys_tell_integer_groups_from_their_strings(tmp_path, mo
     grouped_split(labels, ints, seed=1, name="ints")
     grouped_split(labels, ints.astype(str), seed=1, name="strings")
     assert len(list((tmp_path / "cache" / "holdout").glob("*.npy"))) == 4
+
+
+def test_a_rendered_demo_task_is_cached_on_disk_and_a_damaged_cache_is_rendered_again(tmp_path, monkeypatch):
+    """The second process to ask for a task reads it from ``cache/tasks/`` (no pack decoding), identical to a fresh
+    rendering; other sizes get their own file, and an unreadable file is rendered again and replaced."""
+    import torch
+
+    from rtl_core.config import DataConfig
+    from rtl_core.data import study as study_module
+    from rtl_core.data.study import study_task
+
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
+    data = DataConfig()
+    fresh = study_task(data, "mri_cls", 16)
+    files = sorted((tmp_path / "cache" / "tasks").glob("mri_cls-16px-*.npz"))
+    assert len(files) == 1
+
+    def no_pack(*args, **kwargs):
+        raise AssertionError("the pack was read although the task is cached")
+
+    monkeypatch.setattr("rtl_core.data.registry.load_task", no_pack)
+    cached = study_task(data, "mri_cls", 16)
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(cached, part).images, getattr(fresh, part).images)
+        assert torch.equal(getattr(cached, part).targets, getattr(fresh, part).targets)
+        assert np.array_equal(cached.groups[part], fresh.groups[part]) and np.array_equal(cached.files[part], fresh.files[part])
+    assert (cached.fingerprint, cached.class_names, cached.metrics, cached.kind) == (fresh.fingerprint, fresh.class_names, fresh.metrics, fresh.kind)
+    monkeypatch.undo()
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
+    files[0].write_bytes(b"not an npz file")
+    again = study_task(data, "mri_cls", 16)
+    assert torch.equal(again.test.images, fresh.test.images)
+    assert study_module._read_rendered_task(files[0]) is not None  # replaced by a good copy
+    study_task(data, "mri_cls", 24)
+    assert len(list((tmp_path / "cache" / "tasks").glob("mri_cls-*.npz"))) == 2

@@ -106,7 +106,7 @@ def run(threads: int | None = None) -> dict[str, float]:
     return figures
 
 
-OLD_PATH = {"precision": "32", "channels_last": False, "fused_optimizer": False}
+OLD_PATH = {"precision": "32", "channels_last": False, "fused_optimizer": False, "single_pixel_matmul": False}
 
 
 def sample_keys(config, full: bool = False) -> list:

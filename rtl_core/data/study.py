@@ -4,7 +4,10 @@ name like any other.
 
 * tasks: :func:`study_task` → :class:`TaskSplits`, the train / val / test splits at one size in memory (uint8),
   the group (patient / scan) of every image, and the split's fingerprint; :func:`save_task_split` writes the
-  split beside the results (``artifacts/splits/``), as for the demo tasks.
+  split beside the results (``artifacts/splits/``), as for the demo tasks. A demo task rendered once is kept on
+  disk (``cache/tasks/``, uncompressed arrays keyed by the pack's manifest and this package's data code), so
+  every later process (grid workers, analysis, notebooks) loads it in a fraction of a second instead of
+  decompressing, grouping and resizing the pack's images again.
 * pools: :func:`study_pool` → the dataset and its file listing (fingerprinted in the checkpoint sidecar). A user
   pool never holds a val/test image of the study's user tasks (files compared by SHA-256 of their bytes; demo
   pools are checked against the demo tasks by decoded content, :mod:`rtl_core.data.registry`).
@@ -13,11 +16,16 @@ name like any other.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
+import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rtl_core.config import DataConfig, StudyConfig
 from rtl_core.data.datasets import TensorImageDataset, pool_dataset, task_dataset
@@ -25,6 +33,8 @@ from rtl_core.errors import ConfigError
 from rtl_core.io import atomic_write
 from rtl_core.paths import output_root
 from rtl_core.provenance import fingerprint_arrays
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,10 @@ def study_task(data: DataConfig, name: str, size: int, split_seed: int | None = 
     if name not in TASKS:
         raise ConfigError(f"Unknown task {name!r}; known: {sorted(TASKS) + sorted(data.tasks)}. Add your own under "
                           "data.tasks in the config.")
+    cache = _rendered_task_path(data, name, size, split_seed)
+    cached = _read_rendered_task(cache) if cache is not None else None
+    if cached is not None:
+        return cached
     spec = get_task(name)
     full = load_task(name, split_seed=split_seed, root=data.data_dir)
     parts = {p: task_dataset(name, p, size=size, split_seed=split_seed, root=data.data_dir) for p in ("train", "val", "test")}
@@ -83,8 +97,76 @@ def study_task(data: DataConfig, name: str, size: int, split_seed: int | None = 
     files = {p: np.char.add(f"{full.source}#", np.asarray(full.split(p).extras["source_index"]).astype(str)) for p in parts}
     fingerprint = fingerprint_arrays(full.extras["source_index"], full.splits, full.groups)
     names = tuple(full.class_names) if full.class_names is not None else None
-    return TaskSplits(name, spec.kind, tuple(spec.metrics), names, parts["train"], parts["val"], parts["test"], groups,
+    task = TaskSplits(name, spec.kind, tuple(spec.metrics), names, parts["train"], parts["val"], parts["test"], groups,
                       files, fingerprint, user=False)
+    if cache is not None:
+        _write_rendered_task(cache, task)
+    return task
+
+
+@lru_cache(maxsize=1)
+def _data_code_digest() -> str:
+    """SHA-256 of this package's data code: a change to a task builder or the rendering invalidates the cache."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _rendered_task_path(data: DataConfig, name: str, size: int, split_seed: int) -> Path | None:
+    """Where the demo task's rendering is cached; ``None`` for a data root without a manifest (nothing to key on)."""
+    from rtl_core.data.manifest import MANIFEST_NAME
+    from rtl_core.paths import cache_dir, data_root
+
+    manifest = data_root(data.data_dir) / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    pack = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    key = hashlib.sha256(f"{name}:{size}:{split_seed}:{pack}:{_data_code_digest()}".encode()).hexdigest()[:16]
+    return cache_dir() / "tasks" / f"{name}-{size}px-split{split_seed}-{key}.npz"
+
+
+_PARTS = ("train", "val", "test")
+
+
+def _write_rendered_task(path: Path, task: TaskSplits) -> None:
+    arrays = {"meta": np.array(json.dumps({"name": task.name, "kind": task.kind, "metrics": task.metrics,
+                                           "class_names": task.class_names, "fingerprint": task.fingerprint}))}
+    for part in _PARTS:
+        dataset = getattr(task, part)
+        arrays[f"{part}_images"] = dataset.images.numpy()
+        if dataset.targets is not None:
+            arrays[f"{part}_targets"] = dataset.targets.numpy()
+        arrays[f"{part}_groups"], arrays[f"{part}_files"] = task.groups[part], task.files[part]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        def save(tmp: Path) -> None:
+            with tmp.open("wb") as handle:  # a file object: np.savez would append ".npz" to a path
+                np.savez(handle, **arrays)
+
+        atomic_write(path, save)
+    except OSError as exc:  # a read-only or full cache costs speed, not results
+        log.warning("could not cache task %s at %s (%s); it will be rendered again next time", task.name, path, exc)
+
+
+def _read_rendered_task(path: Path) -> TaskSplits | None:
+    """The cached task, or ``None`` when there is none or it cannot be read (then it is rendered again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            parts = {p: TensorImageDataset(torch.from_numpy(npz[f"{p}_images"]),
+                                           torch.from_numpy(npz[f"{p}_targets"]) if f"{p}_targets" in npz.files else None,
+                                           name=f"{meta['name']}:{p}") for p in _PARTS}
+            groups = {p: npz[f"{p}_groups"] for p in _PARTS}
+            files = {p: npz[f"{p}_files"] for p in _PARTS}
+    except Exception as exc:  # damaged or foreign file: render again (and overwrite it)
+        log.warning("ignoring the unreadable task cache %s (%s: %s)", path, type(exc).__name__, exc)
+        return None
+    names = tuple(meta["class_names"]) if meta["class_names"] is not None else None
+    return TaskSplits(meta["name"], meta["kind"], tuple(meta["metrics"]), names, parts["train"], parts["val"],
+                      parts["test"], groups, files, meta["fingerprint"], user=False)
 
 
 def save_task_split(config: StudyConfig, name: str) -> Path:

@@ -5,7 +5,8 @@
 float32 elsewhere. ``32`` forces float32, ``bf16`` forces bf16 autocast. Weights, optimiser state, losses and
 metrics stay float32 (autocast computes convolutions and matrix products in bf16 only). ``evaluate.fused_optimizer``
 uses PyTorch's fused AdamW kernel (one kernel for all parameters; on this CPU 5× faster per step than the
-per-tensor loop, 15 % of a fine-tune step).
+per-tensor loop, 15 % of a fine-tune step). ``evaluate.single_pixel_matmul`` computes convolutions whose output
+is one pixel (a ResNet's last stage at 32 px) as the matrix products they are (:mod:`rtl_core.models.single_pixel`).
 
 The resolved precision is part of every run record and of its settings hash, so bf16 and fp32 runs are never
 pooled. ``tests/test_evaluate.py`` checks that bf16 and fp32 runs on fixed seeds agree within
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from rtl_core.models.precision import compute_in_float32, cpu_has_bf16, float32_stages
+from rtl_core.models.single_pixel import use_single_pixel_matmuls
 
 AGREEMENT_TOLERANCE = 0.05
 """Largest |bf16 − fp32| difference of a primary metric (accuracy, AUC, Dice; all in [0, 1]) on one fixed seed
@@ -50,13 +52,14 @@ class ComputePlan:
     precision: str = "32"
     channels_last: bool = False
     fused_optimizer: bool = False
+    single_pixel_matmul: bool = False
 
     @classmethod
     def for_config(cls, evaluate_config, device: torch.device | None = None) -> "ComputePlan":
         device = device or default_device()
         precision = resolve_precision(evaluate_config.precision, device.type)
         return cls(device, precision, evaluate_config.channels_last and (device.type == "cuda" or precision == "bf16"),
-                   evaluate_config.fused_optimizer)
+                   evaluate_config.fused_optimizer, evaluate_config.single_pixel_matmul)
 
     @property
     def bf16(self) -> bool:
@@ -75,6 +78,8 @@ class ComputePlan:
             for name in float32_stages(input_size):
                 if hasattr(encoder, name):
                     compute_in_float32(getattr(encoder, name))
+        if self.single_pixel_matmul:
+            use_single_pixel_matmuls(model)
         return model
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:

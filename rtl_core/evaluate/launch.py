@@ -5,8 +5,9 @@ worker claims a run before starting it (:mod:`rtl_core.evaluate.leases`), so wor
 killed worker's run is taken over once its claim goes stale, and a launcher can be rerun at any time (finished
 runs are skipped). As in dinov2's ``submit.py``, the SLURM path submits the function that runs one job locally.
 
-* ``local``: ``launcher.workers`` processes (spawned); on CPU the machine's cores are split between them, with
-  GPUs each worker takes one (worker i → GPU i mod n).
+* ``local``: ``launcher.workers`` workers: the launching process is worker 0 and ``workers - 1`` processes are
+  spawned; on CPU the machine's cores are split between them, with GPUs each worker takes one (worker i → GPU i
+  mod n). Each worker tries the runs longest first (:func:`worker_order`).
 * ``submitit``: one array task per unfinished run, with ``launcher.partition``, ``time_limit_min``,
   ``gpus_per_run``, ``cpus_per_run``, ``mem_gb`` and ``array_parallelism``; ``cluster: local`` runs the tasks as
   local processes (how the tests run it without SLURM).
@@ -42,10 +43,30 @@ def _worker(config_json: str, keys: list[tuple], root: str, index: int, threads:
     if torch.cuda.is_available():
         torch.cuda.set_device(index % torch.cuda.device_count())
     config = StudyConfig.model_validate_json(config_json)
-    runs = [RunKey(*k) for k in keys]
-    # Each worker starts at its own offset, so workers meet each other's claims rarely.
-    shift = (index * len(runs)) // max(1, config.launcher.workers)
-    return work(config, runs[shift:] + runs[:shift], Path(root), raise_errors=False, failed_since=since)
+    runs = worker_order([RunKey(*k) for k in keys], index, config.launcher.workers)
+    return work(config, runs, Path(root), raise_errors=False, failed_since=since)
+
+
+def worker_order(runs: Sequence[RunKey], index: int, workers: int) -> list[RunKey]:
+    """The order in which local worker ``index`` of ``workers`` tries ``runs``: longest first, so a grid does not
+    end on one worker finishing a long run while the others idle (Graham's longest-processing-time rule).
+
+    Runs that train the encoder come first, on the most data first (fine-tunes, then low-label runs); every
+    worker walks that block from its start and takes the next unclaimed run. The frozen-encoder runs come last,
+    each worker starting that block at its own offset, so the seeds of one task and init stay with one worker
+    (their features are cached per process) and the workers meet each other's claims rarely.
+    """
+    from rtl_core.evaluate.protocols import get_protocol
+
+    def cost_rank(key: RunKey) -> tuple[bool, float]:
+        protocol = get_protocol(key.protocol)
+        return protocol.frozen_encoder, -protocol.data_fraction
+
+    ordered = sorted(runs, key=cost_rank)  # stable: plan order within a rank
+    trained = [k for k in ordered if not get_protocol(k.protocol).frozen_encoder]
+    frozen = ordered[len(trained):]
+    shift = (index * len(frozen)) // max(1, workers)
+    return trained + frozen[shift:] + frozen[:shift]
 
 
 def run_array_task(config_json: str, key: tuple, root: str) -> GridReport:
@@ -83,7 +104,10 @@ def launch(config: StudyConfig, kind: str | None = None, workers: int | None = N
 
 
 def _launch_local(config: StudyConfig, runs: list[RunKey], root: Path, progress: bool = False) -> GridReport:
+    """``launcher.workers`` workers: this process is worker 0 (its imports and loaded tasks are ready, so it starts
+    at once) and ``workers - 1`` spawned processes are the others."""
     import multiprocessing as mp
+    import threading
     from concurrent.futures import ProcessPoolExecutor
 
     import torch
@@ -93,26 +117,45 @@ def _launch_local(config: StudyConfig, runs: list[RunKey], root: Path, progress:
     payload = config.model_dump_json()
     keys = [(k.task, k.init, k.protocol, k.seed) for k in runs]
     report = GridReport(root=root)
-    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
-        since = time.time()
-        futures = [pool.submit(_worker, payload, keys, str(root), i, threads, since) for i in range(n)]
-        _watch(futures, runs, root, progress)
-        for future in futures:
-            report.merge(future.result())
+    since = time.time()
+    with ProcessPoolExecutor(max_workers=max(1, n - 1), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, payload, keys, str(root), i, threads, since) for i in range(1, n)]
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(stop, len(futures) + 1, runs, root, progress), daemon=True)
+        watcher.start()
+        try:
+            report.merge(_in_this_process(config, runs, root, threads, since))
+            for future in futures:
+                report.merge(future.result())
+        finally:
+            stop.set()
+            watcher.join()
     return _dedupe(report)
 
 
-def _watch(futures, runs: list[RunKey], root: Path, progress: bool, every: float = 2.0) -> None:
-    """A progress bar of records written while the workers run (the workers themselves print nothing)."""
-    from concurrent.futures import wait
+def _in_this_process(config: StudyConfig, runs: list[RunKey], root: Path, threads: int, since: float) -> GridReport:
+    """Worker 0 of a local launch: this process, with its share of the threads (restored afterwards)."""
+    import torch
 
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(0)
+        return work(config, worker_order(runs, 0, config.launcher.workers), root, raise_errors=False, failed_since=since)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _watch(stop, workers: int, runs: list[RunKey], root: Path, progress: bool, every: float = 2.0) -> None:
+    """A progress bar of records written while the workers run (the workers themselves print nothing)."""
     from tqdm.auto import tqdm
 
     paths = [k.path(root) for k in runs]
     done_before = sum(p.is_file() for p in paths)
-    with tqdm(total=len(paths), initial=done_before, desc=f"rtl evaluate ({len(futures)} workers)", unit="run",
+    with tqdm(total=len(paths), initial=done_before, desc=f"rtl evaluate ({workers} workers)", unit="run",
               disable=not progress, dynamic_ncols=True) as bar:
-        while wait(futures, timeout=every).not_done:
+        while not stop.wait(every):
             bar.update(sum(p.is_file() for p in paths) - bar.n)
         bar.update(sum(p.is_file() for p in paths) - bar.n)
 

@@ -231,6 +231,7 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
         "settings_hash": settings_hash(config, plan.device.type), "config_hash": config.hash(),
         "config": config.model_dump(mode="json"), "device": str(plan.device), "torch_threads": torch.get_num_threads(),
         "precision": plan.precision, "channels_last": plan.channels_last, "fused_optimizer": plan.fused_optimizer,
+        "single_pixel_matmul": plan.single_pixel_matmul,
         "model_seconds": timer.model_seconds,
         "git_commit": meta["git_commit"], "machine": meta["machine"], "packages": meta["packages"],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -7,6 +7,7 @@ from torch import nn
 
 from rtl_core.config import PretrainConfig
 from rtl_core.models.precision import TINY_MAP, compute_in_float32, cpu_has_bf16, float32_stages
+from rtl_core.models.single_pixel import use_single_pixel_matmuls
 
 __all__ = ["TINY_MAP", "compute_in_float32", "cpu_has_bf16", "float32_stages", "prepare_for_device", "resolve_precision"]
 
@@ -31,4 +32,6 @@ def prepare_for_device(model: nn.Module, backbone: nn.Module, config: PretrainCo
     if bf16_cpu:
         for name in (n for n in float32_stages(config.crop_size) if hasattr(backbone, n)):
             compute_in_float32(getattr(backbone, name))
+    if config.single_pixel_matmul:
+        use_single_pixel_matmuls(model)
     return model
