@@ -80,7 +80,9 @@ class PretrainConfig(Strict):
     crop_size: int = Field(64, ge=8)
     gaussian_blur: bool = False
     gather_distributed: bool = False
-    color_jitter_on_grey: bool = False
+    grey_jitter_strength: float | None = Field(
+        None, ge=0, lt=1, description="brightness/contrast jitter of grey (CT) images; None: the colour images' 0.8, "
+        "one policy for both pools as the authors (rtl_core.pretrain.augment)")
     devices: int | Literal["auto"] = "auto"
     num_nodes: int = Field(1, ge=1)
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
@@ -109,7 +111,7 @@ class EvaluateConfig(Strict):
     """Downstream evaluation (see :mod:`rtl_core.evaluate`): the grid init × task × protocol × seed and how each
     run trains. Every run trains a fixed number of epochs; ``selection`` says which epoch's model is tested."""
 
-    tasks: list[str] = Field(default_factory=lambda: ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls"])
+    tasks: list[str] = Field(default_factory=lambda: ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls", "imagenette_cls"])
     inits: list[str] = Field(default_factory=lambda: ["scratch", "ssl:ct:simclr", "ssl:natural:simclr"])
     init_details: dict[str, InitDetails] = Field(
         default_factory=dict, description="per init: label, domain, input mean/std (see rtl_core.evaluate.inits)"

@@ -307,3 +307,19 @@ def test_killed_run_resumes_to_the_same_weights(mini_pool, tmp_path, monkeypatch
     mtime = straight.stat().st_mtime_ns
     assert args.func(args) == [straight]
     assert straight.stat().st_mtime_ns == mtime
+
+
+def test_one_jitter_policy_for_grey_and_colour_images(mini_pool):
+    """The authors' policy: grey (CT) images get the colour images' brightness/contrast jitter, not a weaker one,
+    and stay exactly grey; a study may set a weaker grey strength explicitly."""
+    images = real_batch(mini_pool, n=2)
+    grey = images[:1].float().mean(1, keepdim=True).round().to(torch.uint8).repeat(256, 3, 1, 1)
+    spread = {}
+    for strength in (None, 0.1):
+        augment = BatchAugment(AugmentConfig(crop_size=16, min_scale=1.0, ratio=(1.0, 1.0), hflip_p=0.0, jitter_p=1.0,
+                                             grey_strength=strength))
+        views = augment(grey, torch.Generator().manual_seed(3))
+        assert is_grey(views).all()
+        spread[strength] = views.mean(dim=(1, 2, 3)).std().item()
+    assert spread[None] > 3 * spread[0.1]  # ±0.8 brightness/contrast vs ±0.1
+    assert load_config("default").pretrain.grey_jitter_strength is None

@@ -36,13 +36,14 @@ from rtl_core.data.datasets import render_set
 from rtl_core.data.registry import get_task, load_task
 from rtl_core.errors import ConfigError, DataError
 
-#: The pack's tasks whose test images are embedded by default: the five core tasks plus two extras.
+#: The pack's tasks whose test images are embedded by default: the core tasks plus two extras.
 EMBEDDING_TASKS: tuple[str, ...] = (
     "ct_cls",
     "ct_liver_seg",
     "xray_cls",
     "mri_cls",
     "natural_cls",
+    "imagenette_cls",
     "derm_cls",
     "fundus_cls",
 )

@@ -1,7 +1,8 @@
 """The kNN sanity check behind the claims engine: did each pretrained encoder learn its own domain?
 
 An encoder pretrained on a pool must classify its domain's task (``ct`` → ``ct_cls``, ``natural`` →
-``natural_cls``) better by kNN (k = 20, cosine; :mod:`rtl_core.pretrain.knn`) than the same backbone at random
+``imagenette_cls``: held-out images of the natural pool's own source, as the paper tests its natural encoders on
+ImageNet) better by kNN (k = 20, cosine; :mod:`rtl_core.pretrain.knn`) than the same backbone at random
 init, against each of several random seeds (McNemar's exact test on the same test images; the worst p counts).
 An arm that fails is not a trained encoder in any sense a comparison could use, so the claims engine withholds
 the verdicts that rest on it (Jonske et al. compare encoders that converged; a near-random one would make
@@ -19,7 +20,7 @@ from torch import nn
 from rtl_core.analysis.stats import mcnemar_exact
 
 #: The task on which an encoder of each pretraining domain must beat random init.
-DOMAIN_TASKS = {"ct": "ct_cls", "natural": "natural_cls"}
+DOMAIN_TASKS = {"ct": "ct_cls", "natural": "imagenette_cls"}
 COLUMNS = ["init", "domain", "task", "knn_init", "knn_random", "knn_random_max", "mcnemar_p", "random_seeds",
            "n_test", "beats_random"]
 

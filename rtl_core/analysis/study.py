@@ -47,7 +47,7 @@ from rtl_core.paths import output_root
 #: Bumped whenever the set of tables changes, so an older analysis is redone rather than read.
 ANALYSIS_VERSION = 3
 CT_TASKS = ("ct_cls", "ct_liver_seg")
-NATURAL_TASKS = ("natural_cls",)
+NATURAL_TASKS = ("imagenette_cls", "natural_cls")
 CKA_LAYERS = tuple(s for s in RESNET_STAGES if s != "avgpool")
 
 

@@ -8,9 +8,10 @@
   example shape: PIL images through ``SimCLRTransform`` in DataLoader workers, two float32 forwards.
   Each side runs in fresh child processes, alternating over 3 repeats (median ratio, min and max), so each peak
   RSS is its own.
-* quality: kNN accuracy (k = 20, cosine) of frozen features on the ``natural_cls`` and ``ct_cls`` test splits,
-  the ``default`` SimCLR encoder of the matching pool vs the same backbone at random init, with McNemar's exact
-  test on the same test images. Encoders under
+* quality: kNN accuracy (k = 20, cosine) of frozen features on the ``ct_cls``, ``imagenette_cls`` (the natural
+  pool's own source, held out of it) and ``natural_cls`` (CUB birds) test splits, the ``default`` SimCLR encoder of
+  the matching pool vs the same backbone at random init drawn with 3 seeds, with McNemar's exact test against
+  each on the same test images (the worst p is reported). Encoders under
   ``encoder_stem`` are reused when they match the profile, else trained first.
 """
 
@@ -26,7 +27,8 @@ import time
 PROFILE = "default"
 WARMUP_STEPS = 2
 TIMED_STEPS = 12
-QUALITY = {"natural_cls": "natural", "ct_cls": "ct"}
+QUALITY = {"ct_cls": "ct", "imagenette_cls": "natural", "natural_cls": "natural"}
+RANDOM_SEEDS = (0, 1, 2)
 
 
 def _pool_images(config):
@@ -127,11 +129,13 @@ def _run_child(which: str) -> dict:
 
 
 def quality(config=None) -> dict[str, float]:
-    """kNN accuracy of the default SimCLR encoders vs random init (trains the encoders if missing)."""
+    """kNN accuracy of the default SimCLR encoders vs random init, the mean over :data:`RANDOM_SEEDS` with McNemar's
+    exact p against each (the worst is the figure); trains the encoders if missing."""
     from rtl_core.analysis.stats import mcnemar_exact
     from rtl_core.config import load_config
     from rtl_core.models.checkpoints import load_encoder
-    from rtl_core.pretrain.knn import knn_against_random
+    from rtl_core.data.datasets import task_dataset
+    from rtl_core.pretrain.knn import knn_correct, knn_random_inits
     from rtl_core.pretrain.train import pretrain
 
     config = config or load_config(PROFILE)
@@ -140,13 +144,16 @@ def quality(config=None) -> dict[str, float]:
     for task, pool in QUALITY.items():
         weights = pretrain(config, pool, "simclr")
         encoder, _ = load_encoder(weights, expect={"arch": config.pretrain.backbone, "in_channels": 3})
-        correct = knn_against_random({"ssl": encoder}, config.pretrain.backbone, task, size, seed=config.seed)
-        ssl, rand = correct["ssl"], correct["random init"]
-        _, _, p = mcnemar_exact(ssl.numpy(), rand.numpy())
+        train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
+        ssl = knn_correct(encoder, train, test)
+        randoms = knn_random_inits(config.pretrain.backbone, train, test, RANDOM_SEEDS)
+        # exact McNemar, SSL vs each random init on the same images; the worst p counts
+        p = max(mcnemar_exact(ssl.numpy(), r.numpy())[2] for r in randoms.values())
         figures[f"pretrain.knn_{task}_ssl"] = round(float(ssl.float().mean()), 4)
-        figures[f"pretrain.knn_{task}_random"] = round(float(rand.float().mean()), 4)
+        figures[f"pretrain.knn_{task}_random"] = round(float(sum(r.float().mean() for r in randoms.values()) / len(randoms)), 4)
+        figures[f"pretrain.knn_{task}_random_max"] = round(float(max(r.float().mean() for r in randoms.values())), 4)
         figures[f"pretrain.knn_{task}_test_images"] = len(ssl)
-        figures[f"pretrain.knn_{task}_mcnemar_p"] = float(f"{p:.3g}")  # exact McNemar, SSL vs random on the same images
+        figures[f"pretrain.knn_{task}_mcnemar_p"] = float(f"{p:.3g}")
     return figures
 
 
@@ -190,7 +197,7 @@ def run() -> dict[str, float]:
     figures.update(quality())
     for task in QUALITY:
         print(f"  kNN (k=20, cosine) {task}: SimCLR {figures[f'pretrain.knn_{task}_ssl']:.3f} "
-              f"vs random init {figures[f'pretrain.knn_{task}_random']:.3f} "
+              f"vs random init {figures[f'pretrain.knn_{task}_random']:.3f} (mean of {len(RANDOM_SEEDS)} seeds) "
               f"({figures[f'pretrain.knn_{task}_test_images']} test images, exact McNemar p "
               f"{figures[f'pretrain.knn_{task}_mcnemar_p']:.3g})")
     return figures

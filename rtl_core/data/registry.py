@@ -10,6 +10,9 @@ Tasks (labelled, split train/val/test; metrics listed primary first):
 ``xray_cls``    paediatric chest X-ray, pneumonia vs normal (Kermany)          AUC, accuracy
 ``mri_cls``     4-class brain tumour MRI, cross-split duplicates removed      accuracy
 ``natural_cls`` CUB-200 birds (first 50 species), official split               accuracy
+``imagenette_cls`` Imagenette (10 ImageNet classes), official split: the natural accuracy
+                pool's own source, its val/test images kept out of the pool
+                (the paper's natural task is ImageNet, its pretraining data)
 ==============  =============================================================  ==================
 
 Extras: ``derm_cls`` (ISIC 9-class), ``fundus_cls`` (DR grade, split by patient), ``pneumoniamnist_cls``,
@@ -96,6 +99,29 @@ def _with_index(images: ImageSet) -> ImageSet:
     return images
 
 
+def _near_duplicates(data: ImageSet, official: bool) -> ImageSet:
+    """Link near-duplicate images (:mod:`rtl_core.data.near_duplicates`) into one group before a split; with
+    ``official`` (the source's train/test split is kept), first drop the val/test member of every pair that
+    crosses it. The counts go into ``meta["near_duplicates"]`` (``rtl data --summary`` lists them)."""
+    from rtl_core.data import near_duplicates as nd
+
+    fingerprints = nd.Fingerprints(data.images)
+    dropped = 0
+    if official:
+        drop = nd.held_out_copies(fingerprints, data.splits)
+        dropped = int(drop.sum())
+        if dropped:
+            data = data.subset(~drop)
+            fingerprints = nd.subset(fingerprints, ~drop)
+    pairs = nd.near_duplicate_pairs(fingerprints)
+    before = len(np.unique(data.groups))
+    data.groups = nd.link_groups(data.groups, pairs)
+    data.meta = {**data.meta, "near_duplicates": {
+        "max_bits": nd.MAX_BITS, "min_correlation": nd.MIN_CORRELATION, "pairs": int(len(pairs)),
+        "groups_merged": int(before - len(np.unique(data.groups))), "held_out_dropped": dropped}}
+    return data
+
+
 # --- task builders -------------------------------------------------------------------------------------------
 
 
@@ -108,6 +134,7 @@ def _build_ct_cls(root: Path, seed: int) -> ImageSet:
     boxes = [full.meta["per_slice"][i].get("content_box_tlhw") for i in data.extras["source_index"]]
     crops = np.stack([_crop_resize(img, box) for img, box in zip(data.images, boxes)])
     data.groups = near_duplicate_groups(crops)
+    data = _near_duplicates(data, official=False)
     data.splits = grouped_split(data.labels, data.groups, seed=seed, name="ct_cls")
     data.meta = {**data.meta, "grouping": "near-duplicate slices (256-bit pHash of the content box, ≤48 bits apart)"}
     return data
@@ -126,6 +153,7 @@ def _build_liver_seg(root: Path, seed: int) -> ImageSet:
     data = _with_index(read_arrays(root, "ct/msd_liver_slices_sarah"))
     data.name = "ct_liver_seg"
     data.masks = (data.masks > 0).astype(np.uint8)
+    data = _near_duplicates(data, official=False)
     data.splits = grouped_split(None, data.groups, seed=seed, name="ct_liver_seg")
     return data
 
@@ -147,6 +175,7 @@ def _official_with_val(rel: str, name: str, reader=read_folder, drop: tuple[str,
         hashes = content_hashes(data.images)
         data = data.subset(_single_split_hashes(hashes, data.splits), name=name)
         data.groups = exact_duplicate_groups(data.images, data.groups)
+        data = _near_duplicates(data, official=True)
         data.splits = split_from_train(data.labels, data.groups, data.splits, val_fraction=0.1, seed=seed, name=name)
         return data
 
@@ -173,6 +202,7 @@ def _grouped_task(rel: str, name: str, label_column: str | None = None, reader=r
         if label_column:
             data.labels = data.extras[label_column].astype(np.int64)
         data.groups = exact_duplicate_groups(data.images, data.groups)
+        data = _near_duplicates(data, official=False)
         data.splits = grouped_split(data.labels, data.groups, seed=seed, name=name)
         return data
 
@@ -194,6 +224,7 @@ def _deduplicated_resplit(rel: str, name: str, root: Path, seed: int, drop: tupl
     _, first = np.unique(hashes, return_index=True)
     data = data.subset(np.sort(first), name=name)
     data.groups = hashes[np.sort(first)]
+    data = _near_duplicates(data, official=False)
     data = _drop_rare_classes(data, min_per_class=10)
     data.splits = grouped_split(data.labels, data.groups, seed=seed, name=name)
     data.meta = {**data.meta, "split_note": "authors' split replaced: duplicates removed, re-split 70/10/20"}
@@ -230,6 +261,8 @@ register_task(TaskSpec("mri_cls", "Brain tumour MRI, 4 classes (deduplicated, re
                        ("accuracy", "balanced_accuracy"), lambda root, seed: _deduplicated_resplit("mri/brain_tumor_mri_4class_64", "mri_cls", root, seed)))
 register_task(TaskSpec("natural_cls", "CUB-200 birds, first 50 species", "classification", ("accuracy",),
                        _official_with_val("natural/cub200_first50_birds_64", "natural_cls")))
+register_task(TaskSpec("imagenette_cls", "Imagenette, 10 ImageNet classes (the natural pool's own source)",
+                       "classification", ("accuracy",), _official_with_val("natural/imagenette_64", "imagenette_cls"), extra=True))
 register_task(TaskSpec("derm_cls", "ISIC dermoscopy, 9 classes", "classification", ("balanced_accuracy", "accuracy"),
                        lambda root, seed: _deduplicated_resplit("dermatology/isic_skin_9class_64", "derm_cls", root, seed, drop=("label_conflict",)),
                        extra=True))
@@ -249,6 +282,7 @@ def _medmnist_task(root: Path, file: str, name: str) -> ImageSet:
     data = _with_index(read_medmnist(root, file))
     data = data.subset(_single_split_hashes(content_hashes(data.images), data.splits), name=name)
     data.groups = exact_duplicate_groups(data.images, data.groups)
+    data = _near_duplicates(data, official=True)
     check_split(data.labels, data.splits, name, data.groups)
     return data
 
@@ -323,10 +357,26 @@ def held_out_images(root: str, split_seed: int) -> tuple[frozenset[tuple[str, in
     return frozenset(rows), frozenset(hashes)
 
 
+@lru_cache(maxsize=4)
+def held_out_fingerprints(root: str, split_seed: int):
+    """Near-duplicate fingerprints (:mod:`rtl_core.data.near_duplicates`) of every downstream val/test image."""
+    from rtl_core.data import near_duplicates as nd
+
+    parts = [nd.Fingerprints(data.images[data.splits != "train"])
+             for data in (_load_task_cached(name, root, split_seed) for name in TASKS)]
+    out = nd.Fingerprints.__new__(nd.Fingerprints)
+    out.bits = np.concatenate([p.bits for p in parts])
+    out.unit = np.concatenate([p.unit for p in parts])
+    return out
+
+
 @lru_cache(maxsize=8)
 def _pool_candidates(kind: str, root: str, split_seed: int, size: int, window: str | None) -> ImageSet:
     """All images a pool may draw from, rendered to uint8 (N, size, size, 3), held-out images removed."""
+    from rtl_core.data import near_duplicates as nd
+
     rows, hashes = held_out_images(root, split_seed)
+    held_fingerprints = held_out_fingerprints(root, split_seed)
     parts, sources, hashes_kept, groups = [], [], [], []
     for source in POOL_SOURCES[kind]:
         data = source.read(Path(root))
@@ -336,6 +386,10 @@ def _pool_candidates(kind: str, root: str, split_seed: int, size: int, window: s
         keep &= ~np.isin(source_hashes, list(hashes))
         if data.splits is not None and kind == "natural":
             keep &= data.splits != "test"  # a source's own held-out split is never pretraining data
+        # ... nor a near-duplicate of any downstream val/test image (a re-encoded or re-scaled copy)
+        candidates = np.flatnonzero(keep)
+        pairs = nd.near_duplicate_pairs(nd.Fingerprints(data.images[candidates]), held_fingerprints)
+        keep[candidates[np.unique(pairs[:, 0])]] = False
         data = data.subset(keep)
         tensor = render(data.images, data.intensity, window or source.window or "abdomen", size)
         parts.append(tensor.permute(0, 2, 3, 1).numpy())

@@ -12,9 +12,12 @@ set of parameters per call, so this module draws them per image and applies them
   in YIQ space (a per-image 3×3 matrix);
 * blur: separable Gaussian kernels, one per image, as a grouped convolution.
 
-Grey images (three equal channels: CT, X-ray) get only an intensity jitter of brightness and contrast
-(``grey_strength``, a window level/width jitter) unless ``color_jitter_on_grey`` is set; greyscale conversion
-is a no-op for them anyway. Example::
+One policy for both domains, the authors' (Jonske et al. apply the same ColorJitter to CT): grey images (three
+equal channels: CT, X-ray) get the same brightness and contrast jitter as colour images (for CT a window
+level/width jitter); saturation, hue and greyscale conversion do nothing to a grey image and are skipped for
+them, so grey images stay exactly grey. ``grey_strength`` (``pretrain.grey_jitter_strength``) sets a different
+brightness/contrast strength for grey images, for a study that wants one (it then confounds the CT-vs-natural
+comparison with augmentation strength). Example::
 
     augment = BatchAugment(AugmentConfig(crop_size=32))
     g = torch.Generator().manual_seed(0)
@@ -51,8 +54,7 @@ class AugmentConfig:
     grey_p: float = 0.2
     blur_p: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
-    color_jitter_on_grey: bool = False
-    grey_strength: float = 0.4
+    grey_strength: float | None = None  # None: the colour images' brightness / contrast strengths
 
     def __post_init__(self) -> None:
         if not 0 < self.min_scale <= self.max_scale <= 1:
@@ -115,9 +117,11 @@ class BatchAugment(torch.nn.Module):
     def _jitter(self, x: torch.Tensor, grey: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         c, device, n = self.config, x.device, x.shape[0]
         apply = _coin(n, c.jitter_p, g, device)
-        colour = ~grey | c.color_jitter_on_grey
-        strength_b = torch.where(colour, c.brightness, c.grey_strength)
-        strength_c = torch.where(colour, c.contrast, c.grey_strength)
+        colour = ~grey
+        grey_b = c.brightness if c.grey_strength is None else c.grey_strength
+        grey_c = c.contrast if c.grey_strength is None else c.grey_strength
+        strength_b = torch.where(colour, c.brightness, grey_b)
+        strength_c = torch.where(colour, c.contrast, grey_c)
         b = 1 + (2 * torch.rand(n, generator=g, device=device) - 1) * strength_b
         k = 1 + (2 * torch.rand(n, generator=g, device=device) - 1) * strength_c
         s = 1 + (2 * torch.rand(n, generator=g, device=device) - 1) * c.saturation
@@ -166,5 +170,5 @@ def augment_config(pretrain_config) -> AugmentConfig:
         crop_size=pretrain_config.crop_size,
         min_scale=pretrain_config.min_scale,
         blur_p=0.5 if pretrain_config.gaussian_blur else 0.0,
-        color_jitter_on_grey=pretrain_config.color_jitter_on_grey,
+        grey_strength=pretrain_config.grey_jitter_strength,
     )

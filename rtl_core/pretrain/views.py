@@ -71,7 +71,7 @@ def curves_figure(study: str):
     return fig
 
 
-def knn_table(study: str, tasks: tuple[str, ...] = ("natural_cls", "ct_cls"), size: int = 64) -> pd.DataFrame:
+def knn_table(study: str, tasks: tuple[str, ...] = ("imagenette_cls", "natural_cls", "ct_cls"), size: int = 64) -> pd.DataFrame:
     """kNN accuracy (k = 20, cosine) of every encoder's frozen features against the same backbone at random init."""
     from rtl_core.models.checkpoints import load_encoder
     from rtl_core.pretrain.knn import knn_against_random
