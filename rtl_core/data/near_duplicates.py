@@ -98,26 +98,19 @@ def near_duplicate_pairs(a: Fingerprints, b: Fingerprints | None = None, max_bit
 
 
 def link_groups(groups: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """``groups`` with the groups of every near-duplicate pair merged (connected components; a merged group keeps
-    the name of its first member's group, marked ``+``)."""
+    """``groups`` with the groups of every near-duplicate pair merged (connected components, named as
+    :func:`rtl_core.data.splits.exact_duplicate_groups` names its merges: the first member's group, marked ``+``)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
+
+    from rtl_core.data.splits import _merge_groups
 
     names = np.asarray(groups).astype(str)
     if len(pairs) == 0:
         return names
-    uniq, codes = np.unique(names, return_inverse=True)
-    edges = np.concatenate([np.stack([codes[pairs[:, 0]], codes[pairs[:, 1]]], axis=1),
-                            np.stack([np.arange(len(uniq))] * 2, axis=1)])
-    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(uniq), len(uniq)))
-    _, component = connected_components(graph, directed=False)
-    per_item = component[codes]
-    first: dict[int, str] = {}
-    members: dict[int, set] = {}
-    for comp, name in zip(per_item, names):
-        first.setdefault(comp, name)
-        members.setdefault(comp, set()).add(name)
-    return np.array([first[c] + ("+" if len(members[c]) > 1 else "") for c in per_item])
+    linked = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(names), len(names)))
+    _, component = connected_components(linked, directed=False)
+    return _merge_groups(names, component)
 
 
 def held_out_copies(fingerprints: Fingerprints, splits: np.ndarray) -> np.ndarray:
@@ -136,6 +129,15 @@ def held_out_copies(fingerprints: Fingerprints, splits: np.ndarray) -> np.ndarra
 
 def subset(fingerprints: Fingerprints, mask: np.ndarray) -> Fingerprints:
     """The fingerprints of the images where ``mask`` is true (no recomputation)."""
+    return _of(fingerprints.bits[mask], fingerprints.unit[mask])
+
+
+def concatenate(parts: list[Fingerprints]) -> Fingerprints:
+    """One set of fingerprints from several (e.g. the val/test images of every task)."""
+    return _of(np.concatenate([p.bits for p in parts]), np.concatenate([p.unit for p in parts]))
+
+
+def _of(bits: np.ndarray, unit: np.ndarray) -> Fingerprints:
     out = Fingerprints.__new__(Fingerprints)
-    out.bits, out.unit = fingerprints.bits[mask], fingerprints.unit[mask]
+    out.bits, out.unit = bits, unit
     return out

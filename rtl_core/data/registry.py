@@ -362,12 +362,8 @@ def held_out_fingerprints(root: str, split_seed: int):
     """Near-duplicate fingerprints (:mod:`rtl_core.data.near_duplicates`) of every downstream val/test image."""
     from rtl_core.data import near_duplicates as nd
 
-    parts = [nd.Fingerprints(data.images[data.splits != "train"])
-             for data in (_load_task_cached(name, root, split_seed) for name in TASKS)]
-    out = nd.Fingerprints.__new__(nd.Fingerprints)
-    out.bits = np.concatenate([p.bits for p in parts])
-    out.unit = np.concatenate([p.unit for p in parts])
-    return out
+    return nd.concatenate([nd.Fingerprints(data.images[data.splits != "train"])
+                           for data in (_load_task_cached(name, root, split_seed) for name in TASKS)])
 
 
 @lru_cache(maxsize=8)
