@@ -138,13 +138,13 @@ def _write_rendered_task(path: Path, task: TaskSplits) -> None:
         if dataset.targets is not None:
             arrays[f"{part}_targets"] = dataset.targets.numpy()
         arrays[f"{part}_groups"], arrays[f"{part}_files"] = task.groups[part], task.files[part]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        def save(tmp: Path) -> None:
-            with tmp.open("wb") as handle:  # a file object: np.savez would append ".npz" to a path
-                np.savez(handle, **arrays)
 
-        atomic_write(path, save)
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as handle:  # a file object: np.savez would append ".npz" to a path
+            np.savez(handle, **arrays)
+
+    try:
+        atomic_write(path, save)  # creates the folder too
     except OSError as exc:  # a read-only or full cache costs speed, not results
         log.warning("could not cache task %s at %s (%s); it will be rendered again next time", task.name, path, exc)
 
