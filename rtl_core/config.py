@@ -51,6 +51,8 @@ class DataConfig(Strict):
     data_dir: str | None = Field(None, description="data root; default $RTL_DATA_DIR, else ../shared/data")
     image_size: int = Field(64, ge=8, le=1024)
     pool_size: int | None = Field(None, ge=1, description="images per pool; None = size-matched to the smaller pool")
+    less_fraction: float = Field(0.25, gt=0, lt=1, description="the ct_less pool (data-scale arm, claim C8): this share "
+                                 "of the ct pool, pretrained for the same epochs")
     split_seed: int = 0
     ct_window: str | tuple[float, float] | None = Field(None, description="override the per-source window of HU pool data")
     num_workers: int = Field(0, ge=0)

@@ -122,7 +122,7 @@ def test_no_pool_contains_a_downstream_test_image():
 
 
 def test_pools_are_size_matched_and_mixed_is_half_half():
-    ct, natural, mixed = (load_pool(name) for name in POOLS)
+    ct, natural, mixed = (load_pool(name) for name in ("ct", "natural", "mixed"))
     assert len(ct) == len(natural) == len(mixed) > 4000
     is_ct = np.isin(mixed.extras["pool_source"], [s.label for s in __import__("rtl_core.data.registry", fromlist=["POOL_SOURCES"]).POOL_SOURCES["ct"]])
     assert abs(is_ct.mean() - 0.5) < 0.01
@@ -132,6 +132,27 @@ def test_pools_are_size_matched_and_mixed_is_half_half():
         load_pool("ct", pool_size=100000)
     with pytest.raises(ConfigError, match="Unknown pool 'radnet'"):
         load_pool("radnet")
+
+
+def test_ct_less_is_a_quarter_of_the_ct_pool_and_the_data_scale_arm():
+    """The data-scale arm (claim C8): a seeded subset of the ct pool, a CT-domain init, judged as role ct_less."""
+    from rtl_core.analysis.claims import study_arms
+    from rtl_core.config import load_config
+    from rtl_core.evaluate.inits import parse_init
+    from rtl_core.pretrain.train import run_key
+
+    ct, less = load_pool("ct"), load_pool("ct_less")
+    assert len(less) == round(0.25 * len(ct)) and set(less.extras["content_hash"]) < set(ct.extras["content_hash"])
+    assert len(load_pool("ct_less", less_fraction=0.5)) == round(0.5 * len(ct))
+    assert not np.array_equal(load_pool("ct_less", seed=1).extras["content_hash"], less.extras["content_hash"])
+    with pytest.raises(ConfigError, match="less_fraction"):
+        load_pool("ct_less", less_fraction=1.0)
+    assert parse_init("ssl:ct_less:simclr").default_domain() == "ct"
+    arms = study_arms(["scratch", "ssl:ct:simclr", "ssl:natural:simclr", "ssl:ct_less:simclr"])
+    assert arms["ct_less"] == "ssl:ct_less:simclr" and arms["ct_more"] == arms["ct"] == "ssl:ct:simclr"
+    base, half = load_config("smoke"), load_config("smoke", overrides={"data": {"less_fraction": 0.5}})
+    assert run_key(base, "ct_less", "simclr", False) != run_key(half, "ct_less", "simclr", False)
+    assert run_key(base, "ct", "simclr", False) == run_key(half, "ct", "simclr", False)  # other pools keep their encoders
 
 
 def test_task_datasets_have_documented_shapes_and_range():

@@ -176,16 +176,17 @@ CLAIMS: tuple[Claim, ...] = (
            Cell("ct_cls", "linear", _p("E4", "RadNet-CTBR", 1.0, "accuracy")),
            Cell("ct_liver_seg", "finetune", _p("E1", "LiTS", 1.0, "dice_liver")),
            Cell("ct_liver_seg", "linear", _p("E4", "LiTS", 1.0, "dice_liver"))),
-          needs={"ct_less": "a CT pool at a fraction of the full one (a data-scale arm, e.g. 25 %), pretrained for "
-                            "the same epochs, named as the ct_less arm in analysis.arms"}),
+          needs={"ct_less": "a CT pool at a fraction of the full one, pretrained for the same epochs: add "
+                            "'ssl:ct_less:simclr' to evaluate.inits (data.less_fraction, default 25 %), or name "
+                            "the ct_less arm in analysis.arms"}),
     Claim("C8b", "When in-domain pretraining data is scarce, natural-image pretraining is the better choice.",
           "natural", "ct_less", "a_better",
           (Cell("ct_cls", "finetune", _p("E1", "RadNet-CTBR", 1.0, "accuracy")),
            Cell("ct_cls", "linear", _p("E4", "RadNet-CTBR", 1.0, "accuracy"))),
           note="The paper's own arms: ImageNet vs RadNet-1.28M (the scarcer CT pool); it draws this from an "
                "interpolation over pool sizes, not from a logged comparison.",
-          needs={"ct_less": "a CT pool at a fraction of the full one (a data-scale arm), named as the ct_less arm "
-                            "in analysis.arms"}),
+          needs={"ct_less": "a CT pool at a fraction of the full one: add 'ssl:ct_less:simclr' to evaluate.inits, "
+                            "or name the ct_less arm in analysis.arms"}),
     Claim("C9", "Mixed (natural + CT in one pool) pretraining performs like CT-only pretraining on a CT task.",
           "mixed", "ct", "no_difference",
           (Cell("ct_cls", "finetune", _p("E6", "RadNet-CTBR", 1.0, "accuracy")),
@@ -212,7 +213,7 @@ ROLE_DOMAINS = {"ct": ("ct",), "ct_more": ("ct",), "ct_less": ("ct",), "natural"
 def study_arms(inits: Sequence[str], declared: Mapping[str, str] | None = None,
                domains: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """Roles → our inits: ``analysis.arms`` first, then by name (``ssl:ct:*`` → ct and ct_more, ``ssl:natural:*``
-    → natural, ``ssl:mixed:*`` → mixed, ``sequential:ct:*`` → sequential; SimCLR preferred when several methods),
+    → natural, ``ssl:mixed:*`` → mixed, ``sequential:ct:*`` → sequential, ``ssl:ct_less:*`` → ct_less; SimCLR preferred when several methods),
     then, for ct and natural still open, the first other init of that pretraining domain (``domains``, e.g. a
     ``torchvision:`` init is natural)."""
     arms: dict[str, str] = {}
@@ -227,7 +228,8 @@ def study_arms(inits: Sequence[str], declared: Mapping[str, str] | None = None,
         return next((i for i in found if i.endswith(":simclr")), found[0] if found else None)
 
     for role, (kind, pool) in {"ct": ("ssl", "ct"), "ct_more": ("ssl", "ct"), "natural": ("ssl", "natural"),
-                               "mixed": ("ssl", "mixed"), "sequential": ("sequential", "ct")}.items():
+                               "mixed": ("ssl", "mixed"), "sequential": ("sequential", "ct"),
+                               "ct_less": ("ssl", "ct_less")}.items():
         init = pick(kind, pool)
         if init:
             arms[role] = init
@@ -253,7 +255,7 @@ def _add_init_hint(role: str, claim: Claim) -> str:
     if role in claim.needs:
         return f"needs {claim.needs[role]}"
     init = {"ct": "ssl:ct:simclr", "ct_more": "ssl:ct:simclr", "natural": "ssl:natural:simclr",
-            "mixed": "ssl:mixed:simclr", "sequential": "sequential:ct:simclr"}.get(role, f"<init for {role}>")
+            "mixed": "ssl:mixed:simclr", "sequential": "sequential:ct:simclr", "ct_less": "ssl:ct_less:simclr"}.get(role, f"<init for {role}>")
     return f"add '{init}' to evaluate.inits (or name the {role} arm in analysis.arms)"
 
 

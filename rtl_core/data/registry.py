@@ -36,11 +36,13 @@ from rtl_core.data.arrays import ImageSet
 from rtl_core.data.intensity import render
 from rtl_core.data.pack import read_arrays, read_folder, read_medmnist
 from rtl_core.data.splits import (
+    _merge_groups,
     check_split,
     content_hashes,
     exact_duplicate_groups,
     grouped_split,
     near_duplicate_groups,
+    scan_runs,
     split_from_train,
 )
 from rtl_core.errors import ConfigError, DataError
@@ -73,7 +75,11 @@ class PoolSource:
 
 TASKS: dict[str, TaskSpec] = {}
 POOL_SOURCES: dict[str, tuple[PoolSource, ...]] = {}
-POOLS = ("ct", "natural", "mixed")
+POOLS = ("ct", "natural", "mixed", "ct_less")
+#: The pretraining domain of each demo pool's images (``ct_less``, the data-scale arm, is CT).
+POOL_DOMAINS = {"ct": "ct", "natural": "natural", "mixed": "mixed", "ct_less": "ct"}
+LESS_FRACTION = 0.25
+"""Default share of the ``ct`` pool in ``ct_less`` (``data.less_fraction``): the data-scale arm of claim C8."""
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
@@ -131,13 +137,36 @@ def _build_ct_cls(root: Path, seed: int) -> ImageSet:
     if "sarscov2_ctscan" not in names:
         raise DataError(f"{full.source}: meta.json group_names lacks 'sarscov2_ctscan'; is this the pack's covid_ct_cvt?")
     data = full.subset(full.extras["source_group"] == names.index("sarscov2_ctscan"), name="ct_cls")
-    boxes = [full.meta["per_slice"][i].get("content_box_tlhw") for i in data.extras["source_index"]]
-    crops = np.stack([_crop_resize(img, box) for img, box in zip(data.images, boxes)])
-    data.groups = near_duplicate_groups(crops)
+    per_slice = [full.meta["per_slice"][i] for i in data.extras["source_index"]]
+    crops = np.stack([_crop_resize(img, p.get("content_box_tlhw")) for img, p in zip(data.images, per_slice)])
+    data.groups = _merge_groups(near_duplicate_groups(crops), _sarscov2_scans(per_slice, data.labels, data.source))
     data = _near_duplicates(data, official=False)
     data.splits = grouped_split(data.labels, data.groups, seed=seed, name="ct_cls")
-    data.meta = {**data.meta, "grouping": "near-duplicate slices (256-bit pHash of the content box, ≤48 bits apart)"}
+    data.meta = {**data.meta, "grouping": (
+        "scans: runs of consecutively numbered files whose original size changes by at most 20 % from slice to "
+        "slice (per class), merged with near-duplicate slices (256-bit pHash of the content box, ≤48 bits apart)"),
+        "scan_runs": int(len(np.unique(data.groups)))}
     return data
+
+
+def _sarscov2_scans(per_slice: list[dict], labels: np.ndarray, source: str) -> np.ndarray:
+    """Scan groups of the SARS-CoV-2 CT-scan slices ('Covid (N).png' / 'Non-Covid (N).png', numbered per class in
+    scan order, no patient ids): :func:`rtl_core.data.splits.scan_runs` within each class."""
+    import re
+
+    numbers = []
+    for p in per_slice:
+        found = re.search(r"\((\d+)\)\.\w+$", p.get("file", ""))
+        if found is None or "orig_size_hw" not in p:
+            raise DataError(f"{source}: slice {p.get('file')!r} has no '(N)' file number or orig_size_hw in meta.json "
+                            "per_slice; ct_cls groups slices into scans by them. Is this the pack's covid_ct_cvt?")
+        numbers.append(int(found.group(1)))
+    numbers, sizes = np.array(numbers), np.array([p["orig_size_hw"] for p in per_slice])
+    groups = np.empty(len(per_slice), dtype=object)
+    for label in np.unique(labels):
+        mine = labels == label
+        groups[mine] = [f"c{label}:{g}" for g in scan_runs(numbers[mine], sizes[mine])]
+    return groups.astype(str)
 
 
 def _crop_resize(image: np.ndarray, box: list[int] | None, size: int = 64) -> np.ndarray:
@@ -412,12 +441,15 @@ def load_pool(
     split_seed: int = 0,
     ct_window: str | None = None,
     root: str | Path | None = None,
+    less_fraction: float = LESS_FRACTION,
 ) -> ImageSet:
     """An unlabelled pretraining pool as uint8 images (N, size, size, 3) (grey replicated to 3 channels).
 
     ``pool_size=None`` size-matches: every pool gets as many images as the smaller of ``ct`` and ``natural``.
-    ``mixed`` is half CT, half natural. Sub-sampling is seeded by ``seed``. No image of any task's val or
-    test split is ever in a pool (checked by source row and by content hash).
+    ``mixed`` is half CT, half natural. ``ct_less`` is a seeded ``less_fraction`` of the ``ct`` pool (a subset
+    of it: Jonske et al.'s data-scale comparison of RadNet-1.28M with RadNet-12M, here with the pool at a
+    quarter). Sub-sampling is seeded by ``seed``. No image of any task's val or test split is ever in a pool
+    (checked by source row, content hash and near-duplicate fingerprint).
     """
     if name not in POOLS:
         raise ConfigError(f"Unknown pool {name!r}. Known pools: {', '.join(POOLS)}.")
@@ -443,5 +475,13 @@ def load_pool(
             source=f"{a.source}, {b.source}",
             extras={k: np.concatenate([a.extras[k], b.extras[k]]) for k in a.extras},
         )
-    full = ct if name == "ct" else natural
-    return full.subset(np.sort(rng.choice(len(full), n, replace=False)), name=name)
+    full = natural if name == "natural" else ct
+    pool = full.subset(np.sort(rng.choice(len(full), n, replace=False)), name=name)
+    if name != "ct_less":
+        return pool
+    if not 0 < less_fraction < 1:
+        raise ConfigError(f"data.less_fraction={less_fraction} must lie strictly between 0 and 1 (the ct_less pool's "
+                          "share of the ct pool).")
+    keep = max(1, round(less_fraction * n))
+    less = np.random.default_rng([seed, 1]).choice(n, keep, replace=False)  # nested: ct_less is part of ct
+    return pool.subset(np.sort(less), name=name)

@@ -87,6 +87,30 @@ def near_duplicate_groups(images: np.ndarray, max_distance: int = 48, hash_size:
     return _merge_groups(np.array([f"p{c}" for c in component]), exact)
 
 
+def scan_runs(order: np.ndarray, sizes_hw: np.ndarray, max_change: float = 0.2) -> np.ndarray:
+    """Group slices exported one scan after another, when a source gives no scan ids but numbers its files.
+
+    ``order`` is each slice's file number (a scan's slices carry consecutive numbers), ``sizes_hw`` its original
+    height and width. Along one scan the body outline changes slowly from slice to slice; a new scan starts where
+    the numbering has a gap or the height or width jumps by more than ``max_change`` (as a ratio, either way).
+    Measured on the pack's SARS-CoV-2 CT slices (issue "a demo study worth reading"): sizes grow and shrink
+    smoothly along runs of numbers and reset by 26–55 % where the content changes to another body; pHash distance
+    does not separate the two (consecutive slices lie 16–120 of 256 bits apart), so the 48-bit near-duplicate cut
+    alone ran through scans: 47 % of test slices had a training slice 49–60 bits away. With runs at 20 % (162 runs)
+    that share is 17–20 % over split seeds and stays there for cuts of 15–30 %: what is left is likeness between
+    scans, not a cut through one. Returns one group name ``run<k>`` per slice, in the input's order.
+    """
+    order, sizes = np.asarray(order), np.asarray(sizes_hw, dtype=float)
+    if sizes.shape != (len(order), 2) or (sizes <= 0).any():
+        raise DataError(f"scan_runs needs one positive (height, width) per slice, got shape {sizes.shape}.")
+    ranked = np.argsort(order, kind="stable")
+    change = np.abs(np.log(sizes[ranked][1:] / sizes[ranked][:-1])).max(axis=1)
+    starts = np.concatenate([[True], (np.diff(order[ranked]) != 1) | (change > np.log1p(max_change))])
+    runs = np.empty(len(order), dtype=object)
+    runs[ranked] = np.cumsum(starts)
+    return np.array([f"run{r}" for r in runs])
+
+
 def grouped_split(
     labels: np.ndarray | None,
     groups: np.ndarray,

@@ -225,7 +225,7 @@ def study_pool(config: StudyConfig, name: str, seed: int | None = None) -> Study
                           f"{', '.join(sorted(set(POOLS) | set(data.pools)))}; add your own under data.pools.")
     images = pool_dataset(name, size=data.image_size, pool_size=data.pool_size,
                           seed=data.split_seed if seed is None else seed, split_seed=data.split_seed,
-                          ct_window=data.ct_window, root=data.data_dir)
+                          ct_window=data.ct_window, root=data.data_dir, less_fraction=data.less_fraction)
     return StudyPool(name, images, np.asarray([len(images)]), streaming=False)
 
 

@@ -75,7 +75,9 @@ class Init:
         """The pretraining domain when the config does not say: the pool's for ours, natural for torchvision's
         (all its weights are ImageNet-trained), unknown for files and scratch."""
         if self.ours:
-            return self.pool
+            from rtl_core.data.registry import POOL_DOMAINS
+
+            return POOL_DOMAINS.get(self.pool, self.pool)
         return "natural" if self.kind == "torchvision" else None
 
     def default_label(self) -> str:

@@ -85,6 +85,8 @@ def run_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> st
     """Hash of everything that determines the trained weights (not which pools/methods a study lists)."""
     pre = config.pretrain.model_dump(mode="json", exclude={"pools", "methods", "checkpoint_every_n_epochs"})
     data = config.data.model_dump(mode="json", include={"data_dir", "image_size", "pool_size", "split_seed", "ct_window"})
+    if pool == "ct_less":
+        data["less_fraction"] = config.data.less_fraction
     if pool in config.data.pools:
         data["pool"] = config.data.pools[pool].model_dump(mode="json")
     # "auto" means bf16 on some CPUs, fp32 on others: the resolved precision changes the weights
