@@ -133,6 +133,16 @@ class EvaluateConfig(Strict):
     max_train_images: int | None = Field(
         None, ge=1, description="cap of the training split for the full-data protocols (class-stratified, fixed by data.split_seed)"
     )
+    augment_p: float = Field(
+        0.0, ge=0, le=1, description="training augmentation (rtl_core.evaluate.augment): per image, the probability of "
+        "a random resized crop and, independently, of a horizontal flip; image and mask together; 0 = none. The "
+        "linear protocol on cached features (linear_on_features) sees each image once and is not augmented")
+    augment_min_scale: float = Field(0.35, gt=0, le=1, description="smallest crop, as a share of the image area")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear learning-rate warm-up of every downstream fit")
+    lr_decay_per_epoch: float = Field(1.0, gt=0, le=1, description="learning rate × this after each epoch (the "
+                                      "authors' fine-tuning: 0.97)")
+    learning_curves: bool = Field(False, description="validate after every epoch (the run record's curves); the "
+                                  "tested model is still the one `selection` picks")
     min_steps: int = Field(0, ge=0, description="train at least this many optimizer steps (more epochs on tiny low-label subsets)")
     linear_on_features: bool = Field(True, description="protocol linear: fit the head on cached features of the frozen encoder")
     linear_epochs: int = Field(

@@ -213,3 +213,72 @@ def test_a_channels_last_checkpoint_loads_as_float32_nchw_weights(tmp_path, monk
     weight = loaded.conv1.weight
     assert weight.dtype == torch.float32 and weight.is_contiguous() and weight.device.type == "cpu"
     assert torch.equal(weight, encoder.conv1.weight.detach()) and weight.requires_grad
+
+
+def test_downstream_augmentation_moves_image_and_mask_together():
+    """Crop/flip (rtl_core.evaluate.augment) on real liver slices: the mask, carried as an extra image channel through
+    the bilinear image path, lands where the nearest-sampled mask lands; labels keep their values; seeded."""
+    from rtl_core.evaluate.augment import CropFlip
+    from rtl_core.evaluate.data import BatchLoader, as_float
+
+    task = load_task_data("ct_liver_seg", 64)
+    pick = np.flatnonzero((task.train.targets.flatten(1) > 0).float().mean(1).numpy() > 0.05)[:16]
+    images, masks = as_float(task.train.images[pick]), task.train.targets[pick].long()
+    stacked = torch.cat([images, masks[:, None].float()], dim=1)
+    augment = CropFlip(p=1.0, min_scale=0.3)
+    out, out_masks = augment(stacked, masks, torch.Generator().manual_seed(0))
+    assert out.shape == stacked.shape and out_masks.shape == masks.shape and out_masks.dtype == masks.dtype
+    assert set(out_masks.unique().tolist()) <= set(masks.unique().tolist())
+    agree = ((out[:, 3] > 0.5).long() == out_masks).float().mean()
+    assert agree > 0.97, f"mask and image disagree on {1 - agree:.1%} of pixels"
+    assert not torch.equal(out[:, :3], images)  # something moved
+    again, _ = augment(stacked, masks, torch.Generator().manual_seed(0))
+    assert torch.equal(again, out)  # the same seed, the same crops
+    # p = 0 leaves a batch as it is; class labels pass through unchanged
+    assert augment.__class__(p=0.0)(images, masks, torch.Generator())[0] is images
+    labels = torch.arange(len(images))
+    assert torch.equal(augment(images, labels, torch.Generator().manual_seed(1))[1], labels)
+    # the loader keeps its batch order whether or not it augments (labels batch by batch)
+    cls = load_task_data("ct_cls", 32)
+    plain = list(BatchLoader(cls.train, np.arange(64), 16, seed=3))
+    augmented = list(BatchLoader(cls.train, np.arange(64), 16, seed=3, augment=augment))
+    assert len(plain) == len(augmented) == 4
+    for (x0, y0), (x1, y1) in zip(plain, augmented):
+        assert torch.equal(y0, y1) and x0.shape == x1.shape and not torch.equal(x0, x1)
+
+
+def test_a_flip_is_a_mirror_and_a_full_crop_is_the_identity():
+    from rtl_core.evaluate.augment import CropFlip
+
+    task = load_task_data("ct_cls", 32)
+    images = task.train.images[:6].float() / 255
+    g = torch.Generator().manual_seed(0)
+    grid = CropFlip(p=1.0, min_scale=1.0, ratio=(1.0, 1.0)).grids(6, 32, 32, g)
+    flipped = torch.nn.functional.grid_sample(images, grid, align_corners=False)
+    assert torch.allclose(flipped, images.flip(-1), atol=1e-5)
+    with pytest.raises(ValueError, match="augment_p"):
+        CropFlip(p=1.5)
+
+
+def test_warm_up_and_per_epoch_decay_shape_the_learning_rate():
+    """fit's schedule: a linear ramp over warmup_epochs, then × decay_per_epoch after each epoch (the authors' 0.97)."""
+    from rtl_core.evaluate.compute import ComputePlan
+    from rtl_core.evaluate.train import Timer, fit
+
+    plan = ComputePlan(torch.device("cpu"), "32", channels_last=False, fused_optimizer=False)
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 5), torch.randint(0, 2, (40,))
+    loader = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 40, 10)]  # 4 steps per epoch
+    model = torch.nn.Linear(5, 2)
+
+    def run(**schedule):
+        return fit(model, list(model.parameters()), loader, 3, 0.1, 0.0, model.train, lambda: {"accuracy": 0.5},
+                   "accuracy", "last", Timer(), plan, **schedule).curves["lr"]
+
+    assert run() == pytest.approx([0.1, 0.1, 0.1])
+    assert run(decay_per_epoch=0.5) == pytest.approx([0.05, 0.025, 0.0125])
+    # two warm-up epochs of 4 steps: after epoch 1 the ramp is at step 5 of 8; full rate from epoch 2 on
+    assert run(warmup_epochs=2) == pytest.approx([0.1 * 5 / 8, 0.1, 0.1])
+    curves = fit(model, list(model.parameters()), loader, 3, 0.1, 0.0, model.train, lambda: {"accuracy": 0.5},
+                 "accuracy", "last", Timer(), plan, validate_every_epoch=True).curves
+    assert curves["val_accuracy"] == [0.5, 0.5, 0.5]  # learning curves: validated after every epoch

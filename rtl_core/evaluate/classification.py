@@ -21,7 +21,7 @@ from torch import nn
 
 from rtl_core.config import EvaluateConfig
 from rtl_core.evaluate.compute import ComputePlan
-from rtl_core.evaluate.data import BatchLoader, TaskData, batches
+from rtl_core.evaluate.data import BatchLoader, TaskData, batches, training_augment
 from rtl_core.evaluate.metrics import classification_metrics
 from rtl_core.evaluate.models import Classifier, freeze_encoder, set_train_mode, trainable_parameters
 from rtl_core.evaluate.protocols import Protocol
@@ -117,11 +117,13 @@ def run_classification(
             return classification_metrics(t, p, names)
 
         result = fit(head, list(head.parameters()), loader, epochs_for(cfg.linear_epochs, len(loader), cfg.min_steps),
-                     cfg.linear_lr, cfg.weight_decay, head.train, validate, primary, cfg.selection, timer, plan)
+                     cfg.linear_lr, cfg.weight_decay, head.train, validate, primary, cfg.selection, timer, plan,
+                     validate_every_epoch=cfg.learning_curves, warmup_epochs=cfg.warmup_epochs,
+                 decay_per_epoch=cfg.lr_decay_per_epoch)
         p, t = predict_probs(head, feats["test"], bs, timer, plan)
         return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 
-    loader = BatchLoader(task.train, indices, cfg.batch_size, seed)
+    loader = BatchLoader(task.train, indices, cfg.batch_size, seed, augment=training_augment(cfg))
 
     def validate() -> dict[str, float]:
         p, t = predict_probs(model, task.val, max(cfg.batch_size, 256), timer, plan)
@@ -131,7 +133,9 @@ def run_classification(
     # whether its features are cached or recomputed through the encoder (linear_bn_train, linear_on_features=False).
     epochs, lr = (cfg.linear_epochs, cfg.linear_lr) if protocol.frozen_encoder else (cfg.epochs, cfg.lr)
     result = fit(model, trainable_parameters(model), loader, epochs_for(epochs, len(loader), cfg.min_steps), lr,
-                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, primary, cfg.selection, timer, plan)
+                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, primary, cfg.selection, timer, plan,
+                 validate_every_epoch=cfg.learning_curves, warmup_epochs=cfg.warmup_epochs,
+                 decay_per_epoch=cfg.lr_decay_per_epoch)
     p, t = predict_probs(model, task.test, max(cfg.batch_size, 256), timer, plan)
     return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 

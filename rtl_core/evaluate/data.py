@@ -22,6 +22,7 @@ from rtl_core.config import DataConfig
 from rtl_core.data.datasets import TensorImageDataset
 from rtl_core.data.study import study_task
 from rtl_core.data.splits import lowlabel_subsets
+from rtl_core.evaluate.augment import CropFlip
 from rtl_core.evaluate.metrics import expand_metric_names
 from rtl_core.evaluate.protocols import Protocol
 
@@ -90,7 +91,8 @@ def _load_task_data(name: str, size: int, split_seed: int, data_json: str) -> Ta
 
 
 class BatchLoader:
-    """Shuffled mini-batches of ``(float images in [0, 1], targets)`` from uint8 tensors.
+    """Shuffled mini-batches of ``(float images in [0, 1], targets)`` from uint8 tensors, augmented by ``augment``
+    (:mod:`rtl_core.evaluate.augment`, image and mask together) when given.
 
     A lighter stand-in for ``DataLoader(TensorImageDataset, shuffle=True, generator=g)`` on in-memory data:
     one gather and one conversion per batch instead of one per image. Shuffling draws from a
@@ -98,12 +100,15 @@ class BatchLoader:
     single image is dropped (BatchNorm in train mode cannot normalise one value per channel).
     """
 
-    def __init__(self, data: TensorImageDataset, indices: np.ndarray, batch_size: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, data: TensorImageDataset, indices: np.ndarray, batch_size: int, seed: int, shuffle: bool = True,
+                 augment: CropFlip | None = None) -> None:
         self.images, self.targets = data.images, data.targets
         self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         self.batch_size = max(1, min(batch_size, len(self.indices)))
         self.shuffle = shuffle
         self.generator = torch.Generator().manual_seed(seed)
+        self.augment = augment  # its own generator: the batch order is the same with and without augmentation
+        self.augment_generator = torch.Generator().manual_seed(seed + 7919)
 
     def __len__(self) -> int:
         n, b = len(self.indices), self.batch_size
@@ -114,7 +119,15 @@ class BatchLoader:
         order = self.indices[torch.randperm(len(self.indices), generator=self.generator)] if self.shuffle else self.indices
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            yield as_float(self.images[idx]), self.targets[idx]
+            images, targets = as_float(self.images[idx]), self.targets[idx]
+            if self.augment is not None:
+                images, targets = self.augment(images, targets, self.augment_generator)
+            yield images, targets
+
+
+def training_augment(cfg) -> CropFlip | None:
+    """The downstream augmentation of an :class:`rtl_core.config.EvaluateConfig` (None when ``augment_p`` is 0)."""
+    return CropFlip(cfg.augment_p, cfg.augment_min_scale) if cfg.augment_p > 0 else None
 
 
 def as_float(x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from rtl_core.config import EvaluateConfig
 from rtl_core.errors import ConfigError
 from rtl_core.evaluate.classification import RunOutput
 from rtl_core.evaluate.compute import ComputePlan
-from rtl_core.evaluate.data import BatchLoader, TaskData, batches
+from rtl_core.evaluate.data import BatchLoader, TaskData, batches, training_augment
 from rtl_core.evaluate.metrics import segmentation_metrics
 from rtl_core.evaluate.models import build_segmenter, freeze_encoder, set_train_mode, trainable_parameters
 from rtl_core.evaluate.protocols import Protocol
@@ -49,7 +49,7 @@ def run_segmentation(
     model = plan.prepare(model, model.encoder, size)
     freeze_encoder(model, protocol)
     indices = task.train_indices(protocol, seed, cfg.max_train_images)
-    loader = BatchLoader(task.train, indices, cfg.batch_size, seed)
+    loader = BatchLoader(task.train, indices, cfg.batch_size, seed, augment=training_augment(cfg))  # image + mask
     bs = cfg.batch_size
 
     def validate() -> dict[str, float]:
@@ -57,6 +57,8 @@ def run_segmentation(
         return segmentation_metrics(pred, target, task.val_scans, bs)
 
     result = fit(model, trainable_parameters(model), loader, epochs_for(cfg.epochs, len(loader), cfg.min_steps), cfg.lr,
-                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, task.metric_names[0], cfg.selection, timer, plan)
+                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, task.metric_names[0], cfg.selection, timer, plan,
+                 validate_every_epoch=cfg.learning_curves, warmup_epochs=cfg.warmup_epochs,
+                 decay_per_epoch=cfg.lr_decay_per_epoch)
     pred, target = predict_masks(model, task.test, bs, timer, plan)
     return RunOutput(segmentation_metrics(pred, target, task.test_scans, bs), result, len(indices))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from rtl_core.evaluate.compute import ComputePlan
@@ -60,15 +61,29 @@ def fit(
     timer: Timer,
     plan: ComputePlan,
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    validate_every_epoch: bool = False,
+    warmup_epochs: float = 0.0,
+    decay_per_epoch: float = 1.0,
 ) -> FitResult:
     """Train ``parameters`` of ``model`` with AdamW and cross-entropy for ``epochs`` epochs.
 
     ``set_mode`` puts the model in its protocol's train mode; ``validate`` returns validation metrics (called every
-    epoch when ``selection == "best_val"``, else once after the last epoch). With ``best_val`` the weights of the
-    best epoch (ties: the earlier) are restored before returning.
+    epoch when ``selection == "best_val"`` or ``validate_every_epoch`` (learning curves), else once after the last
+    epoch). With ``best_val`` the weights of the best epoch (ties: the earlier) are restored before returning.
+
+    The learning rate ramps up linearly over ``warmup_epochs`` (from 1/steps of ``lr``; Goyal et al. 2017), then
+    falls by ``decay_per_epoch`` after each epoch (Jonske et al.'s fine-tuning: ``ExponentialLR``, γ = 0.97).
     """
     forward = forward or (lambda m, x: m(x))
     optimizer = plan.optimizer(parameters, lr, weight_decay)
+    steps = max(1, len(loader)) if hasattr(loader, "__len__") else 1
+    warmup = warmup_epochs * steps
+
+    def factor(step: int) -> float:  # the LR multiplier before optimizer step ``step`` (0-based)
+        ramp = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+        return ramp * decay_per_epoch ** (step // steps)
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor) if warmup > 0 or decay_per_epoch != 1 else None
     curves: dict[str, list[float]] = {"epoch": [], "train_loss": [], "epoch_seconds": [], f"val_{primary}": []}
     best, best_epoch, best_state, best_val = -math.inf, epochs, None, {}
     for epoch in range(1, epochs + 1):
@@ -84,12 +99,15 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if schedule is not None:
+                    schedule.step()
                 total += loss.detach().item() * len(x)
             count += len(x)
         curves["epoch"].append(epoch)
         curves["train_loss"].append(total / max(count, 1))
         curves["epoch_seconds"].append(time.perf_counter() - start)
-        if selection == "best_val" or epoch == epochs:
+        curves.setdefault("lr", []).append(optimizer.param_groups[0]["lr"])  # after the epoch's last step
+        if selection == "best_val" or epoch == epochs or validate_every_epoch:
             val = validate()
             curves[f"val_{primary}"].append(val[primary])
             score = val[primary] if not math.isnan(val[primary]) else -math.inf
