@@ -95,6 +95,15 @@ class PretrainConfig(Strict):
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: GPUs when present, else CPU; cpu with devices > 1 runs CPU processes (gloo DDP)"
     )
+    projection_head: Literal["lightly", "jonske"] = Field(
+        "lightly", description="SimCLR head: lightly's Linear-BN-ReLU-Linear-BN, or the authors' Linear-ReLU-Linear-"
+        "Sigmoid-Linear without biases or BN (Jonske et al., pkgs/SimCLR/simclr/simclr.py)")
+    schedule: Literal["step", "epoch"] = Field(
+        "step", description="cosine learning-rate decay per optimizer step (after warmup_epochs), or stepped once per "
+        "epoch as the authors' CosineAnnealingLR(T_max=epochs)")
+    loss_group_size: int | None = Field(
+        None, ge=2, description="NT-Xent over groups of this many pairs (the authors: 512 per GPU, whatever the number "
+        "of GPUs); None: the per-device batch")
     min_scale: float = Field(0.08, gt=0, le=1, description="smallest crop area of RandomResizedCrop")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum")
     checkpoint_every_n_epochs: int = Field(1, ge=1, description="how often the resumable last.ckpt is written")
@@ -141,6 +150,9 @@ class EvaluateConfig(Strict):
     warmup_epochs: float = Field(0.0, ge=0, description="linear learning-rate warm-up of every downstream fit")
     lr_decay_per_epoch: float = Field(1.0, gt=0, le=1, description="learning rate × this after each epoch (the "
                                       "authors' fine-tuning: 0.97)")
+    head_bias: bool = Field(True, description="the classification head's bias (the authors' head has none)")
+    linear_probe_norm: bool = Field(True, description="linear protocols: a BatchNorm without affine parameters before "
+                                    "the head (MAE's probe); the authors' head reads the features as they are")
     learning_curves: bool = Field(False, description="validate after every epoch (the run record's curves); the "
                                   "tested model is still the one `selection` picks")
     min_steps: int = Field(0, ge=0, description="train at least this many optimizer steps (more epochs on tiny low-label subsets)")

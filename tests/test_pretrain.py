@@ -192,6 +192,52 @@ def test_augmentations_are_drawn_per_image_and_keep_grey_images_grey(mini_pool):
     torch.testing.assert_close(views, again)  # the generator alone fixes the draws
 
 
+def test_the_authors_projection_head_and_negatives_in_groups():
+    """projection_head="jonske": Linear-ReLU-Linear-Sigmoid-Linear, no bias, no BN. loss_group_size: NT-Xent within
+    groups of pairs, so moving a pair to another group changes the loss and reordering inside a group does not."""
+    from rtl_core.pretrain.methods import SimCLR
+
+    ctx = MethodContext(feature_dim=512, projection_dim=64, projection_head="jonske", batch_size=8, loss_group_size=4)
+    method = SimCLR(build_backbone("resnet18"), ctx)
+    layers = list(method.head)
+    assert [type(m).__name__ for m in layers] == ["Linear", "ReLU", "Linear", "Sigmoid", "Linear"]
+    assert all(m.bias is None for m in layers if isinstance(m, torch.nn.Linear)) and layers[-1].out_features == 64
+    torch.manual_seed(0)
+    z0, z1 = torch.randn(8, 16), torch.randn(8, 16)
+    z1[:4] += 3 * z0[:4]  # the first group's pairs agree, the second group's do not
+    criterion = method.criterion
+
+    def grouped(a, b):
+        return torch.stack([criterion(x, y) for x, y in zip(a.split(4), b.split(4))]).mean()
+
+    method._both = lambda *_: (z0, z1)
+    loss = method.loss(None, None)
+    assert loss == pytest.approx(float(grouped(z0, z1)))
+    assert loss != pytest.approx(float(criterion(z0, z1)))  # not the whole batch's NT-Xent
+    inside = torch.tensor([1, 0, 3, 2, 5, 4, 7, 6])
+    method._both = lambda *_: (z0[inside], z1[inside])
+    assert method.loss(None, None) == pytest.approx(float(loss))
+    across = torch.tensor([0, 1, 2, 4, 3, 5, 6, 7])
+    method._both = lambda *_: (z0[across], z1[across])
+    assert method.loss(None, None) != pytest.approx(float(loss))
+    with pytest.raises(ConfigError, match="loss_group_size"):
+        SimCLR(build_backbone("resnet18"), MethodContext(feature_dim=512, batch_size=6, loss_group_size=4))
+
+
+def test_an_epoch_schedule_steps_once_per_epoch_without_warm_up(mini_pool):
+    from rtl_core.pretrain.module import PretrainModule
+
+    config = mini_config(mini_pool, schedule="epoch", warmup_epochs=0, epochs=4)
+    module = PretrainModule(build_method("simclr", build_backbone("resnet18"), MethodContext(feature_dim=512)),
+                            config.pretrain, seed=0)
+    module.trainer = type("T", (), {"max_epochs": 4, "estimated_stepping_batches": 40})()  # read by the schedule
+    found = module.configure_optimizers()
+    schedule = found["lr_scheduler"]["scheduler"]
+    assert found["lr_scheduler"]["interval"] == "epoch"
+    factors = [schedule.lr_lambdas[0](epoch) for epoch in range(5)]
+    assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.0, abs=1e-9) and factors == sorted(factors, reverse=True)
+
+
 def test_knn_finds_an_image_itself(mini_pool):
     from torch.utils.data import TensorDataset
 
@@ -204,8 +250,12 @@ def test_knn_finds_an_image_itself(mini_pool):
 def test_paper_profile_settings():
     config = load_config("paper")
     p = config.pretrain
-    assert (p.backbone, p.crop_size, p.temperature, p.projection_dim, p.batch_size, p.epochs) == ("resnet50", 224, 0.5, 256, 4096, 100)
+    assert (p.backbone, p.crop_size, p.temperature, p.projection_dim, p.batch_size, p.epochs) == ("resnet50", 256, 0.5, 256, 4096, 100)
     assert (p.optimizer, p.lr_scaling, p.gaussian_blur, p.gather_distributed) == ("lars", "sqrt", False, False)
+    assert (p.projection_head, p.loss_group_size, p.schedule, p.warmup_epochs) == ("jonske", 512, "epoch", 0)
+    e = config.evaluate
+    assert (e.selection, e.epochs, e.batch_size, e.lr, e.lr_decay_per_epoch, e.augment_p) == ("last", 50, 128, 5e-4, 0.97, 0.2)
+    assert "linear_bn_train" in e.protocols and not e.head_bias
     assert scaled_lr(p) == pytest.approx(0.075 * 64)
 
 

@@ -1,4 +1,4 @@
-"""Paper-profile pretraining throughput on one GPU: SimCLR, ResNet-50 at 224 px, bf16, channels_last, LARS.
+"""Paper-profile pretraining throughput on one GPU: SimCLR, ResNet-50 at the profile's crop (256 px), bf16, channels_last, LARS.
 
 Issue 3's target: **≥ 4,000 pairs/s on one H100** (the rate of the paper's whole 8×A100 machine). The step is
 the one :class:`rtl_core.pretrain.module.PretrainModule` trains with: uint8 pool images resident on the GPU,

@@ -100,7 +100,7 @@ def run_classification(
     """Train and test one classification run; the encoder is modified in place."""
     torch.manual_seed(seed)  # the head's initialisation
     model = Classifier(encoder, feature_dim(arch), task.num_classes, init_info["mean"], init_info["std"],
-                       probe=protocol.frozen_encoder)
+                       probe=protocol.frozen_encoder and cfg.linear_probe_norm, bias=cfg.head_bias)
     model = plan.prepare(model, encoder, task.train.images.shape[-1])
     freeze_encoder(model, protocol)
     indices = task.train_indices(protocol, seed, cfg.max_train_images)

@@ -33,15 +33,16 @@ class Classifier(nn.Module):
     ``probe=True`` (the linear protocols) puts a BatchNorm without affine parameters before the linear layer, as
     MAE's linear probing does (He et al. 2022): it standardises features whose scale differs wildly between
     encoders (a random encoder's features, with fixed BatchNorm statistics, can be huge); at test time it is a
-    fixed affine map, so the probe stays linear.
+    fixed affine map, so the probe stays linear. ``bias=False`` is the authors' head (``nn.Linear(2048, C,
+    bias=False)``, their ``pkgs/FTE/network.py``).
     """
 
     def __init__(self, encoder: nn.Module, feature_dim: int, num_classes: int, mean: Sequence[float], std: Sequence[float],
-                 probe: bool = False) -> None:
+                 probe: bool = False, bias: bool = True) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.encoder = encoder
-        linear = nn.Linear(feature_dim, num_classes)
+        linear = nn.Linear(feature_dim, num_classes, bias=bias)
         self.head = nn.Sequential(nn.BatchNorm1d(feature_dim, affine=False), linear) if probe else linear
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

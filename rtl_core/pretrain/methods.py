@@ -45,6 +45,8 @@ class MethodContext:
 
     feature_dim: int
     projection_dim: int = 128
+    projection_head: str = "lightly"
+    loss_group_size: int | None = None
     temperature: float = 0.5
     gather_distributed: bool = False
     batch_size: int = 256  # per device
@@ -117,21 +119,42 @@ class _MomentumMixin:
         return self._both(self.backbone_momentum, self.head_momentum, view0, view1)
 
 
+def jonske_projection_head(feature_dim: int, projection_dim: int) -> nn.Sequential:
+    """Jonske et al.'s SimCLR projector: Linear–ReLU–Linear–Sigmoid–Linear, hidden width = feature width, no biases,
+    no BatchNorm (their ``pkgs/SimCLR/simclr/simclr.py``)."""
+    return nn.Sequential(nn.Linear(feature_dim, feature_dim, bias=False), nn.ReLU(),
+                         nn.Linear(feature_dim, feature_dim, bias=False), nn.Sigmoid(),
+                         nn.Linear(feature_dim, projection_dim, bias=False))
+
+
 class SimCLR(SSLMethod):
     """SimCLR: 2-layer projection head (hidden width = feature width), NT-Xent with temperature τ.
 
     ``gather_distributed=False`` keeps each device's negatives local, as Jonske et al.; ``True`` gathers the
-    projections of all devices first (lightly's ``NTXentLoss(gather_distributed=True)``).
+    projections of all devices first (lightly's ``NTXentLoss(gather_distributed=True)``). ``loss_group_size``
+    computes NT-Xent within consecutive groups of that many pairs and averages: the authors' 512 pairs per GPU
+    (1022 negatives) on any number of devices. ``projection_head="jonske"`` is their head
+    (:func:`jonske_projection_head`).
     """
 
     def __init__(self, backbone: nn.Module, ctx: MethodContext) -> None:
         super().__init__(backbone)
-        self.head = SimCLRProjectionHead(ctx.feature_dim, ctx.feature_dim, ctx.projection_dim)
+        if ctx.projection_head == "jonske":
+            self.head = jonske_projection_head(ctx.feature_dim, ctx.projection_dim)
+        else:
+            self.head = SimCLRProjectionHead(ctx.feature_dim, ctx.feature_dim, ctx.projection_dim)
         self.criterion = NTXentLoss(temperature=ctx.temperature, gather_distributed=ctx.gather_distributed)
+        self.group = ctx.loss_group_size
+        if self.group is not None and ctx.batch_size % self.group:
+            raise ConfigError(f"pretrain.loss_group_size={self.group} must divide the per-device batch "
+                              f"({ctx.batch_size}): choose a divisor, or None for one group per device.")
 
     def loss(self, view0: Tensor, view1: Tensor, step: int = 0, epoch: int = 0) -> Tensor:
         z0, z1 = self._both(self.backbone, self.head, view0, view1)
-        return self.criterion(z0, z1)
+        if self.group is None or self.group >= len(z0):
+            return self.criterion(z0, z1)
+        losses = [self.criterion(a, b) for a, b in zip(z0.split(self.group), z1.split(self.group))]
+        return torch.stack(losses).mean()
 
 
 class MoCo(_MomentumMixin, SSLMethod):

@@ -80,6 +80,12 @@ class PretrainModule(pl.LightningModule):
             optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
         else:
             optimizer = torch.optim.AdamW(groups, lr=lr)
+        if cfg.schedule == "epoch":  # the authors': CosineAnnealingLR(T_max=epochs), stepped after each epoch
+            epochs = max(1, self.trainer.max_epochs)
+            schedule = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda epoch: cosine_warmup_schedule(min(epoch, epochs), epochs + 1, 1.0, 0.0,
+                                                               min(epochs - 1, cfg.warmup_epochs), 0.0))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(total - 1, int(total * cfg.warmup_epochs / max(1, self.trainer.max_epochs)))
         schedule = torch.optim.lr_scheduler.LambdaLR(

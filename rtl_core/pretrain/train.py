@@ -202,7 +202,8 @@ def pretrain(config: StudyConfig, pool: str, method: str, sequential: bool = Fal
     if init_from is not None:
         source, _ = load_encoder(init_from, expect={"arch": p.backbone, "in_channels": 3})
         backbone.load_state_dict(source.state_dict())
-    context = MethodContext(feature_dim=feature_dim(p.backbone), projection_dim=p.projection_dim, temperature=p.temperature,
+    context = MethodContext(feature_dim=feature_dim(p.backbone), projection_dim=p.projection_dim,
+                            projection_head=p.projection_head, loss_group_size=p.loss_group_size, temperature=p.temperature,
                             gather_distributed=p.gather_distributed, batch_size=plan.batch_per_device, pool_size=len(data),
                             max_steps=steps_per_epoch * p.epochs)
     from rtl_core.pretrain.module import PretrainModule
