@@ -28,6 +28,7 @@ from torch import nn
 
 from rtl_core.analysis.cka import weight_cka
 from rtl_core.analysis.sanity import sanity_table
+from rtl_core.pretrain.knn import knn_image_size
 from rtl_core.analysis.embeddings import (
     EMBEDDING_TASKS,
     LAYERS,
@@ -45,7 +46,7 @@ from rtl_core.models.backbones import RESNET_STAGES
 from rtl_core.paths import output_root
 
 #: Bumped whenever the set of tables changes, so an older analysis is redone rather than read.
-ANALYSIS_VERSION = 3
+ANALYSIS_VERSION = 4  # 4: the kNN sanity check at the pretraining crop size
 CT_TASKS = ("ct_cls", "ct_liver_seg")
 NATURAL_TASKS = ("imagenette_cls", "natural_cls")
 CKA_LAYERS = tuple(s for s in RESNET_STAGES if s != "avgpool")
@@ -179,7 +180,7 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
     weight_uniqueness_table(encoders).to_csv(out / "weight_uniqueness.csv", index=False)
     who_knew_what(config).to_csv(out / "overlap.csv", index=False)
     pretrained = {init: model for init, model in encoders.items() if init != "scratch"}
-    sanity_table(pretrained, config.pretrain.backbone, config.data.image_size,
+    sanity_table(pretrained, config.pretrain.backbone, knn_image_size(config.pretrain.crop_size),
                  seeds=range(config.analysis.sanity_random_seeds), alpha=config.analysis.alpha,
                  domains=init_domains(config), stats=stats).to_csv(out / "sanity.csv", index=False)
 

@@ -135,12 +135,12 @@ def quality(config=None) -> dict[str, float]:
     from rtl_core.config import load_config
     from rtl_core.models.checkpoints import load_encoder
     from rtl_core.data.datasets import task_dataset
-    from rtl_core.pretrain.knn import knn_correct, knn_random_inits
+    from rtl_core.pretrain.knn import knn_correct, knn_image_size, knn_random_inits
     from rtl_core.pretrain.train import pretrain
 
     config = config or load_config(PROFILE)
     figures = {}
-    size = config.data.image_size  # the pool images' resolution (the 32 px downstream grid: see the closing note of issue 3)
+    size = knn_image_size(config.pretrain.crop_size)
     for task, pool in QUALITY.items():
         weights = pretrain(config, pool, "simclr")
         encoder, _ = load_encoder(weights, expect={"arch": config.pretrain.backbone, "in_channels": 3})

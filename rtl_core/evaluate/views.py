@@ -116,12 +116,23 @@ def curves(study: str, protocol: str) -> pd.DataFrame:
 
 
 def curves_figure(study: str, protocol: str):
-    """Training loss per epoch (mean over seeds, band = SD) per init, one panel per task."""
+    """Training loss per epoch (mean over seeds, band = SD) per init, one panel per task; with validation after
+    every epoch (``evaluate.learning_curves``) a second row shows the validation primary metric per epoch, the
+    evidence that a run has converged by the epoch it is tested at."""
     import seaborn as sns
 
     data = curves(study, protocol)
     if data.empty:
         return None
+    per_run = data.dropna(subset=["val"]).groupby(["task", "init", "seed"]).size()
+    if len(per_run) and per_run.min() > 1:
+        long = data.melt(id_vars=["task", "init", "seed", "epoch"], value_vars=["train_loss", "val"],
+                         var_name="curve", value_name="value")
+        long["curve"] = long["curve"].map({"train_loss": "train loss", "val": "validation (primary metric)"})
+        grid = sns.relplot(data=long, x="epoch", y="value", hue="init", col="task", row="curve", kind="line",
+                           errorbar="sd", height=2.4, aspect=1.0, facet_kws={"sharey": False})
+        grid.set_titles("{col_name} · {row_name}")
+        return grid.figure
     grid = sns.relplot(data=data, x="epoch", y="train_loss", hue="init", col="task", kind="line", errorbar="sd",
                        col_wrap=min(5, data["task"].nunique()), height=2.6, aspect=1.0, facet_kws={"sharey": False})
     grid.set_titles("{col_name}")

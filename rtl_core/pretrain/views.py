@@ -71,12 +71,14 @@ def curves_figure(study: str):
     return fig
 
 
-def knn_table(study: str, tasks: tuple[str, ...] = ("imagenette_cls", "natural_cls", "ct_cls"), size: int = 64) -> pd.DataFrame:
-    """kNN accuracy (k = 20, cosine) of every encoder's frozen features against the same backbone at random init."""
+def knn_table(study: str, tasks: tuple[str, ...] = ("imagenette_cls", "natural_cls", "ct_cls"), size: int | None = None) -> pd.DataFrame:
+    """kNN accuracy (k = 20, cosine) of every encoder's frozen features against the same backbone at random init,
+    at ``size`` px (default :func:`rtl_core.pretrain.knn.knn_image_size` of the encoders' crop size)."""
     from rtl_core.models.checkpoints import load_encoder
-    from rtl_core.pretrain.knn import knn_against_random
+    from rtl_core.pretrain.knn import knn_against_random, knn_image_size
 
     sidecars = _sidecars(study)
+    size = size or knn_image_size(sidecars[0].get("crop_size") or sidecars[0].get("image_size") or 64)
     encoders = {s["encoder"]: load_encoder(output_root() / "checkpoints" / study / s["encoder"])[0] for s in sidecars}
     rows = []
     for task in tasks:
