@@ -150,6 +150,9 @@ class EvaluateConfig(Strict):
     warmup_epochs: float = Field(0.0, ge=0, description="linear learning-rate warm-up of every downstream fit")
     lr_decay_per_epoch: float = Field(1.0, gt=0, le=1, description="learning rate × this after each epoch (the "
                                       "authors' fine-tuning: 0.97)")
+    precise_bn: bool = Field(False, description="before validating and testing a run whose encoder trains, re-estimate "
+                             "every BatchNorm's statistics on its (un-augmented) training images (Wu & Johnson 2021)")
+    precise_bn_images: int = Field(2048, ge=2, description="at most this many training images for precise_bn")
     head_bias: bool = Field(True, description="the classification head's bias (the authors' head has none)")
     linear_probe_norm: bool = Field(True, description="linear protocols: a BatchNorm without affine parameters before "
                                     "the head (MAE's probe); the authors' head reads the features as they are")

@@ -282,3 +282,33 @@ def test_warm_up_and_per_epoch_decay_shape_the_learning_rate():
     curves = fit(model, list(model.parameters()), loader, 3, 0.1, 0.0, model.train, lambda: {"accuracy": 0.5},
                  "accuracy", "last", Timer(), plan, validate_every_epoch=True).curves
     assert curves["val_accuracy"] == [0.5, 0.5, 0.5]  # learning curves: validated after every epoch
+
+
+def test_precise_batchnorm_re_estimates_the_statistics_of_the_training_images():
+    """recompute_batchnorm: the running mean of the first BatchNorm becomes the batch mean of conv1's output on the
+    given images (exactly, with one batch), flags and momenta come back; a frozen encoder is never recalibrated."""
+    from rtl_core.evaluate.data import calibration_batches
+    from rtl_core.evaluate.models import recompute_batchnorm
+    from rtl_core.evaluate.classification import batchnorm_calibration
+    from rtl_core.evaluate.compute import ComputePlan
+    from rtl_core.evaluate.train import Timer
+
+    task = load_task_data("ct_cls", 32)
+    torch.manual_seed(0)
+    model = build_backbone("resnet18").eval()
+    model.bn1.running_mean.fill_(5.0)  # stale statistics, as after a few fast-moving fine-tuning steps
+    images = calibration_batches(task.train, np.arange(64), 64, limit=64)
+    assert len(images) == 1 and images[0].shape == (64, 3, 32, 32)
+    assert recompute_batchnorm(model, images) == 20  # ResNet-18's BatchNorm layers
+    expected = model.conv1(images[0]).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(model.bn1.running_mean, expected, rtol=1e-4, atol=1e-5)
+    assert not model.training and not model.bn1.training and model.bn1.momentum == 0.1
+    plan = ComputePlan(torch.device("cpu"), "32", channels_last=False, fused_optimizer=False)
+    cfg = tiny_config(precise_bn=True).evaluate
+    clf = Classifier(model, 512, 2, (0.0,) * 3, (1.0,) * 3)
+    before = clf.encoder.bn1.running_mean.clone()
+    batchnorm_calibration(clf, task, np.arange(64), get_protocol("linear"), cfg, plan, Timer())()
+    assert torch.equal(clf.encoder.bn1.running_mean, before)  # frozen: the protocol's statistics stay
+    clf.encoder.bn1.running_mean.fill_(5.0)
+    batchnorm_calibration(clf, task, np.arange(64), get_protocol("finetune"), cfg, plan, Timer())()
+    assert clf.encoder.bn1.running_mean.abs().max() < 5.0

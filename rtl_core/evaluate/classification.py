@@ -21,9 +21,10 @@ from torch import nn
 
 from rtl_core.config import EvaluateConfig
 from rtl_core.evaluate.compute import ComputePlan
-from rtl_core.evaluate.data import BatchLoader, TaskData, batches, training_augment
+from rtl_core.evaluate.data import BatchLoader, TaskData, batches, calibration_batches, training_augment
 from rtl_core.evaluate.metrics import classification_metrics
-from rtl_core.evaluate.models import Classifier, freeze_encoder, set_train_mode, trainable_parameters
+from rtl_core.evaluate.models import (Classifier, freeze_encoder, recompute_batchnorm, set_train_mode,
+                                      trainable_parameters)
 from rtl_core.evaluate.protocols import Protocol
 from rtl_core.evaluate.train import FitResult, Timer, epochs_for, fit
 from rtl_core.models.backbones import feature_dim
@@ -124,8 +125,10 @@ def run_classification(
         return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 
     loader = BatchLoader(task.train, indices, cfg.batch_size, seed, augment=training_augment(cfg))
+    calibrate = batchnorm_calibration(model, task, indices, protocol, cfg, plan, timer)
 
     def validate() -> dict[str, float]:
+        calibrate()
         p, t = predict_probs(model, task.val, max(cfg.batch_size, 256), timer, plan)
         return classification_metrics(t, p, names)
 
@@ -136,8 +139,24 @@ def run_classification(
                  cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, primary, cfg.selection, timer, plan,
                  validate_every_epoch=cfg.learning_curves, warmup_epochs=cfg.warmup_epochs,
                  decay_per_epoch=cfg.lr_decay_per_epoch)
+    calibrate()
     p, t = predict_probs(model, task.test, max(cfg.batch_size, 256), timer, plan)
     return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
+
+
+def batchnorm_calibration(model: nn.Module, task: TaskData, indices: np.ndarray, protocol: Protocol,
+                          cfg: EvaluateConfig, plan: ComputePlan, timer: Timer) -> Callable[[], None]:
+    """What to run before each validation and the test: precise BatchNorm on the training images when
+    ``evaluate.precise_bn`` and the encoder trains (a frozen encoder keeps the statistics its protocol defines)."""
+    if not cfg.precise_bn or protocol.frozen_encoder:
+        return lambda: None
+    batches = calibration_batches(task.train, indices, max(cfg.batch_size, 64), cfg.precise_bn_images)
+
+    def calibrate() -> None:
+        with timer.model():
+            recompute_batchnorm(model, batches, plan.inputs, plan.autocast)
+
+    return calibrate
 
 
 def _correct(probs: np.ndarray, targets: np.ndarray) -> list[int]:

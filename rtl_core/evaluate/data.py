@@ -125,6 +125,17 @@ class BatchLoader:
             yield images, targets
 
 
+def calibration_batches(data: TensorImageDataset, indices: np.ndarray, batch_size: int, limit: int):
+    """Un-augmented float batches of at most ``limit`` of the training images ``indices`` (the first ones of a fixed
+    draw), for :func:`rtl_core.evaluate.models.recompute_batchnorm`."""
+    chosen = np.asarray(indices)
+    if len(chosen) > limit:
+        chosen = np.sort(np.random.default_rng(0).choice(chosen, limit, replace=False))
+    rows = torch.as_tensor(chosen, dtype=torch.long)
+    step = max(2, batch_size)
+    return [as_float(data.images[rows[i : i + step]]) for i in range(0, len(rows), step) if len(rows[i : i + step]) > 1]
+
+
 def training_augment(cfg) -> CropFlip | None:
     """The downstream augmentation of an :class:`rtl_core.config.EvaluateConfig` (None when ``augment_p`` is 0)."""
     return CropFlip(cfg.augment_p, cfg.augment_min_scale) if cfg.augment_p > 0 else None

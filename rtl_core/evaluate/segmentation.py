@@ -13,7 +13,7 @@ from torch import nn
 
 from rtl_core.config import EvaluateConfig
 from rtl_core.errors import ConfigError
-from rtl_core.evaluate.classification import RunOutput
+from rtl_core.evaluate.classification import RunOutput, batchnorm_calibration
 from rtl_core.evaluate.compute import ComputePlan
 from rtl_core.evaluate.data import BatchLoader, TaskData, batches, training_augment
 from rtl_core.evaluate.metrics import segmentation_metrics
@@ -52,7 +52,10 @@ def run_segmentation(
     loader = BatchLoader(task.train, indices, cfg.batch_size, seed, augment=training_augment(cfg))  # image + mask
     bs = cfg.batch_size
 
+    calibrate = batchnorm_calibration(model, task, indices, protocol, cfg, plan, timer)
+
     def validate() -> dict[str, float]:
+        calibrate()
         pred, target = predict_masks(model, task.val, bs, timer, plan)
         return segmentation_metrics(pred, target, task.val_scans, bs)
 
@@ -60,5 +63,6 @@ def run_segmentation(
                  cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, task.metric_names[0], cfg.selection, timer, plan,
                  validate_every_epoch=cfg.learning_curves, warmup_epochs=cfg.warmup_epochs,
                  decay_per_epoch=cfg.lr_decay_per_epoch)
+    calibrate()
     pred, target = predict_masks(model, task.test, bs, timer, plan)
     return RunOutput(segmentation_metrics(pred, target, task.test_scans, bs), result, len(indices))
