@@ -120,7 +120,7 @@ def run_classification(
         result = fit(head, list(head.parameters()), loader, epochs_for(cfg.linear_epochs, len(loader), cfg.min_steps),
                      cfg.linear_lr, cfg.weight_decay, head.train, validate, primary, cfg.selection, timer, plan,
                      validate_every_epoch=cfg.learning_curves, warmup_epochs=cfg.warmup_epochs,
-                 decay_per_epoch=cfg.lr_decay_per_epoch)
+                     decay_per_epoch=cfg.lr_decay_per_epoch)
         p, t = predict_probs(head, feats["test"], bs, timer, plan)
         return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 
