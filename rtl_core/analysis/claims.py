@@ -176,7 +176,7 @@ CLAIMS: tuple[Claim, ...] = (
            Cell("ct_cls", "linear", _p("E4", "RadNet-CTBR", 1.0, "accuracy")),
            Cell("ct_liver_seg", "finetune", _p("E1", "LiTS", 1.0, "dice_liver")),
            Cell("ct_liver_seg", "linear", _p("E4", "LiTS", 1.0, "dice_liver"))),
-          needs={"ct_less": "a CT pool at a fraction of the full one, pretrained for the same epochs: add "
+          needs={"ct_less": "the data-scale arm, a CT pool at a fraction of the full one pretrained for the same epochs: add "
                             "'ssl:ct_less:simclr' to evaluate.inits (data.less_fraction, default 25 %), or name "
                             "the ct_less arm in analysis.arms"}),
     Claim("C8b", "When in-domain pretraining data is scarce, natural-image pretraining is the better choice.",
@@ -185,7 +185,7 @@ CLAIMS: tuple[Claim, ...] = (
            Cell("ct_cls", "linear", _p("E4", "RadNet-CTBR", 1.0, "accuracy"))),
           note="The paper's own arms: ImageNet vs RadNet-1.28M (the scarcer CT pool); it draws this from an "
                "interpolation over pool sizes, not from a logged comparison.",
-          needs={"ct_less": "a CT pool at a fraction of the full one: add 'ssl:ct_less:simclr' to evaluate.inits, "
+          needs={"ct_less": "the data-scale arm, a CT pool at a fraction of the full one: add 'ssl:ct_less:simclr' to evaluate.inits, "
                             "or name the ct_less arm in analysis.arms"}),
     Claim("C9", "Mixed (natural + CT in one pool) pretraining performs like CT-only pretraining on a CT task.",
           "mixed", "ct", "no_difference",
