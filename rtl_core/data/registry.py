@@ -36,12 +36,10 @@ from rtl_core.data.arrays import ImageSet
 from rtl_core.data.intensity import render
 from rtl_core.data.pack import read_arrays, read_folder, read_medmnist
 from rtl_core.data.splits import (
-    _merge_groups,
     check_split,
     content_hashes,
     exact_duplicate_groups,
     grouped_split,
-    near_duplicate_groups,
     scan_runs,
     split_from_train,
 )
@@ -139,12 +137,12 @@ def _build_ct_cls(root: Path, seed: int) -> ImageSet:
     data = full.subset(full.extras["source_group"] == names.index("sarscov2_ctscan"), name="ct_cls")
     per_slice = [full.meta["per_slice"][i] for i in data.extras["source_index"]]
     crops = np.stack([_crop_resize(img, p.get("content_box_tlhw")) for img, p in zip(data.images, per_slice)])
-    data.groups = _merge_groups(near_duplicate_groups(crops), _sarscov2_scans(per_slice, data.labels, data.source))
+    data.groups = exact_duplicate_groups(crops, _sarscov2_scans(per_slice, data.labels, data.source))
     data = _near_duplicates(data, official=False)
     data.splits = grouped_split(data.labels, data.groups, seed=seed, name="ct_cls")
     data.meta = {**data.meta, "grouping": (
         "scans: runs of consecutively numbered files whose original size changes by at most 20 % from slice to "
-        "slice (per class), merged with near-duplicate slices (256-bit pHash of the content box, ≤48 bits apart)"),
+        "slice (per class), merged with exact and near-duplicate slices (rtl_core.data.near_duplicates)"),
         "scan_runs": int(len(np.unique(data.groups)))}
     return data
 

@@ -98,7 +98,9 @@ def scan_runs(order: np.ndarray, sizes_hw: np.ndarray, max_change: float = 0.2) 
     does not separate the two (consecutive slices lie 16–120 of 256 bits apart), so the 48-bit near-duplicate cut
     alone ran through scans: 47 % of test slices had a training slice 49–60 bits away. With runs at 20 % (162 runs)
     that share is 17–20 % over split seeds and stays there for cuts of 15–30 %: what is left is likeness between
-    scans, not a cut through one. Returns one group name ``run<k>`` per slice, in the input's order.
+    scans, not a cut through one. (Merged with the 48-bit pHash groups as well, the chain of cross-scan links made
+    one group of 681 slices; ``ct_cls`` therefore merges runs with exact and near-duplicate copies only.) Returns one
+    group name ``run<k>`` per slice, in the input's order.
     """
     order, sizes = np.asarray(order), np.asarray(sizes_hw, dtype=float)
     if sizes.shape != (len(order), 2) or (sizes <= 0).any():
