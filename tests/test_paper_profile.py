@@ -12,6 +12,7 @@ import json
 import re
 
 import pytest
+import torch
 import yaml
 
 from rtl_core.config import load_config
@@ -35,7 +36,9 @@ def paper_cpu(tmp_path_factory):
     config = folder / "paper_cpu.yaml"
     config.write_text(yaml.safe_dump(CPU_SCALE))
     report_dir = folder / "reports"
+    threads = torch.get_num_threads()
     figures = reproduce(config_path=str(config), report_dir=report_dir)
+    assert torch.get_num_threads() == threads  # the inline grid gives the caller's thread count back
     return load_config(path=config), report_dir, figures
 
 

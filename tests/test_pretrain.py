@@ -305,7 +305,9 @@ def test_killed_run_resumes_to_the_same_weights(mini_pool, tmp_path, monkeypatch
     values = mini_values(mini_pool)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
     killed_out, straight_out = tmp_path / "killed", tmp_path / "straight"
-    env = dict(os.environ, RTL_OUTPUT_DIR=str(killed_out), PYTHONPATH=str(REPO_ROOT))
+    # the child computes with this process's thread count: bf16 kernels round differently with another split
+    env = dict(os.environ, RTL_OUTPUT_DIR=str(killed_out), PYTHONPATH=str(REPO_ROOT),
+               OMP_NUM_THREADS=str(torch.get_num_threads()))
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "config.yaml")], env=env,
                           capture_output=True, text=True, cwd=REPO_ROOT)
     assert proc.returncode == -9, proc.stderr[-3000:]

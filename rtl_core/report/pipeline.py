@@ -174,9 +174,13 @@ def _evaluate(config: StudyConfig, threads: int | None) -> None:
 
     from rtl_core.evaluate.launch import launch
 
+    before = torch.get_num_threads()
     if threads and config.launcher.kind == "inline":
         torch.set_num_threads(threads)
-    report = launch(config, progress=True)
+    try:
+        report = launch(config, progress=True)
+    finally:
+        torch.set_num_threads(before)  # the caller's (a notebook kernel, a test session) thread count comes back
     print(f"  {report.summary()} (launcher {config.launcher.kind})")
     if report.failed:
         raise RtlError(f"{len(report.failed)} run(s) failed; tracebacks: " + "; ".join(w for _, w in report.failed[:5]))
