@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-stamp
 PROFILE ?= default
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup browser test reproduce bench lab summary clean-artifacts
+.PHONY: setup browser test lint format reproduce bench lab summary clean-artifacts
 
 setup: $(STAMP)
 
@@ -23,8 +23,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the report tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: setup browser
+test: setup browser lint
 	$(PY) -m pytest -q
+
+# ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle and import order; `make format` applies the fixes.
+lint: setup
+	$(PY) -m ruff check rtl_core tests tools
+
+format: setup
+	$(PY) -m ruff check --fix rtl_core tests tools
 
 reproduce: setup
 	$(PY) -m rtl_core.cli reproduce $(if $(CONFIG),--config $(CONFIG),--profile $(PROFILE)) $(if $(SHOW_CODE),--show-code,) \

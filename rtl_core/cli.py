@@ -36,6 +36,33 @@ def _splits(args: argparse.Namespace) -> None:
         print(f"{name}: {save_splits(name, args.split_seed)}")
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    """``rtl evaluate``: the grid (:func:`rtl_core.evaluate.cli.evaluate_command`), then the comparison of inits."""
+    import pandas as pd
+
+    from rtl_core.analysis.stats import compare_all, paper_table, summarize
+    from rtl_core.evaluate.cli import evaluate_command
+    from rtl_core.results import results_table
+
+    config, report = evaluate_command(args)
+    df = results_table(root=report.root)
+    chosen = set(args.tasks or config.evaluate.tasks), set(args.inits or config.evaluate.inits)
+    df = df[df["task"].isin(chosen[0]) & df["init"].isin(chosen[1])]
+    if df.empty:
+        print("no results to summarise")
+        return
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500):
+        print("\nPrimary metric per task (mean, SD over seeds with ddof=1):")
+        print(summarize(df[df["primary"]]).to_string(index=False))
+        comparisons = compare_all(df)
+        if comparisons.empty:
+            print("\n(no pair of inits has ≥ 2 seeds in a common group: no t-tests)")
+        else:
+            print("\nInit comparisons (Welch t-test as in the paper, uncorrected; `rtl claims` judges each claim "
+                  "with Holm within its family):")
+            print(paper_table(comparisons, digits=4).drop(columns=["p (Holm)", "p (BH)"]).to_string(index=False))
+
+
 def _reproduce(args: argparse.Namespace) -> None:
     from rtl_core.report.pipeline import reproduce
 
@@ -107,8 +134,16 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from rtl_core.bench import BENCH_JSON, merge_figures
-    from rtl_core.bench import advisor_section, cka_section, data_bench, evaluate_bench, gpu_pretrain_bench, pretrain_bench
+    from rtl_core.bench import (
+        BENCH_JSON,
+        advisor_section,
+        cka_section,
+        data_bench,
+        evaluate_bench,
+        gpu_pretrain_bench,
+        merge_figures,
+        pretrain_bench,
+    )
 
     sections = {"data": data_bench.run, "pretrain": pretrain_bench.run, "evaluate": evaluate_bench.run,
                 "cka": cka_section.run, "advisor": advisor_section.run, "gpu": gpu_pretrain_bench.run,
@@ -151,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     from rtl_core.pretrain.cli import add_pretrain_parser
 
     add_pretrain_parser(sub)
-    add_evaluate_parser(sub)
+    add_evaluate_parser(sub).set_defaults(func=_evaluate)
     p = sub.add_parser("analyze", help="feature-space analysis (CKA, embeddings, probes) of a study's encoders")
     p.add_argument("--profile", default=None, help="smoke | default | paper (default: the config's, else default)")
     p.add_argument("--config", default=None)

@@ -12,8 +12,6 @@ names a profile and overrides any part of it::
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rtl_core.errors import ConfigError
+from rtl_core.names import DEMO_POOLS, DEMO_TASKS, parse_init
+from rtl_core.provenance import settings_digest
 
 PROFILES = ("smoke", "default", "paper")
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -85,6 +85,11 @@ class PretrainConfig(Strict):
     grey_jitter_strength: float | None = Field(
         None, ge=0, lt=1, description="brightness/contrast jitter of grey (CT) images; None: the colour images' 0.8, "
         "one policy for both pools as the authors (rtl_core.pretrain.augment)")
+    jitter_brightness: float = Field(0.8, ge=0, lt=1, description="colour jitter, one policy for both pools: "
+                                     "brightness factor in [1 - b, 1 + b] (for CT a window-level jitter)")
+    jitter_contrast: float = Field(0.8, ge=0, lt=1, description="contrast factor range (for CT a window-width jitter)")
+    jitter_saturation: float = Field(0.8, ge=0, lt=1, description="saturation factor range (colour images only)")
+    jitter_hue: float = Field(0.2, ge=0, le=0.5, description="hue shift in turns (colour images only)")
     devices: int | Literal["auto"] = "auto"
     num_nodes: int = Field(1, ge=1)
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
@@ -125,7 +130,7 @@ class EvaluateConfig(Strict):
     tasks: list[str] = Field(default_factory=lambda: ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls", "imagenette_cls"])
     inits: list[str] = Field(default_factory=lambda: ["scratch", "ssl:ct:simclr", "ssl:natural:simclr"])
     init_details: dict[str, InitDetails] = Field(
-        default_factory=dict, description="per init: label, domain, input mean/std (see rtl_core.evaluate.inits)"
+        default_factory=dict, description="per init: label, domain, input mean/std (see rtl_core.models.inits)"
     )
     protocols: list[Literal["finetune", "linear", "linear_bn_train", "lowlabel_10", "lowlabel_1"]] = Field(
         default_factory=lambda: ["finetune", "linear", "lowlabel_1"]
@@ -269,18 +274,14 @@ class StudyConfig(Strict):
 
     @model_validator(mode="after")
     def _names_exist(self) -> "StudyConfig":
-        from rtl_core.data.registry import POOLS, TASKS
-
-        pools = set(POOLS) | set(self.data.pools)
+        pools = set(DEMO_POOLS) | set(self.data.pools)
         for pool in self.pretrain.pools:
             if pool not in pools:
                 raise ValueError(f"pretrain.pools: unknown pool {pool!r}; known: {sorted(pools)}")
-        tasks = set(TASKS) | set(self.data.tasks)
+        tasks = set(DEMO_TASKS) | set(self.data.tasks)
         for task in self.evaluate.tasks:
             if task not in tasks:
                 raise ValueError(f"evaluate.tasks: unknown task {task!r}; known: {sorted(tasks)}")
-        from rtl_core.evaluate.inits import parse_init
-
         for init in self.evaluate.inits:
             try:
                 parsed = parse_init(init)
@@ -294,15 +295,14 @@ class StudyConfig(Strict):
         for role, init in self.analysis.arms.items():
             if init not in self.evaluate.inits:
                 raise ValueError(f"analysis.arms.{role}: {init!r} is not one of evaluate.inits {self.evaluate.inits}")
-        overlap = set(POOLS) & set(self.data.pools) | set(TASKS) & set(self.data.tasks)
+        overlap = set(DEMO_POOLS) & set(self.data.pools) | set(DEMO_TASKS) & set(self.data.tasks)
         if overlap:
             raise ValueError(f"data.pools/data.tasks: names {sorted(overlap)} are taken by the demo suite; choose others")
         return self
 
     def hash(self) -> str:
         """Stable short hash of the whole config (recorded with every run and checkpoint)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        return settings_digest(self.model_dump(mode="json"))
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

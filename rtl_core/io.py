@@ -50,3 +50,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=1, sort_keys=False, default=_json_default)
     return atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
+
+
+def merge_figures(figures: dict[str, float | int | str], path: Path | None = None) -> dict:
+    """Merge ``figures`` into the flat JSON object at ``path`` (default :data:`rtl_core.paths.BENCH_JSON`,
+    ``make bench``'s figures; atomically) and return the merged object."""
+    from rtl_core.paths import BENCH_JSON
+
+    path = Path(path or BENCH_JSON)
+    current = {}
+    if path.is_file():
+        try:
+            current = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            current = {}
+    current.update(figures)
+    write_json(path, current)
+    return current

@@ -1,7 +1,17 @@
-"""Where rtl_core finds its data and writes its outputs.
+"""Where rtl_core finds its data and writes its outputs: the one artifact layout, every stage builds paths here.
 
 Data: ``$RTL_DATA_DIR`` if set, else the embedded demo pack at ``../shared/data`` seen from the repo root.
-Outputs: ``$RTL_OUTPUT_DIR`` if set, else ``<repo>/artifacts`` (runs, results, checkpoints, caches; never in git).
+Outputs: ``$RTL_OUTPUT_DIR`` if set, else ``<repo>/artifacts`` (never in git), one folder per kind and study::
+
+    artifacts/
+      cache/                          decoded data-pack arrays, rendered tasks (safe to delete)
+      splits/<study>/                 every task's saved split (data stage)
+      runs/pretrain/<study>/          Lightning run folders: last.ckpt, metrics.csv (pretrain stage)
+      checkpoints/<study>/            <pool>-<method>.pt + .json sidecar: the encoders (pretrain stage)
+      results/<study>/                <task>/<init slug>/<protocol>/seed<k>.json: the results store (evaluate)
+      finetuned/<study>/              <init slug>/<task>/seed<k>.pt: early layers of fine-tuned encoders (evaluate)
+      analysis/<study>/               CKA, probes, kNN sanity, advisor, claims (analysis stage)
+      notebooks/<study>/, report_stamps/<study>/, exports/<study>/   executed notebooks, their inputs, exports
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ from rtl_core.errors import DataError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
+#: ``make bench``'s figures (and the reproduce's timings): a flat JSON object of ``<section>.<figure>`` keys.
+BENCH_JSON = REPO_ROOT / "reports" / "bench.json"
 
 
 def data_root(override: str | os.PathLike | None = None) -> Path:
@@ -53,8 +65,51 @@ def cache_dir() -> Path:
     return path
 
 
-def results_dir(study: str) -> Path:
-    """One JSON record per run lives below here: ``<task>/<init>/<protocol>/seed<k>.json``."""
-    path = output_root() / "results" / study
-    path.mkdir(parents=True, exist_ok=True)
+def study_dir(kind: str, study: str, create: bool = False) -> Path:
+    """``<outputs>/<kind>/<study>`` (see the module doc for the kinds), created when ``create``."""
+    path = output_root() / kind / study
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def results_dir(study: str) -> Path:
+    """One JSON record per run lives below here: ``<task>/<init>/<protocol>/seed<k>.json`` (created)."""
+    return study_dir("results", study, create=True)
+
+
+def analysis_dir(study: str) -> Path:
+    """The analysis tables of a study (created)."""
+    return study_dir("analysis", study, create=True)
+
+
+def checkpoints_dir(study: str) -> Path:
+    return study_dir("checkpoints", study)
+
+
+def encoder_stem(pool: str, method: str, study: str, sequential: bool = False) -> Path:
+    """Where the encoder pretrained with ``method`` on ``pool`` in ``study`` lives (without suffix).
+
+    ``sequential=True`` names the natural-then-``pool`` encoder (pretraining continued on ``pool`` from the
+    ``natural`` encoder of the same method), i.e. the init ``sequential:<pool>:<method>``.
+    """
+    name = f"natural_then_{pool}-{method}" if sequential else f"{pool}-{method}"
+    return checkpoints_dir(study) / name
+
+
+def pretrain_runs_dir(study: str) -> Path:
+    return output_root() / "runs" / "pretrain" / study
+
+
+def finetuned_dir(study: str) -> Path:
+    return study_dir("finetuned", study)
+
+
+def finetuned_path(study: str, init_slug: str, task: str, seed: int) -> Path:
+    """The early layers of one fine-tuned encoder (the feature-reuse analysis reads them)."""
+    return finetuned_dir(study) / init_slug / task / f"seed{seed}.pt"
+
+
+def splits_dir(study: str | None = None) -> Path:
+    """Saved splits: every study's (``study=None``) or one study's."""
+    return output_root() / "splits" if study is None else study_dir("splits", study)

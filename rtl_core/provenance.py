@@ -48,6 +48,14 @@ def machine() -> dict[str, str]:
     return info
 
 
+def settings_digest(value: object) -> str:
+    """The one short hash of settings: 12 hex digits of SHA-256 over ``value`` as canonical JSON (sorted keys).
+    Config hashes, run settings hashes and pretraining run keys are all this, so equal settings hash alike."""
+    import json
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def fingerprint_arrays(*arrays: np.ndarray) -> str:
     """Short SHA-256 over arrays' bytes, shapes and dtypes: equal fingerprints mean identical data."""
     digest = hashlib.sha256()

@@ -9,7 +9,8 @@ import torch
 from rtl_core.analysis.study import analyze
 from rtl_core.config import load_config
 from rtl_core.models.backbones import build_backbone
-from rtl_core.models.checkpoints import encoder_stem, save_encoder
+from rtl_core.models.checkpoints import save_encoder
+from rtl_core.paths import encoder_stem
 
 
 def test_analyze_writes_every_table(tmp_path):

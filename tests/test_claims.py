@@ -110,6 +110,11 @@ def test_an_arm_that_did_not_beat_random_init_is_withheld_and_stays_in_the_famil
     assert all(r["family_size"] == 2 and np.isfinite(r["p_holm"]) for r in rows)
     passing = sanity.assign(beats_random=True)
     assert {r["verdict"] for r in judge(table, ARMS, side="ours", claims=[c], sanity=passing)} == {"supports"}
+    # a row reported beside (CUB, gates = false) that fails withholds nothing; the same row gating does
+    reported = sanity.assign(gates=[True, False])
+    assert {r["verdict"] for r in judge(table, ARMS, side="ours", claims=[c], sanity=reported)} == {"supports"}
+    gating = sanity.assign(gates=[True, True])
+    assert {r["verdict"] for r in judge(table, ARMS, side="ours", claims=[c], sanity=gating)} == {"withheld"}
 
 
 def test_a_missing_arm_task_or_protocol_is_not_run_and_names_the_change():

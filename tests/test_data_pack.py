@@ -7,9 +7,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import copy_pack_subset
 from PIL import Image
 
-from conftest import copy_pack_subset
 from rtl_core.data.manifest import verify_file
 from rtl_core.data.pack import read_arrays, read_folder, read_medmnist
 from rtl_core.errors import DataError

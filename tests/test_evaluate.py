@@ -12,12 +12,15 @@ from rtl_core.config import load_config
 from rtl_core.errors import CheckpointError
 from rtl_core.evaluate import data as eval_data
 from rtl_core.evaluate.data import load_task_data
-from rtl_core.evaluate.inits import load_init, parse_init
 from rtl_core.evaluate.models import Classifier, build_segmenter, freeze_encoder, set_train_mode
 from rtl_core.evaluate.protocols import get_protocol
-from rtl_core.evaluate.runner import RunKey, run_grid, run_one
+from rtl_core.evaluate.runner import run_grid, run_one
 from rtl_core.models.backbones import build_backbone
-from rtl_core.models.checkpoints import encoder_stem, save_encoder
+from rtl_core.models.checkpoints import save_encoder
+from rtl_core.models.inits import load_init
+from rtl_core.names import parse_init
+from rtl_core.paths import encoder_stem
+from rtl_core.results import RunKey
 
 TINY = {"image_size": 16, "epochs": 1, "batch_size": 32, "max_train_images": 48, "min_steps": 0, "linear_epochs": 2}
 
@@ -287,10 +290,10 @@ def test_warm_up_and_per_epoch_decay_shape_the_learning_rate():
 def test_precise_batchnorm_re_estimates_the_statistics_of_the_training_images():
     """recompute_batchnorm: the running mean of the first BatchNorm becomes the batch mean of conv1's output on the
     given images (exactly, with one batch), flags and momenta come back; a frozen encoder is never recalibrated."""
-    from rtl_core.evaluate.data import calibration_batches
-    from rtl_core.evaluate.models import recompute_batchnorm
     from rtl_core.evaluate.classification import batchnorm_calibration
     from rtl_core.evaluate.compute import ComputePlan
+    from rtl_core.evaluate.data import calibration_batches
+    from rtl_core.evaluate.models import recompute_batchnorm
     from rtl_core.evaluate.train import Timer
 
     task = load_task_data("ct_cls", 32)

@@ -1,4 +1,4 @@
-"""Encoders from outside the study (rtl_core.models.foreign, rtl_core.evaluate.inits) and `rtl export`: every
+"""Encoders from outside the study (rtl_core.models.foreign, rtl_core.models.inits) and `rtl export`: every
 weight-file layout loads strictly, bad files fail naming the keys, torchvision weights are read offline from the
 hub folder, and an exported encoder reads back bit for bit. Weight files are written from randomly initialised
 torchvision models (no download)."""
@@ -16,11 +16,14 @@ from torchvision import models
 from rtl_core.analysis.claims import study_arms
 from rtl_core.config import load_config
 from rtl_core.errors import CheckpointError, ConfigError
-from rtl_core.evaluate.inits import init_slug, load_init, parse_init
-from rtl_core.evaluate.runner import RunKey, run_one
+from rtl_core.evaluate.runner import run_one
 from rtl_core.models.backbones import build_backbone
-from rtl_core.models.checkpoints import encoder_stem, save_encoder
+from rtl_core.models.checkpoints import save_encoder
 from rtl_core.models.foreign import infer_arch, read_encoder_state
+from rtl_core.models.inits import load_init
+from rtl_core.names import init_slug, parse_init
+from rtl_core.paths import encoder_stem
+from rtl_core.results import RunKey
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = {"image_size": 16, "epochs": 1, "batch_size": 32, "max_train_images": 48, "min_steps": 0, "linear_epochs": 2}

@@ -18,7 +18,8 @@ import pytest
 from rtl_core.config import load_config
 from rtl_core.evaluate.launch import launch
 from rtl_core.evaluate.leases import acquire, claim_path, is_stale
-from rtl_core.evaluate.runner import RunKey, plan_grid, run_grid, work
+from rtl_core.evaluate.runner import plan_grid, run_grid, work
+from rtl_core.results import RunKey
 
 TINY = {"image_size": 16, "epochs": 1, "batch_size": 32, "max_train_images": 48, "min_steps": 0, "linear_epochs": 2,
         "tasks": ["mri_cls"], "inits": ["scratch"], "protocols": ["finetune", "linear", "lowlabel_1"]}

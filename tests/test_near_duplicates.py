@@ -78,9 +78,10 @@ def test_scan_runs_start_a_new_scan_at_a_gap_or_a_jump_in_size():
 def test_ct_cls_test_slices_are_not_same_scan_neighbours_of_training_slices():
     """The 48-bit near-duplicate cut alone ran through scans: 47 % of ct_cls test slices had a training slice 49-60
     bits away (same-scan neighbours; other sources sit at a median of 82). Grouped by scan runs it is ~20 %."""
+    import json
+
     from rtl_core.data.registry import _crop_resize
     from rtl_core.data.splits import hamming_matrix, perceptual_hashes
-    import json
 
     data = load_task("ct_cls")
     meta = json.loads((data_root() / "ct/covid_ct_cvt/meta.json").read_text())

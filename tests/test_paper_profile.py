@@ -65,7 +65,8 @@ def test_the_paper_profile_reproduces_end_to_end_at_cpu_scale(paper_cpu):
         assert r["selection"] == "last" and r["selected_epoch"] == r["curves"]["epoch"][-1]
         assert None not in r["curves"][f"val_{r['primary_metric']}"]  # validated every epoch: learning curves
         assert r["curves"]["lr"][0] < 5e-4 + 1e-12 and r["curves"]["lr"][-1] < r["curves"]["lr"][0]  # ×0.97 per epoch
-    from rtl_core.models.checkpoints import encoder_stem, read_sidecar
+    from rtl_core.models.checkpoints import read_sidecar
+    from rtl_core.paths import encoder_stem
 
     for pool in ("ct", "natural"):
         sidecar = read_sidecar(encoder_stem(pool, "simclr", config.study))

@@ -24,12 +24,12 @@ from rtl_core.errors import CheckpointError, ConfigError
 from rtl_core.models.backbones import build_backbone
 from rtl_core.models.checkpoints import load_encoder, read_sidecar
 from rtl_core.paths import REPO_ROOT
+from rtl_core.pretrain import precision
 from rtl_core.pretrain.augment import AugmentConfig, BatchAugment, is_grey
 from rtl_core.pretrain.cli import add_pretrain_parser
 from rtl_core.pretrain.knn import knn_accuracy
 from rtl_core.pretrain.methods import METHODS, MethodContext, build_method
 from rtl_core.pretrain.module import scaled_lr
-from rtl_core.pretrain import precision
 from rtl_core.pretrain.precision import float32_stages, prepare_for_device, resolve_precision
 from rtl_core.pretrain.train import plan_devices, pretrain, run_dir
 
@@ -375,3 +375,26 @@ def test_one_jitter_policy_for_grey_and_colour_images(mini_pool):
         spread[strength] = views.mean(dim=(1, 2, 3)).std().item()
     assert spread[None] > 3 * spread[0.1]  # ±0.8 brightness/contrast vs ±0.1
     assert load_config("default").pretrain.grey_jitter_strength is None
+
+
+def test_the_jitter_settings_reach_the_augmentation_alike_for_both_pools(mini_pool):
+    """pretrain.jitter_*: one policy for both pools. Without brightness/contrast jitter (the default profile, chosen
+    by the kNN sanity check) a grey image's intensities pass unchanged while a colour image still changes colour."""
+    from rtl_core.pretrain.augment import augment_config
+
+    default = load_config("default").pretrain
+    policy = augment_config(default)
+    assert (policy.brightness, policy.contrast, policy.grey_strength) == (0.0, 0.0, None)
+    assert (policy.saturation, policy.hue) == (default.jitter_saturation, default.jitter_hue) == (0.8, 0.2)
+    fixed = dict(crop_size=16, min_scale=1.0, ratio=(1.0, 1.0), hflip_p=0.0, jitter_p=1.0, grey_p=0.0)
+    images = real_batch(mini_pool, n=2)
+    grey = images[:1].float().mean(1, keepdim=True).round().to(torch.uint8).repeat(8, 3, 1, 1)
+    colour = images[1:2].repeat(8, 1, 1, 1)
+    plain = BatchAugment(AugmentConfig(**fixed, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0))
+    ours = BatchAugment(AugmentConfig(**fixed, brightness=policy.brightness, contrast=policy.contrast,
+                                      saturation=policy.saturation, hue=policy.hue))
+    def same_draws():
+        return torch.Generator().manual_seed(0)
+
+    assert torch.equal(ours(grey, same_draws()), plain(grey, same_draws()))
+    assert not torch.allclose(ours(colour, same_draws()), plain(colour, same_draws()), atol=1e-3)

@@ -4,12 +4,11 @@ headless Chromium; notebook parameters are validated; a failing cell is reported
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
-import shutil
-import io
 import re
-from pathlib import Path
+import shutil
 
 import nbformat
 import numpy as np
@@ -19,7 +18,7 @@ from PIL import Image
 from rtl_core.analysis.claims import CLAIMS, VERDICTS
 from rtl_core.errors import ConfigError
 from rtl_core.report.browser import dump_dom, screenshot
-from rtl_core.report.notebooks import NOTEBOOKS, NotebookFailed, check_parameters, execute, NOTEBOOK_DIR
+from rtl_core.report.notebooks import NOTEBOOK_DIR, NOTEBOOKS, NotebookFailed, check_parameters, execute
 from rtl_core.report.pipeline import reproduce
 
 #: What each report must contain (key tables / figure captions), beyond at least one embedded figure.
@@ -27,7 +26,7 @@ _RESULTS = ["Results per task and init", "Statistics", "p Welch", "p Holm (claim
             "exploratory", "Learning curves", "ct_cls", "ssl:ct:simclr", "ssl:natural:simclr", "scratch", "ddof"]
 KEY_CONTENT = {
     "00_data": ["Tasks", "ct_liver_seg", "natural_cls", "Pools", "tiny_imagenet", "groups_test"],
-    "10_pretrain": ["Pretraining runs", "pairs/s", "ct", "natural", "simclr"],
+    "10_pretrain": ["Pretraining runs", "pairs/s", "ct", "natural", "simclr", "knn_random_max", "imagenette_cls", "natural_cls"],
     "20_finetune": _RESULTS,
     "21_linear_eval": _RESULTS,
     "22_low_label": _RESULTS + ["Labels vs performance"],

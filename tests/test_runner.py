@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 import torch
 
 from rtl_core.analysis.stats import compare_inits
+from rtl_core.cli import main as rtl_main
 from rtl_core.config import load_config
-from rtl_core.evaluate.cli import add_evaluate_parser
-from rtl_core.evaluate.results import results_table
-from rtl_core.evaluate.runner import RunKey, plan_grid, record_problem, run_grid, settings_hash
+from rtl_core.evaluate.runner import plan_grid, run_grid, settings_hash
 from rtl_core.models.backbones import build_backbone
-from rtl_core.models.checkpoints import encoder_stem, save_encoder
+from rtl_core.models.checkpoints import save_encoder
+from rtl_core.paths import encoder_stem
+from rtl_core.results import RunKey, record_problem, results_table
 
 GRID = {
     "tasks": ["mri_cls"], "inits": ["scratch", "ssl:ct:simclr"], "protocols": ["linear", "lowlabel_1"], "seeds": [42, 1],
@@ -108,10 +108,7 @@ def test_cli_runs_and_prints_the_comparison(config, tmp_path, monkeypatch, capsy
     save_encoder(encoder_stem("ct", "simclr", "smoke"), build_backbone("resnet18"), "resnet18", method="simclr", pool="ct")
     cfg_file = tmp_path / "grid.yaml"
     cfg_file.write_text(json.dumps({"profile": "smoke", "evaluate": {**GRID, "protocols": ["linear"]}}))
-    parser = argparse.ArgumentParser()
-    add_evaluate_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["evaluate", "--config", str(cfg_file), "--no-progress"])
-    args.func(args)
+    assert rtl_main(["evaluate", "--config", str(cfg_file), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "4 run(s) done" in out and "p (Welch)" in out and "ssl:ct:simclr" in out
     assert len(list((tmp_path / "results" / "smoke").rglob("seed*.json"))) == 4

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from rtl_core.models.backbones import build_backbone
-from rtl_core.models.checkpoints import encoder_stem, load_encoder
-from rtl_core.paths import output_root
+from rtl_core.models.checkpoints import load_encoder
+from rtl_core.paths import encoder_stem, output_root
 
 
 def _free_port() -> int:

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from rtl_core.data.datasets import pool_dataset, task_dataset
-from rtl_core.data.registry import POOLS, TASKS, core_tasks, get_task, load_pool, load_task
+from rtl_core.data.registry import TASKS, core_tasks, get_task, load_pool, load_task
 from rtl_core.data.splits import (
     check_split,
     content_hashes,
     grouped_split,
     lowlabel_subsets,
-    near_duplicate_groups,
 )
 from rtl_core.data.summary import format_summary, save_splits, split_fingerprint
 from rtl_core.errors import ConfigError, DataError
+from rtl_core.names import DEMO_POOLS, DEMO_TASKS
 
 
 def test_core_tasks_are_the_papers_five():
@@ -64,15 +64,6 @@ def test_ct_cls_uses_the_balanced_single_source_group_with_scan_groups():
     assert np.bincount(np.unique(data.groups, return_inverse=True)[1]).max() < 120  # the 48-bit pHash chain made one of 681
 
 
-def test_near_duplicates_of_real_slices_are_grouped():
-    volume = load_task("ct_liver_seg")  # not used for labels; just real CT slices
-    images = volume.images[:40]
-    shifted = np.roll(images[:5], 1, axis=2)  # a one-pixel shift is a near duplicate
-    groups = near_duplicate_groups(np.concatenate([images, shifted]))
-    for i in range(5):
-        assert groups[i] == groups[40 + i]
-
-
 def test_split_that_empties_a_class_is_an_error():
     data = load_task("fundus_cls")
     keep = np.ones(len(data), dtype=bool)
@@ -109,7 +100,7 @@ def test_no_pool_contains_a_downstream_test_image():
     for name in TASKS:
         data = load_task(name)
         held_out |= set(content_hashes(data.images[data.splits != "train"]))
-    for name in POOLS:
+    for name in DEMO_POOLS:
         pool = load_pool(name)
         overlap = held_out & set(pool.extras["content_hash"])
         assert not overlap, f"pool {name} holds {len(overlap)} downstream val/test images"
@@ -138,7 +129,7 @@ def test_ct_less_is_a_quarter_of_the_ct_pool_and_the_data_scale_arm():
     """The data-scale arm (claim C8): a seeded subset of the ct pool, a CT-domain init, judged as role ct_less."""
     from rtl_core.analysis.claims import study_arms
     from rtl_core.config import load_config
-    from rtl_core.evaluate.inits import parse_init
+    from rtl_core.names import parse_init
     from rtl_core.pretrain.train import run_key
 
     ct, less = load_pool("ct"), load_pool("ct_less")
@@ -171,7 +162,7 @@ def test_task_datasets_have_documented_shapes_and_range():
 
 def test_summary_lists_every_pool_and_task_and_splits_are_saved(tmp_path):
     text = format_summary()
-    for name in list(TASKS) + list(POOLS):
+    for name in list(TASKS) + list(DEMO_POOLS):
         assert name in text
     path = save_splits("ct_liver_seg", directory=tmp_path)
     rows = path.read_text().splitlines()
@@ -242,3 +233,13 @@ def test_a_rendered_demo_task_is_cached_on_disk_and_a_damaged_cache_is_rendered_
     assert study_module._read_rendered_task(files[0]) is not None  # replaced by a good copy
     study_task(data, "mri_cls", 24)
     assert len(list((tmp_path / "cache" / "tasks").glob("mri_cls-*.npz"))) == 2
+
+
+def test_every_name_a_config_is_checked_against_has_a_builder():
+    """rtl_core.names lists the demo task names (the config validates against them without importing data code);
+    the registry must build exactly those (every pool of DEMO_POOLS is loaded above), and a name outside it fails."""
+    from rtl_core.data.registry import TaskSpec, register_task
+
+    assert list(TASKS) == list(DEMO_TASKS)
+    with pytest.raises(ValueError, match="not in rtl_core.names.DEMO_TASKS"):
+        register_task(TaskSpec("liver_cls", "unlisted", "classification", ("accuracy",), lambda root, seed: None))

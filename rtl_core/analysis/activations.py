@@ -27,13 +27,13 @@ from torch import nn
 from rtl_core.errors import ConfigError, DataError
 
 Pool = Literal["avg", "flatten"]
-POOLS: tuple[str, ...] = ("avg", "flatten")
+POOLINGS: tuple[str, ...] = ("avg", "flatten")
 
 
 def pool_activation(t: torch.Tensor, pool: Pool = "avg") -> torch.Tensor:
     """Turn one layer output into ``(batch, features)`` with the chosen pooling."""
-    if pool not in POOLS:
-        raise ConfigError(f"pool={pool!r} is not known; use one of {POOLS}.")
+    if pool not in POOLINGS:
+        raise ConfigError(f"pool={pool!r} is not known; use one of {POOLINGS}.")
     if t.ndim < 2:
         raise DataError(f"A layer output of shape {tuple(t.shape)} has no batch and feature axes.")
     if pool == "avg" and t.ndim > 2:
@@ -56,8 +56,8 @@ class ActivationRecorder:
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str], pool: Pool = "avg") -> None:
-        if pool not in POOLS:
-            raise ConfigError(f"pool={pool!r} is not known; use one of {POOLS}.")
+        if pool not in POOLINGS:
+            raise ConfigError(f"pool={pool!r} is not known; use one of {POOLINGS}.")
         if not layers:
             raise ConfigError("layers is empty; name at least one module, e.g. 'layer1'.")
         names = dict(model.named_modules())

@@ -58,7 +58,7 @@ def task_domain(config, task: str) -> str | None:
 def _features(encoder: torch.nn.Module, images: torch.Tensor, mean, std) -> np.ndarray:
     """Pooled (layer-4) features of uint8 images ``(N, 3, S, S)`` with the init's input normalisation."""
     from rtl_core.analysis.embeddings import extract_features
-    from rtl_core.evaluate.compute import default_device
+    from rtl_core.models.devices import default_device
 
     return extract_features(encoder, images, layers=["layer4"], batch_size=256, device=default_device(),
                             stats=(tuple(mean), tuple(std)))["layer4"]
@@ -66,10 +66,10 @@ def _features(encoder: torch.nn.Module, images: torch.Tensor, mean, std) -> np.n
 
 def _pool_images(config, domain: str, size: int, seed: int = 0) -> torch.Tensor | None:
     """A seeded sample of the pool of ``domain`` (a demo or user pool of that name) at ``size`` px as uint8, or None."""
-    from rtl_core.data.registry import POOLS
     from rtl_core.data.study import study_pool
+    from rtl_core.names import DEMO_POOLS
 
-    if domain not in POOLS and domain not in config.data.pools:
+    if domain not in DEMO_POOLS and domain not in config.data.pools:
         return None
     pool = study_pool(config, domain, seed=seed).dataset
     rng = np.random.default_rng(seed)
@@ -87,8 +87,9 @@ def _pool_images(config, domain: str, size: int, seed: int = 0) -> torch.Tensor 
 def advise(config, task: str, inits: Sequence[str] | None = None, max_images: int = MAX_IMAGES) -> pd.DataFrame:
     """One row per candidate init with every score, its rank by each and the advisor's rank (module doc)."""
     from rtl_core.evaluate.data import load_task_data
-    from rtl_core.evaluate.inits import check_checkpoint, load_init, parse_init
     from rtl_core.evaluate.protocols import get_protocol
+    from rtl_core.models.inits import check_checkpoint, load_init
+    from rtl_core.names import parse_init
 
     ev = config.evaluate
     inits = list(inits or ev.inits)
@@ -229,8 +230,8 @@ def summarize_validation(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0)
 def measured_table(config) -> pd.DataFrame:
     """Mean primary metric per task × protocol × init of the study's current runs."""
     from rtl_core.analysis.claims import current_results
-    from rtl_core.evaluate.results import results_table
     from rtl_core.paths import results_dir
+    from rtl_core.results import results_table
 
     root = results_dir(config.study)
     if not root.is_dir():
@@ -243,9 +244,9 @@ def measured_table(config) -> pd.DataFrame:
 
 
 def advisor_dir(config) -> Path:
-    from rtl_core.paths import output_root
+    from rtl_core.paths import study_dir
 
-    return output_root() / "analysis" / config.study / "advisor"
+    return study_dir("analysis", config.study) / "advisor"
 
 
 def study_advice(config, tasks: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
@@ -316,7 +317,7 @@ def validation_note(config) -> str:
         return validated_line(summary, config.study)
     import json
 
-    from rtl_core.bench import BENCH_JSON
+    from rtl_core.paths import BENCH_JSON
 
     bench = json.loads(BENCH_JSON.read_text()) if BENCH_JSON.is_file() else {}
     if "advisor.top1_agreement" not in bench:

@@ -46,6 +46,7 @@ from torch import nn
 
 from rtl_core.analysis.activations import Pool, eval_mode, iter_paired_activations
 from rtl_core.errors import CheckpointError, ConfigError, DataError
+from rtl_core.models.devices import default_device
 
 logger = logging.getLogger(__name__)
 
@@ -154,13 +155,6 @@ def center_gram(k: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- HSIC
-def hsic_biased(k: torch.Tensor, l: torch.Tensor) -> float:
-    """Plug-in HSIC ``tr(K H L H) / (n - 1)^2``."""
-    n = k.shape[0]
-    _min_n(False, n, "The Gram matrix")
-    return float((center_gram(k) * l.to(torch.float64)).sum() / (n - 1) ** 2)
-
-
 class _UnbiasedGram:
     """The parts of a Gram matrix that Song et al.'s unbiased HSIC needs: ``K~`` (zero diagonal),
     its row sums ``K~ 1`` and total ``1^T K~ 1``."""
@@ -180,11 +174,6 @@ class _UnbiasedGram:
         return (tr + self.total * other.total / ((n - 1) * (n - 2)) - 2.0 * (self.rows @ other.rows) / (n - 2)) / (
             n * (n - 3)
         )
-
-
-def hsic_unbiased(k: torch.Tensor, l: torch.Tensor) -> float:
-    """Unbiased HSIC of Song et al. (2012); needs ``n >= 4``."""
-    return float(_UnbiasedGram(k).hsic(_UnbiasedGram(l)))
 
 
 def cka_from_grams(k: torch.Tensor, l: torch.Tensor, debiased: bool = False) -> float:
@@ -581,12 +570,6 @@ class LayerwiseCKA:
         return out
 
 
-def _default_device(device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def layerwise_cka(
     model_a: nn.Module,
     model_b: nn.Module,
@@ -613,7 +596,7 @@ def layerwise_cka(
     """
     from tqdm.auto import tqdm
 
-    dev = _default_device(device)
+    dev = default_device(device)
     engine = LayerwiseCKA(layers_a, layers_b, kernel, debiased, method, max_streaming_dim, sigma, threshold)
     homes = [next(m.parameters(), torch.empty(0)).device for m in (model_a, model_b)]
     model_a.to(dev)

@@ -34,6 +34,7 @@ from torch import nn
 from rtl_core.analysis.activations import Pool, eval_mode, iter_paired_activations
 from rtl_core.analysis.cka import LayerwiseCKA, center_gram, gram_linear
 from rtl_core.errors import DataError
+from rtl_core.models.devices import default_device
 
 #: The stages of a torchvision ResNet-18 compared layer by layer.
 RESNET18_STAGES: tuple[str, ...] = ("conv1", "layer1", "layer2", "layer3", "layer4", "avgpool")
@@ -144,7 +145,7 @@ def bench_cka(
         raise DataError("bench_cka needs images as a float tensor (N, C, H, W).")
     if images.shape[0] < 4:
         raise DataError(f"bench_cka got {images.shape[0]} images; give at least 4.")
-    dev = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = str(default_device(device))
     payload = {
         "images": images.detach().cpu().contiguous(),
         "state_a": {k: v.detach().cpu() for k, v in model_a.state_dict().items() if not k.startswith("fc.")},

@@ -34,9 +34,8 @@ Example::
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -476,6 +475,8 @@ def _sanity_problem(sanity: pd.DataFrame, role: str, init: str, alpha: float) ->
     if init == "scratch":
         return None
     part = sanity[(sanity["init"] == init) & sanity["domain"].isin(ROLE_DOMAINS.get(role, ()))]
+    if "gates" in part:  # reported-only rows (CUB) gate nothing
+        part = part[part["gates"].astype(bool)]
     if part.empty:
         return None
     bad = part[~part["beats_random"].astype(bool)]
@@ -519,8 +520,8 @@ def merge_paper(ours: list[dict[str, Any]], paper: pd.DataFrame) -> list[dict[st
 def judge_study(config, results: pd.DataFrame | None = None, analysis: Path | None = None,
                 paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every claim on the study of ``config`` (its results store and analysis tables), the paper's verdicts beside."""
-    from rtl_core.analysis.study import analysis_dir
-    from rtl_core.evaluate.results import results_table
+    from rtl_core.paths import analysis_dir
+    from rtl_core.results import results_table
 
     results = current_results(config, results_table(config.study) if results is None else results)
     analysis = analysis_dir(config.study) if analysis is None else Path(analysis)
@@ -700,7 +701,7 @@ def verdict_figure(rows: pd.DataFrame, margin_pct: float = 1.0):
 # --------------------------------------------------------------------------------------------- files
 def claims_path(study: str) -> Path:
     """Where ``rtl claims`` writes a study's ``claims.json`` (beside its analysis tables)."""
-    from rtl_core.analysis.study import analysis_dir
+    from rtl_core.paths import analysis_dir
 
     return analysis_dir(study) / "claims.json"
 

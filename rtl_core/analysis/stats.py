@@ -224,6 +224,23 @@ def compare_inits(
     return out
 
 
+def compare_all(df: pd.DataFrame, pairs: list[tuple[str, str]] | None = None, primary_only: bool = True) -> pd.DataFrame:
+    """:func:`compare_inits` for each pair of inits (default: every pair present, in the order first seen) over
+    the primary metrics of a :func:`rtl_core.results.results_table`; pairs with too few runs are skipped."""
+    import itertools
+
+    data = df[df["primary"]] if primary_only else df
+    inits = list(dict.fromkeys(data["init"]))
+    pairs = pairs or list(itertools.combinations(inits, 2))
+    out = []
+    for a, b in pairs:
+        try:
+            out.append(compare_inits(data, a, b))
+        except DataError as exc:
+            log.info("no comparison of %s with %s: %s", a, b, exc)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
 def format_p(p: float | None, alpha: float = 0.05) -> str:
     """p to 3 decimals, 4 below 0.01 (as the reference README), ``<0.0001`` below that.
 

@@ -27,8 +27,6 @@ import torch
 from torch import nn
 
 from rtl_core.analysis.cka import weight_cka
-from rtl_core.analysis.sanity import sanity_table
-from rtl_core.pretrain.knn import knn_image_size
 from rtl_core.analysis.embeddings import (
     EMBEDDING_TASKS,
     LAYERS,
@@ -36,32 +34,27 @@ from rtl_core.analysis.embeddings import (
     normalize,
     sample_tasks,
     separability_table,
-    sidecar_normalization,
     umap_frame,
 )
+from rtl_core.analysis.sanity import sanity_table
 from rtl_core.config import StudyConfig
-from rtl_core.evaluate.inits import init_slug
 from rtl_core.io import atomic_write, write_json
 from rtl_core.models.backbones import RESNET_STAGES
-from rtl_core.paths import output_root
+from rtl_core.names import init_slug
+from rtl_core.paths import analysis_dir, finetuned_dir, study_dir
+from rtl_core.pretrain.knn import knn_image_size
 
 #: Bumped whenever the set of tables changes, so an older analysis is redone rather than read.
-ANALYSIS_VERSION = 4  # 4: the kNN sanity check at the pretraining crop size
+ANALYSIS_VERSION = 5  # 4: the kNN sanity check at the pretraining crop size; 5: CUB rows beside (gates = false)
 CT_TASKS = ("ct_cls", "ct_liver_seg")
 NATURAL_TASKS = ("imagenette_cls", "natural_cls")
 CKA_LAYERS = tuple(s for s in RESNET_STAGES if s != "avgpool")
 
 
-def analysis_dir(study: str) -> Path:
-    path = output_root() / "analysis" / study
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def study_encoders(config: StudyConfig) -> tuple[dict[str, nn.Module], dict[str, tuple]]:
     """``init -> encoder`` and ``init -> (mean, std)`` for the study's inits, loaded exactly as the evaluation
-    loads them (:func:`rtl_core.evaluate.inits.load_init`; ``scratch`` is the random encoder of ``config.seed``)."""
-    from rtl_core.evaluate.inits import load_init
+    loads them (:func:`rtl_core.models.inits.load_init`; ``scratch`` is the random encoder of ``config.seed``)."""
+    from rtl_core.models.inits import load_init
 
     encoders, stats = {}, {}
     details = config.evaluate.init_details
@@ -74,7 +67,7 @@ def study_encoders(config: StudyConfig) -> tuple[dict[str, nn.Module], dict[str,
 
 def init_domains(config: StudyConfig) -> dict[str, str | None]:
     """The pretraining domain of each of the study's inits (``evaluate.init_details``, else the init's default)."""
-    from rtl_core.evaluate.inits import parse_init
+    from rtl_core.names import parse_init
 
     details = config.evaluate.init_details
     return {init: (details[init].domain if init in details and details[init].domain else parse_init(init).default_domain())
@@ -124,7 +117,7 @@ def _paired_cka(model_a: nn.Module, model_b: nn.Module, loader) -> np.ndarray:
 def weight_reuse_table(config: StudyConfig, encoders) -> pd.DataFrame:
     """The paper's weight-space CKA between each pretrained encoder and its fine-tuned copies (where saved)."""
     rows = []
-    finetuned_root = output_root() / "finetuned" / config.study
+    finetuned_root = finetuned_dir(config.study)
     for init, model in encoders.items():
         for path in sorted(finetuned_root.glob(f"{init_slug(init)}/*/*.pt")):
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -148,8 +141,8 @@ def who_knew_what(config: StudyConfig) -> pd.DataFrame:
     """Overlap of correctly classified test images between inits, per task, protocol and seed (from the run
     records' ``test_correct``), against the overlap independence predicts."""
     from rtl_core.analysis.overlap import overlap_table
-    from rtl_core.evaluate.results import load_records
     from rtl_core.paths import results_dir
+    from rtl_core.results import load_records
 
     root = results_dir(config.study)
     groups: dict[tuple, dict[str, np.ndarray]] = {}
@@ -164,6 +157,26 @@ def who_knew_what(config: StudyConfig) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["task", "protocol", "seed"])
 
 
+def _sanity_check(config: StudyConfig, encoders: dict[str, nn.Module], stats: dict[str, tuple]) -> pd.DataFrame:
+    pretrained = {init: model for init, model in encoders.items() if init != "scratch"}
+    return sanity_table(pretrained, config.pretrain.backbone, knn_image_size(config.pretrain.crop_size),
+                        seeds=range(config.analysis.sanity_random_seeds), alpha=config.analysis.alpha,
+                        domains=init_domains(config), stats=stats)
+
+
+def sanity_results(config: StudyConfig) -> pd.DataFrame:
+    """The kNN sanity check of the study's pretrained encoders (:mod:`rtl_core.analysis.sanity`): the analysis's
+    ``sanity.csv`` when a current analysis of this config exists, else measured now (the pretraining notebook, before
+    ``rtl analyze``)."""
+    out = study_dir("analysis", config.study)
+    done = out / "done.json"
+    info = json.loads(done.read_text()) if done.is_file() else {}
+    if (info.get("version") == ANALYSIS_VERSION and info.get("config_hash") == config.hash()
+            and (out / "sanity.csv").is_file()):
+        return pd.read_csv(out / "sanity.csv")
+    return _sanity_check(config, *study_encoders(config))
+
+
 def analyze(config: StudyConfig, force: bool = False) -> Path:
     """Compute every analysis table of the study (skipping those that exist unless ``force``)."""
     from rtl_core.analysis.figures import interactive_embedding_html, thumbnail_uris
@@ -171,18 +184,16 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
 
     out = analysis_dir(config.study)
     done = out / "done.json"
-    if done.is_file() and not force and json.loads(done.read_text()).get("version") == ANALYSIS_VERSION:
-        return out
+    previous = json.loads(done.read_text()) if done.is_file() else {}
+    if not force and previous.get("version") == ANALYSIS_VERSION and previous.get("config_hash") == config.hash():
+        return out  # keyed by the settings that made it: another config's analysis is recomputed, not reused
     encoders, stats = study_encoders(config)
     n = config.analysis.cka_images
     cka_tables(config, encoders, stats, n).to_csv(out / "cka.csv", index=False)
     weight_reuse_table(config, encoders).to_csv(out / "weight_cka.csv", index=False)
     weight_uniqueness_table(encoders).to_csv(out / "weight_uniqueness.csv", index=False)
     who_knew_what(config).to_csv(out / "overlap.csv", index=False)
-    pretrained = {init: model for init, model in encoders.items() if init != "scratch"}
-    sanity_table(pretrained, config.pretrain.backbone, knn_image_size(config.pretrain.crop_size),
-                 seeds=range(config.analysis.sanity_random_seeds), alpha=config.analysis.alpha,
-                 domains=init_domains(config), stats=stats).to_csv(out / "sanity.csv", index=False)
+    _sanity_check(config, encoders, stats).to_csv(out / "sanity.csv", index=False)
 
     per_task = max(8, config.analysis.embedding_images // len(EMBEDDING_TASKS))
     sample = sample_tasks(EMBEDDING_TASKS, n_per_task=per_task, size=config.data.image_size, seed=2)
@@ -198,7 +209,7 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
         html = interactive_embedding_html(part.reset_index(drop=True), [thumbs[i] for i in part["image_index"]],
                                           color="domain", title=f"{init}: layer4 features of every domain (UMAP)",
                                           include_plotlyjs=True, full_html=False)
-        atomic_write(out / f"embedding_{init.replace(':', '_')}.html", lambda tmp, h=html: tmp.write_text(h))
+        atomic_write(out / f"embedding_{init_slug(init)}.html", lambda tmp, h=html: tmp.write_text(h))
     write_json(done, {"config_hash": config.hash(), "inits": list(encoders), "images": len(sample.images),
                       "version": ANALYSIS_VERSION})
     return out
@@ -208,13 +219,14 @@ def load_analysis(study: str) -> dict:
     """The saved analysis tables of ``study`` (run ``rtl analyze`` first) and its interactive views."""
     from rtl_core.errors import RtlError
 
-    out = output_root() / "analysis" / study
+    out = study_dir("analysis", study)
     info = json.loads((out / "done.json").read_text()) if (out / "done.json").is_file() else {}
     if info.get("version") != ANALYSIS_VERSION:
         raise RtlError(f"No current analysis for study {study!r} in {out}; run `rtl analyze` for it first.")
     tables = {name: pd.read_csv(out / f"{name}.csv") for name in
               ("cka", "weight_cka", "weight_uniqueness", "overlap", "separability", "separability_task", "probes", "umap",
                "sanity")}
-    tables["embedding_html"] = {p.stem.removeprefix("embedding_"): p.read_text() for p in sorted(out.glob("embedding_*.html"))}
-    tables["info"] = json.loads((out / "done.json").read_text())
+    tables["info"] = info
+    pages = {init: out / f"embedding_{init_slug(init)}.html" for init in info.get("inits", [])}
+    tables["embedding_html"] = {init: page.read_text() for init, page in pages.items() if page.is_file()}
     return tables

@@ -9,7 +9,8 @@ import torch
 from rtl_core.analysis.cka_bench import bench_cka
 from rtl_core.data.registry import load_pool
 from rtl_core.models.backbones import build_backbone
-from rtl_core.models.checkpoints import encoder_stem, load_encoder
+from rtl_core.models.checkpoints import load_encoder
+from rtl_core.paths import encoder_stem
 
 N_IMAGES = 5000
 

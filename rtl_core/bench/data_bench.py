@@ -27,7 +27,8 @@ import time
 
 
 def _child() -> None:
-    from rtl_core.data.registry import POOLS, TASKS, load_pool, load_task
+    from rtl_core.data.registry import TASKS, load_pool, load_task
+    from rtl_core.names import DEMO_POOLS
 
     rows = []
     start = time.perf_counter()
@@ -35,7 +36,7 @@ def _child() -> None:
         t0 = time.perf_counter()
         data = load_task(name)
         rows.append(("task", name, len(data), time.perf_counter() - t0))
-    for name in POOLS:
+    for name in DEMO_POOLS:
         t0 = time.perf_counter()
         pool = load_pool(name)
         rows.append(("pool", name, len(pool), time.perf_counter() - t0))
@@ -121,9 +122,9 @@ def _make_tree(root: str, n_files: int) -> None:
 
 def _index_child(root: str) -> None:
     """Index ``root`` in this fresh process: seconds and peak RSS growth over the process after its imports."""
-    from rtl_core.data.imagefolder import index_image_folder
-
     import tracemalloc
+
+    from rtl_core.data.imagefolder import index_image_folder
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()

@@ -38,9 +38,11 @@ def _child(threads: int | None) -> None:
 
     from rtl_core.config import load_config
     from rtl_core.evaluate.data import load_task_data
-    from rtl_core.evaluate.runner import RunKey, run_one
+    from rtl_core.evaluate.runner import run_one
     from rtl_core.models.backbones import build_backbone
-    from rtl_core.models.checkpoints import encoder_stem, save_encoder
+    from rtl_core.models.checkpoints import save_encoder
+    from rtl_core.paths import encoder_stem
+    from rtl_core.results import RunKey
 
     if threads:
         torch.set_num_threads(threads)
@@ -127,8 +129,8 @@ def _grid_child(rounds: int, full: bool = False) -> None:
     from rtl_core.evaluate import classification, data
     from rtl_core.evaluate.launch import launch
     from rtl_core.models.backbones import build_backbone
-    from rtl_core.models.checkpoints import encoder_stem, save_encoder
-    from rtl_core.paths import output_root
+    from rtl_core.models.checkpoints import save_encoder
+    from rtl_core.paths import encoder_stem, output_root
 
     base = load_config("default")
     for pool in ("ct", "natural"):

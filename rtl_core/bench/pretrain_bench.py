@@ -129,31 +129,29 @@ def _run_child(which: str) -> dict:
 
 
 def quality(config=None) -> dict[str, float]:
-    """kNN accuracy of the default SimCLR encoders vs random init, the mean over :data:`RANDOM_SEEDS` with McNemar's
-    exact p against each (the worst is the figure); trains the encoders if missing."""
-    from rtl_core.analysis.stats import mcnemar_exact
+    """kNN accuracy of the default SimCLR encoders vs random init (:func:`rtl_core.analysis.sanity.sanity_table`:
+    the mean over :data:`RANDOM_SEEDS`, McNemar's exact p against each, the worst counts); trains the encoders if
+    missing. ``<task>_ssl`` is the encoder of the task's domain (``ct`` for ct_cls, ``natural`` otherwise)."""
+    from rtl_core.analysis.sanity import sanity_table
     from rtl_core.config import load_config
     from rtl_core.models.checkpoints import load_encoder
-    from rtl_core.data.datasets import task_dataset
-    from rtl_core.pretrain.knn import knn_correct, knn_image_size, knn_random_inits
+    from rtl_core.pretrain.knn import knn_image_size
     from rtl_core.pretrain.train import pretrain
 
     config = config or load_config(PROFILE)
-    figures = {}
-    size = knn_image_size(config.pretrain.crop_size)
-    for task, pool in QUALITY.items():
+    encoders = {}
+    for pool in dict.fromkeys(QUALITY.values()):
         weights = pretrain(config, pool, "simclr")
-        encoder, _ = load_encoder(weights, expect={"arch": config.pretrain.backbone, "in_channels": 3})
-        train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
-        ssl = knn_correct(encoder, train, test)
-        randoms = knn_random_inits(config.pretrain.backbone, train, test, RANDOM_SEEDS)
-        # exact McNemar, SSL vs each random init on the same images; the worst p counts
-        p = max(mcnemar_exact(ssl.numpy(), r.numpy())[2] for r in randoms.values())
-        figures[f"pretrain.knn_{task}_ssl"] = round(float(ssl.float().mean()), 4)
-        figures[f"pretrain.knn_{task}_random"] = round(float(sum(r.float().mean() for r in randoms.values()) / len(randoms)), 4)
-        figures[f"pretrain.knn_{task}_random_max"] = round(float(max(r.float().mean() for r in randoms.values())), 4)
-        figures[f"pretrain.knn_{task}_test_images"] = len(ssl)
-        figures[f"pretrain.knn_{task}_mcnemar_p"] = float(f"{p:.3g}")
+        encoders[f"ssl:{pool}:simclr"], _ = load_encoder(weights, expect={"arch": config.pretrain.backbone, "in_channels": 3})
+    table = sanity_table(encoders, config.pretrain.backbone, knn_image_size(config.pretrain.crop_size), RANDOM_SEEDS)
+    figures = {}
+    for task, pool in QUALITY.items():
+        row = table[(table["task"] == task) & (table["init"] == f"ssl:{pool}:simclr")].iloc[0]
+        figures[f"pretrain.knn_{task}_ssl"] = round(float(row["knn_init"]), 4)
+        figures[f"pretrain.knn_{task}_random"] = round(float(row["knn_random"]), 4)
+        figures[f"pretrain.knn_{task}_random_max"] = round(float(row["knn_random_max"]), 4)
+        figures[f"pretrain.knn_{task}_test_images"] = int(row["n_test"])
+        figures[f"pretrain.knn_{task}_mcnemar_p"] = float(f"{row['mcnemar_p']:.3g}")
     return figures
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg") if matplotlib.get_backend().lower().startswith("agg") else None
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from rtl_core.data.intensity import render
-from rtl_core.data.registry import POOLS, TASKS, get_task, load_pool, load_task
+from rtl_core.data.registry import TASKS, get_task, load_pool, load_task
 from rtl_core.data.summary import pool_summary, task_summary
+from rtl_core.names import DEMO_POOLS
 
 
 def task_table(split_seed: int = 0) -> pd.DataFrame:
@@ -25,7 +23,7 @@ def task_table(split_seed: int = 0) -> pd.DataFrame:
 
 def pool_table(size: int = 64, pool_size: int | None = None) -> pd.DataFrame:
     rows = []
-    for name in POOLS:
+    for name in DEMO_POOLS:
         summary = pool_summary(name, size=size, pool_size=pool_size)
         for source, count in sorted(summary["sources"].items(), key=lambda kv: -kv[1]):
             rows.append({"pool": name, "source": source, "images": count, "pool_total": summary["images"]})
@@ -33,7 +31,7 @@ def pool_table(size: int = 64, pool_size: int | None = None) -> pd.DataFrame:
 
 
 def _display_images(name: str, n: int, seed: int, size: int) -> tuple[np.ndarray, list[str]]:
-    if name in POOLS:
+    if name in DEMO_POOLS:
         pool = load_pool(name, size=size)
         pick = np.random.default_rng(seed).choice(len(pool), n, replace=False)
         return pool.images[pick], [str(s) for s in pool.extras["pool_source"][pick]]
@@ -50,7 +48,7 @@ def _display_images(name: str, n: int, seed: int, size: int) -> tuple[np.ndarray
 
 def sample_grid(names: list[str] | None = None, per_row: int = 8, seed: int = 0, size: int = 64) -> plt.Figure:
     """A row of random images (with class or source as caption) for each task and pool."""
-    names = names or list(TASKS) + list(POOLS)
+    names = names or list(TASKS) + list(DEMO_POOLS)
     fig, axes = plt.subplots(len(names), per_row, figsize=(per_row * 1.2, len(names) * 1.35), squeeze=False)
     for row, name in enumerate(names):
         images, captions = _display_images(name, per_row, seed, size)

@@ -175,7 +175,6 @@ def read_folder(root: Path, rel: str, use_cache: bool | None = None) -> ImageSet
             payload = {"images": images} | ({"masks": masks} if masks is not None else {})
             atomic_write(cache, lambda tmp: np.savez(open(tmp, "wb"), **payload))
 
-    n = len(rows)
     try:
         labels = np.array([int(row["label"]) for row in rows], dtype=np.int64)
     except ValueError as exc:

@@ -44,6 +44,7 @@ from rtl_core.data.splits import (
     split_from_train,
 )
 from rtl_core.errors import ConfigError, DataError
+from rtl_core.names import DEMO_POOLS, DEMO_TASKS
 from rtl_core.paths import data_root
 
 TaskKind = Literal["classification", "segmentation"]
@@ -73,14 +74,13 @@ class PoolSource:
 
 TASKS: dict[str, TaskSpec] = {}
 POOL_SOURCES: dict[str, tuple[PoolSource, ...]] = {}
-POOLS = ("ct", "natural", "mixed", "ct_less")
-#: The pretraining domain of each demo pool's images (``ct_less``, the data-scale arm, is CT).
-POOL_DOMAINS = {"ct": "ct", "natural": "natural", "mixed": "mixed", "ct_less": "ct"}
 LESS_FRACTION = 0.25
 """Default share of the ``ct`` pool in ``ct_less`` (``data.less_fraction``): the data-scale arm of claim C8."""
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
+    if spec.name not in DEMO_TASKS:
+        raise ValueError(f"task {spec.name!r} is not in rtl_core.names.DEMO_TASKS (the names a config is checked against)")
     if spec.name in TASKS:
         raise ValueError(f"task {spec.name!r} registered twice")
     TASKS[spec.name] = spec
@@ -449,8 +449,8 @@ def load_pool(
     quarter). Sub-sampling is seeded by ``seed``. No image of any task's val or test split is ever in a pool
     (checked by source row, content hash and near-duplicate fingerprint).
     """
-    if name not in POOLS:
-        raise ConfigError(f"Unknown pool {name!r}. Known pools: {', '.join(POOLS)}.")
+    if name not in DEMO_POOLS:
+        raise ConfigError(f"Unknown pool {name!r}. Known pools: {', '.join(DEMO_POOLS)}.")
     root_s = str(data_root(root))
     ct = _pool_candidates("ct", root_s, split_seed, size, ct_window)
     natural = _pool_candidates("natural", root_s, split_seed, size, ct_window)

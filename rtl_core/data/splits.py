@@ -2,8 +2,8 @@
 
 A split never divides a group (a patient or scan), so neighbouring slices of one scan cannot straddle
 train and test. Where a source gives no patient ids, groups come from content: exact duplicates share a
-group (SHA-1 of the pixels) and, where asked, near-duplicates too (perceptual hash, Zauner 2010, linked
-into connected components when their Hamming distance is at most a threshold).
+group (SHA-1 of the pixels); near-duplicates (perceptual hash plus pixel correlation) are linked by
+:mod:`rtl_core.data.near_duplicates`, and slices of one numbered scan export by :func:`scan_runs`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
+from pathlib import Path
 
 import imagehash
 import numpy as np
@@ -71,22 +72,6 @@ def hamming_matrix(bits: np.ndarray) -> np.ndarray:
     return (a @ (1 - a).T + (1 - a) @ a.T).astype(np.int32)
 
 
-def near_duplicate_groups(images: np.ndarray, max_distance: int = 48, hash_size: int = 16) -> np.ndarray:
-    """Group images whose perceptual hashes differ in at most ``max_distance`` of ``hash_size``² bits.
-
-    Groups are connected components of the "close" graph, merged with exact duplicates. The defaults (256-bit
-    pHash, 48 bits) were chosen on the pack's SARS-CoV-2 CT slices: looser thresholds chain most chest CT slices
-    into one component, tighter ones leave obvious neighbouring slices apart.
-    """
-    if len(images) == 0:
-        return np.array([], dtype=str)
-    dist = hamming_matrix(perceptual_hashes(images, hash_size))
-    close = dist <= max_distance
-    exact = content_hashes(images)
-    _, component = connected_components(coo_matrix(close), directed=False)
-    return _merge_groups(np.array([f"p{c}" for c in component]), exact)
-
-
 def scan_runs(order: np.ndarray, sizes_hw: np.ndarray, max_change: float = 0.2) -> np.ndarray:
     """Group slices exported one scan after another, when a source gives no scan ids but numbers its files.
 
@@ -98,7 +83,7 @@ def scan_runs(order: np.ndarray, sizes_hw: np.ndarray, max_change: float = 0.2) 
     does not separate the two (consecutive slices lie 16–120 of 256 bits apart), so the 48-bit near-duplicate cut
     alone ran through scans: 47 % of test slices had a training slice 49–60 bits away. With runs at 20 % (162 runs)
     that share is 17–20 % over split seeds and stays there for cuts of 15–30 %: what is left is likeness between
-    scans, not a cut through one. (Merged with the 48-bit pHash groups as well, the chain of cross-scan links made
+    scans, not a cut through one. (Merged with groups at a 48-bit pHash cut as well, the chain of cross-scan links made
     one group of 681 slices; ``ct_cls`` therefore merges runs with exact and near-duplicate copies only.) Returns one
     group name ``run<k>`` per slice, in the input's order.
     """

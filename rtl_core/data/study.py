@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,8 +32,11 @@ from rtl_core.config import DataConfig, StudyConfig
 from rtl_core.data.datasets import TensorImageDataset, pool_dataset, task_dataset
 from rtl_core.errors import ConfigError
 from rtl_core.io import atomic_write
-from rtl_core.paths import output_root
+from rtl_core.paths import splits_dir
 from rtl_core.provenance import fingerprint_arrays
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +181,7 @@ def save_task_split(config: StudyConfig, name: str) -> Path:
 
         return save_splits(name, config.data.split_seed)
     task = study_task(config.data, name, 8)
-    path = (output_root() / "splits" / config.study /
+    path = (splits_dir(config.study) /
             f"{name}-split{config.data.split_seed}-{task.fingerprint}.csv")
     if path.exists():
         return path
@@ -211,7 +215,7 @@ class StudyPool:
 def study_pool(config: StudyConfig, name: str, seed: int | None = None) -> StudyPool:
     """Pool ``name``: a user's pool (``data.pools``, streamed, without the user tasks' val/test files) or a demo
     pool (in memory, size-matched, without any demo task's val/test image)."""
-    from rtl_core.data.registry import POOLS
+    from rtl_core.names import DEMO_POOLS
 
     data = config.data
     if name in data.pools:
@@ -220,9 +224,9 @@ def study_pool(config: StudyConfig, name: str, seed: int | None = None) -> Study
         existing_path(data.pools[name], f"pools.{name}")  # the pool's own path first: the error names it
         pool = user_pool(name, data.pools[name], data.image_size, held_out_files(data.tasks, data.split_seed))
         return StudyPool(name, pool.dataset, np.asarray(pool.files), streaming=True, excluded=pool.excluded)
-    if name not in POOLS:
+    if name not in DEMO_POOLS:
         raise ConfigError(f"Unknown pool {name!r} (--pool / pretrain.pools). Known pools: "
-                          f"{', '.join(sorted(set(POOLS) | set(data.pools)))}; add your own under data.pools.")
+                          f"{', '.join(sorted(set(DEMO_POOLS) | set(data.pools)))}; add your own under data.pools.")
     images = pool_dataset(name, size=data.image_size, pool_size=data.pool_size,
                           seed=data.split_seed if seed is None else seed, split_seed=data.split_seed,
                           ct_window=data.ct_window, root=data.data_dir, less_fraction=data.less_fraction)

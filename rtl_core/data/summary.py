@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rtl_core.data.registry import POOLS, TASKS, load_pool, load_task
+from rtl_core.data.registry import TASKS, load_pool, load_task
 from rtl_core.data.splits import content_hashes
 from rtl_core.io import atomic_write
-from rtl_core.paths import output_root
+from rtl_core.names import DEMO_POOLS
+from rtl_core.paths import splits_dir
 from rtl_core.provenance import fingerprint_arrays
 
 
@@ -51,7 +52,7 @@ def split_fingerprint(name: str, split_seed: int = 0) -> str:
 def save_splits(name: str, split_seed: int = 0, directory: Path | None = None) -> Path:
     """Write the task's split (one row per image: source row, group, split, label, content hash) as CSV."""
     data = load_task(name, split_seed=split_seed)
-    directory = directory or output_root() / "splits"
+    directory = directory or splits_dir()
     path = directory / f"{name}-split{split_seed}-{split_fingerprint(name, split_seed)}.csv"
     if path.exists():
         return path
@@ -67,7 +68,7 @@ def save_splits(name: str, split_seed: int = 0, directory: Path | None = None) -
 def format_summary(split_seed: int = 0, size: int = 64) -> str:
     """A plain-text table of every pool and task."""
     lines = ["Pools (unlabelled, size-matched; no downstream val/test image):"]
-    for name in POOLS:
+    for name in DEMO_POOLS:
         row = pool_summary(name, size=size)
         parts = ", ".join(f"{k} {v}" for k, v in sorted(row["sources"].items(), key=lambda kv: -kv[1]))
         lines.append(f"  {name:<8} {row['images']:>6} images  [{parts}]")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from rtl_core.config import UserDataset
 from rtl_core.data.arrays import ImageSet

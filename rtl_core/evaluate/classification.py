@@ -23,8 +23,13 @@ from rtl_core.config import EvaluateConfig
 from rtl_core.evaluate.compute import ComputePlan
 from rtl_core.evaluate.data import BatchLoader, TaskData, batches, calibration_batches, training_augment
 from rtl_core.evaluate.metrics import classification_metrics
-from rtl_core.evaluate.models import (Classifier, freeze_encoder, recompute_batchnorm, set_train_mode,
-                                      trainable_parameters)
+from rtl_core.evaluate.models import (
+    Classifier,
+    freeze_encoder,
+    recompute_batchnorm,
+    set_train_mode,
+    trainable_parameters,
+)
 from rtl_core.evaluate.protocols import Protocol
 from rtl_core.evaluate.train import FitResult, Timer, epochs_for, fit
 from rtl_core.models.backbones import feature_dim

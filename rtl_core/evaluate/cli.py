@@ -1,4 +1,4 @@
-"""``rtl evaluate``: run the downstream grid of a profile, then print the comparison of inits.
+"""``rtl evaluate``: run the downstream grid of a profile (the comparison of inits is printed by :mod:`rtl_core.cli`).
 
     rtl evaluate --profile default [--config my.yaml] [--tasks ct_cls mri_cls] [--inits scratch ssl:ct:simclr]
                  [--protocols finetune] [--seeds 42 1] [--threads 2] [--launcher local --workers 2 | --launcher submitit]
@@ -29,17 +29,16 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                    help="inline (this process), local (--workers processes) or submitit (a SLURM job array); "
                         "default: the config's launcher.kind")
     p.add_argument("--workers", type=int, default=None, help="local launcher: worker processes (default launcher.workers)")
-    p.set_defaults(func=evaluate_command)
+    p.set_defaults(func=evaluate_command)  # rtl_core.cli adds the comparison printout
     return p
 
 
-def evaluate_command(args: argparse.Namespace) -> None:
-    import pandas as pd
+def evaluate_command(args: argparse.Namespace):
+    """Run the grid the arguments name; returns the config and the :class:`~rtl_core.evaluate.runner.GridReport`
+    (``rtl evaluate`` then prints the comparison of inits: :func:`rtl_core.cli`, which sits above analysis)."""
     import torch
 
-    from rtl_core.analysis.stats import paper_table
     from rtl_core.config import load_config
-    from rtl_core.evaluate.results import compare_all, results_table, summary
     from rtl_core.evaluate.runner import run_grid
 
     if args.threads:
@@ -58,19 +57,4 @@ def evaluate_command(args: argparse.Namespace) -> None:
     print(f"{report.summary()} ({report.wall_seconds:.0f} s, launcher {kind}); records in {report.root}")
     for key, where in report.failed:
         print(f"  failed: {key}: traceback in {where}")
-    df = results_table(root=report.root)
-    chosen = set(args.tasks or config.evaluate.tasks), set(args.inits or config.evaluate.inits)
-    df = df[df["task"].isin(chosen[0]) & df["init"].isin(chosen[1])]
-    if df.empty:
-        print("no results to summarise")
-        return
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500):
-        print("\nPrimary metric per task (mean, SD over seeds with ddof=1):")
-        print(summary(df).to_string(index=False))
-        comparisons = compare_all(df)
-        if comparisons.empty:
-            print("\n(no pair of inits has ≥ 2 seeds in a common group: no t-tests)")
-        else:
-            print("\nInit comparisons (Welch t-test as in the paper, uncorrected; `rtl claims` judges each claim "
-                  "with Holm within its family):")
-            print(paper_table(comparisons, digits=4).drop(columns=["p (Holm)", "p (BH)"]).to_string(index=False))
+    return config, report

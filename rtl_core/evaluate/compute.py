@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rtl_core.models.devices import default_device
 from rtl_core.models.precision import compute_in_float32, cpu_has_bf16, float32_stages
 from rtl_core.models.single_pixel import use_single_pixel_matmuls
 
@@ -28,11 +29,6 @@ AGREEMENT_TOLERANCE = 0.05
 """Largest |bf16 − fp32| difference of a primary metric (accuracy, AUC, Dice; all in [0, 1]) on one fixed seed
 that the precision test accepts: bf16 rounding changes early batches' gradients slightly and a 5-epoch run
 ends near, not at, the fp32 model (measured: see README, "Precision of downstream runs")."""
-
-
-def default_device() -> torch.device:
-    """The first GPU when there is one, else the CPU (a local worker has set its own GPU as current)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def resolve_precision(requested: str, device_type: str) -> str:

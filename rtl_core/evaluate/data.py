@@ -20,8 +20,8 @@ import torch
 
 from rtl_core.config import DataConfig
 from rtl_core.data.datasets import TensorImageDataset
-from rtl_core.data.study import study_task
 from rtl_core.data.splits import lowlabel_subsets
+from rtl_core.data.study import study_task
 from rtl_core.evaluate.augment import CropFlip
 from rtl_core.evaluate.metrics import expand_metric_names
 from rtl_core.evaluate.protocols import Protocol

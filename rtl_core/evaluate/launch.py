@@ -27,8 +27,9 @@ from pathlib import Path
 
 from rtl_core.config import StudyConfig
 from rtl_core.errors import ConfigError
-from rtl_core.evaluate.runner import GridReport, RunKey, plan_grid, work
+from rtl_core.evaluate.runner import GridReport, plan_grid, work
 from rtl_core.paths import results_dir
+from rtl_core.results import RunKey
 
 
 def _threads_per_worker(workers: int) -> int:
@@ -81,7 +82,8 @@ def run_array_task(config_json: str, key: tuple, root: str) -> GridReport:
 def launch(config: StudyConfig, kind: str | None = None, workers: int | None = None, keys: Sequence[RunKey] | None = None,
            root: Path | None = None, progress: bool = True) -> GridReport:
     """Run the grid of ``config`` (or ``keys``) with launcher ``kind`` (default ``config.launcher.kind``)."""
-    from rtl_core.evaluate.inits import check_checkpoint, parse_init
+    from rtl_core.models.inits import check_checkpoint
+    from rtl_core.names import parse_init
 
     kind = kind or config.launcher.kind
     if workers is not None:
@@ -163,7 +165,8 @@ def _watch(stop, workers: int, runs: list[RunKey], root: Path, progress: bool, e
 def _launch_submitit(config: StudyConfig, runs: list[RunKey], root: Path) -> GridReport:
     import submitit
 
-    from rtl_core.evaluate.runner import record_problem, settings_hashes
+    from rtl_core.evaluate.runner import settings_hashes
+    from rtl_core.results import record_problem
 
     lc = config.launcher
     # The compute nodes resolve `precision: auto` on their own hardware: a record of any resolution is finished here

@@ -128,10 +128,8 @@ def recompute_batchnorm(model: nn.Module, batches, prepare=lambda x: x, autocast
     for x in batches:
         with autocast() if autocast is not None else nullcontext():
             model(prepare(x))
+    model.train(was_training)  # resets every module's flag; the BatchNorm layers' own flags come after
     for m, (momentum, training) in zip(norms, saved):
         m.momentum = momentum
-        m.train(training)
-    model.train(was_training)
-    for m, (_, training) in zip(norms, saved):  # model.train() above reset the per-layer flags
         m.train(training)
     return len(norms)

@@ -1,9 +1,8 @@
-"""The multi-seed runner: the grid init × task × protocol × seed, one JSON record per run.
+"""The multi-seed runner: the grid init × task × protocol × seed, one record per run in the results store.
 
-A record lives at ``results_dir(profile)/<task>/<init with ':' → '_'>/<protocol>/seed<k>.json`` and is written
-atomically (temporary file + rename) once the run has finished. Rerunning the grid skips every run whose record
-is *complete*: it parses, says ``"status": "complete"``, has every required key, names the same run, and was
-made with the same run settings (:func:`settings_hash`: the whole config apart from which tasks, inits,
+Records are written and checked by :mod:`rtl_core.results` (one JSON file per run, atomically, a pydantic
+schema). Rerunning the grid skips every run whose record is *complete*: it parses, validates, says
+``"status": "complete"``, names the same run, and was made with the same run settings (:func:`settings_hash`: the whole config apart from which tasks, inits,
 protocols and seeds make up the grid). Anything else (no file, a half-written or corrupted file, a record of
 other settings) is redone, so a killed grid resumes where it stopped and never counts a run twice.
 
@@ -16,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -32,39 +30,19 @@ import torch
 from rtl_core.config import StudyConfig
 from rtl_core.errors import ConfigError
 from rtl_core.evaluate.classification import run_classification
-from rtl_core.evaluate.compute import ComputePlan, default_device, resolve_precision
+from rtl_core.evaluate.compute import ComputePlan, resolve_precision
 from rtl_core.evaluate.data import load_task_data
-from rtl_core.evaluate.inits import check_checkpoint, init_slug, load_init, parse_init
 from rtl_core.evaluate.protocols import get_protocol
 from rtl_core.evaluate.segmentation import run_segmentation
 from rtl_core.evaluate.train import Timer
-from rtl_core.io import write_json
+from rtl_core.models.devices import default_device
+from rtl_core.models.inits import check_checkpoint, load_init
+from rtl_core.names import init_slug, parse_init
 from rtl_core.paths import results_dir
-from rtl_core.provenance import provenance
+from rtl_core.provenance import provenance, settings_digest
+from rtl_core.results import RECORD_VERSION, RunKey, record_problem, write_record
 
 log = logging.getLogger(__name__)
-
-RECORD_VERSION = 1
-REQUIRED_KEYS = (
-    "record_version", "status", "task", "init", "protocol", "seed", "data_fraction", "profile", "metrics",
-    "primary_metric", "settings_hash", "split_fingerprint", "curves", "wall_seconds", "model_seconds", "n_train",
-)
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """One run of the grid."""
-
-    task: str
-    init: str
-    protocol: str
-    seed: int
-
-    def path(self, root: Path) -> Path:
-        return Path(root) / self.task / init_slug(self.init) / self.protocol / f"seed{self.seed}.json"
-
-    def __str__(self) -> str:
-        return f"{self.task} · {self.init} · {self.protocol} · seed {self.seed}"
 
 
 @dataclass
@@ -108,8 +86,7 @@ def settings_hash(config: StudyConfig, device_type: str | None = None) -> str:
              for init, d in values["evaluate"].pop("init_details", {}).items()}
     if any(norms.values()):
         values["evaluate"]["init_normalisation"] = {k: v for k, v in norms.items() if v}
-    canonical = json.dumps(values, sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return settings_digest(values)
 
 
 def settings_hashes(config: StudyConfig) -> dict[str, str]:
@@ -119,33 +96,6 @@ def settings_hashes(config: StudyConfig) -> dict[str, str]:
         return {config.evaluate.precision: settings_hash(config)}
     pinned = {p: config.model_copy(update={"evaluate": config.evaluate.model_copy(update={"precision": p})}) for p in ("bf16", "32")}
     return {p: settings_hash(c) for p, c in pinned.items()}
-
-
-def record_problem(path: Path, key: RunKey | None = None, settings: str | None = None) -> str | None:
-    """Why the record at ``path`` cannot be used as a result (``None``: it is complete and matches)."""
-    if not path.is_file():
-        return "missing"
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return f"not valid JSON ({exc})"
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    if record.get("status") != "complete":
-        return "not marked complete"
-    missing = [k for k in REQUIRED_KEYS if k not in record]
-    if missing:
-        return f"lacks keys {missing}"
-    if record["record_version"] != RECORD_VERSION:
-        return f"record_version {record['record_version']} (expected {RECORD_VERSION})"
-    metrics = record["metrics"]
-    if not isinstance(metrics, dict) or not metrics or not all(v is None or isinstance(v, (int, float)) for v in metrics.values()):
-        return "metrics are not a mapping of numbers"
-    if key is not None and (record["task"], record["init"], record["protocol"], record["seed"]) != (key.task, key.init, key.protocol, key.seed):
-        return "names another run"
-    if settings is not None and record["settings_hash"] != settings:
-        return f"made with other settings ({record['settings_hash']} ≠ {settings})"
-    return None
 
 
 def plan_grid(
@@ -165,16 +115,6 @@ def plan_grid(
     return [RunKey(t, i, p, s) for t in tasks for i in inits for p in protocols for s in seeds]
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 @lru_cache(maxsize=1)
 def _provenance() -> dict[str, Any]:
     """Git commit, packages and machine, looked up once per process (one grid)."""
@@ -189,9 +129,9 @@ KEPT_PREFIXES = ("conv1.", "bn1.", "layer1.")
 def _keep_finetuned(encoder: torch.nn.Module, profile: str, key: RunKey) -> None:
     """Save a fine-tuned encoder's early layers (every seed) where ``rtl analyze`` looks for them."""
     from rtl_core.io import atomic_write
-    from rtl_core.paths import output_root
+    from rtl_core.paths import finetuned_path
 
-    path = output_root() / "finetuned" / profile / init_slug(key.init) / key.task / f"seed{key.seed}.pt"
+    path = finetuned_path(profile, init_slug(key.init), key.task, key.seed)
     state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items() if k.startswith(KEPT_PREFIXES)}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
@@ -239,12 +179,7 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
     }
     record["wall_seconds"] = time.perf_counter() - start
     record["cpu_seconds"] = time.process_time() - cpu_start
-    record["status"] = "complete"  # the completion marker: written last, inside one atomic write
-    path = key.path(root or results_dir(config.study))
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):  # leftovers of a write killed mid-way (not a claim's)
-        if ".claim.json" not in tmp.name:
-            tmp.unlink(missing_ok=True)
-    write_json(path, _finite(record))
+    write_record(key.path(root or results_dir(config.study)), record)
     return record
 
 

@@ -76,7 +76,7 @@ def fit(
     """
     forward = forward or (lambda m, x: m(x))
     optimizer = plan.optimizer(parameters, lr, weight_decay)
-    steps = max(1, len(loader)) if hasattr(loader, "__len__") else 1
+    steps = max(1, len(loader))
     warmup = warmup_epochs * steps
 
     def factor(step: int) -> float:  # the LR multiplier before optimizer step ``step`` (0-based)

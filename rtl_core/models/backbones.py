@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import nn
 from torchvision import models
 
@@ -47,19 +46,3 @@ def build_backbone(name: str, in_channels: int = 3) -> nn.Module:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     model.fc = nn.Identity()
     return model
-
-
-def adapt_input_channels(state_dict: dict[str, torch.Tensor], in_channels: int) -> dict[str, torch.Tensor]:
-    """Turn a 3-channel stem into a 1-channel one (sum over RGB) or back (replicate / 3), so grey and RGB
-    checkpoints are interchangeable."""
-    weight = state_dict["conv1.weight"]
-    if weight.shape[1] == in_channels:
-        return state_dict
-    out = dict(state_dict)
-    if weight.shape[1] == 3 and in_channels == 1:
-        out["conv1.weight"] = weight.sum(dim=1, keepdim=True)
-    elif weight.shape[1] == 1 and in_channels == 3:
-        out["conv1.weight"] = weight.repeat(1, 3, 1, 1) / 3
-    else:
-        raise ConfigError(f"Cannot adapt a {weight.shape[1]}-channel stem to {in_channels} channels.")
-    return out

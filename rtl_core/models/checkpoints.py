@@ -95,18 +95,6 @@ def load_encoder(stem: str | Path, expect: dict[str, Any] | None = None) -> tupl
     return model, sidecar
 
 
-def encoder_stem(pool: str, method: str, study: str, sequential: bool = False) -> Path:
-    """Where the encoder pretrained with ``method`` on ``pool`` in ``study`` lives (without suffix).
-
-    ``sequential=True`` names the natural-then-``pool`` encoder (pretraining continued on ``pool`` from the
-    ``natural`` encoder of the same method), i.e. the init ``sequential:<pool>:<method>``.
-    """
-    from rtl_core.paths import output_root
-
-    name = f"natural_then_{pool}-{method}" if sequential else f"{pool}-{method}"
-    return output_root() / "checkpoints" / study / name
-
-
 #: Input normalisation of an encoder whose sidecar has no ``normalize: {mean, std}`` entry: none. Our
 #: pretraining feeds images in ``[0, 1]`` as they are (the stem's BatchNorm adapts), and so must every user.
 IDENTITY_MEAN = (0.0, 0.0, 0.0)

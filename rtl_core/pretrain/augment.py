@@ -171,4 +171,6 @@ def augment_config(pretrain_config) -> AugmentConfig:
         min_scale=pretrain_config.min_scale,
         blur_p=0.5 if pretrain_config.gaussian_blur else 0.0,
         grey_strength=pretrain_config.grey_jitter_strength,
+        brightness=pretrain_config.jitter_brightness, contrast=pretrain_config.jitter_contrast,
+        saturation=pretrain_config.jitter_saturation, hue=pretrain_config.jitter_hue,
     )

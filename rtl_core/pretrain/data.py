@@ -58,9 +58,9 @@ class PretrainPool:
 
 
 def known_pools(config: StudyConfig) -> list[str]:
-    from rtl_core.data.registry import POOLS
+    from rtl_core.names import DEMO_POOLS
 
-    return sorted(set(POOLS) | set(config.data.pools))
+    return sorted(set(DEMO_POOLS) | set(config.data.pools))
 
 
 def load_pretrain_pool(config: StudyConfig, pool: str) -> PretrainPool:

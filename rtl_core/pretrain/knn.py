@@ -18,6 +18,8 @@ from lightly.utils.benchmarking import knn_predict
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rtl_core.models.devices import default_device
+
 
 def knn_image_size(crop_size: int) -> int:
     """The image size kNN checks run at: the encoder's pretraining crop (``pretrain.crop_size``), the scale its
@@ -32,7 +34,7 @@ def knn_image_size(crop_size: int) -> int:
 def extract_features(encoder: nn.Module, dataset: Dataset, batch_size: int = 256,
                      device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """L2-normalised features ``(N, D)`` (float32, CPU) and labels ``(N,)`` of a labelled dataset."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     was_training = encoder.training
     encoder.eval().to(device)
     features, labels = [], []
@@ -61,21 +63,6 @@ def knn_correct(encoder: nn.Module, train_ds: Dataset, test_ds: Dataset, k: int 
 def knn_accuracy(encoder: nn.Module, train_ds: Dataset, test_ds: Dataset, k: int = 20, temperature: float = 0.1) -> float:
     """Top-1 accuracy of weighted kNN (cosine, ``k`` neighbours) on ``test_ds`` with ``train_ds`` as the bank."""
     return float(knn_correct(encoder, train_ds, test_ds, k, temperature).float().mean())
-
-
-def knn_against_random(encoders: dict[str, nn.Module], arch: str, task: str, size: int, seed: int,
-                       k: int = 20) -> dict[str, torch.Tensor]:
-    """Per-image kNN correctness on ``task``'s test split (train split as the bank, images at ``size`` px) of each
-    encoder and, under the key ``"random init"``, of backbone ``arch`` at a random init drawn with ``seed``."""
-    from rtl_core.data.datasets import task_dataset
-    from rtl_core.models.backbones import build_backbone
-
-    train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
-    torch.manual_seed(seed)
-    correct = {"random init": knn_correct(build_backbone(arch), train, test, k)}
-    for name, encoder in encoders.items():
-        correct[name] = knn_correct(encoder, train, test, k)
-    return correct
 
 
 def knn_random_inits(arch: str, train_ds: Dataset, test_ds: Dataset, seeds: Sequence[int]) -> dict[int, torch.Tensor]:

@@ -9,8 +9,6 @@ key is reused unless ``force``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import time
@@ -24,11 +22,20 @@ from rtl_core.config import StudyConfig
 from rtl_core.errors import CheckpointError, ConfigError
 from rtl_core.io import atomic_write
 from rtl_core.models.backbones import build_backbone, feature_dim
-from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, checkpoint_paths, encoder_stem, load_encoder, read_sidecar, save_encoder
-from rtl_core.paths import output_root
+from rtl_core.models.checkpoints import (
+    IDENTITY_MEAN,
+    IDENTITY_STD,
+    checkpoint_paths,
+    load_encoder,
+    read_sidecar,
+    save_encoder,
+)
+from rtl_core.models.devices import resolve_accelerator
+from rtl_core.paths import encoder_stem, pretrain_runs_dir
 from rtl_core.pretrain.data import PretrainPool, load_pretrain_pool, pool_loader
 from rtl_core.pretrain.methods import METHODS, MethodContext, build_method
 from rtl_core.pretrain.precision import resolve_precision
+from rtl_core.provenance import settings_digest
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +56,6 @@ class DevicePlan:
     @property
     def world_size(self) -> int:
         return self.devices * self.num_nodes
-
-
-def resolve_accelerator(requested: str) -> str:
-    """``pretrain.accelerator``: ``auto`` is ``gpu`` when a CUDA GPU is visible, else ``cpu``."""
-    return requested if requested != "auto" else ("gpu" if torch.cuda.device_count() else "cpu")
 
 
 def plan_devices(config: StudyConfig) -> DevicePlan:
@@ -91,15 +93,14 @@ def run_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> st
         data["pool"] = config.data.pools[pool].model_dump(mode="json")
     # "auto" means bf16 on some CPUs, fp32 on others: the resolved precision changes the weights
     pre["precision"] = resolve_precision(config.pretrain.precision, resolve_accelerator(config.pretrain.accelerator))
-    blob = json.dumps({"pretrain": pre, "data": data, "seed": config.seed, "pool": pool, "method": method,
-                       "sequential": sequential}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return settings_digest({"pretrain": pre, "data": data, "seed": config.seed, "pool": pool, "method": method,
+                            "sequential": sequential})
 
 
 def run_dir(config: StudyConfig, pool: str, method: str, sequential: bool = False) -> Path:
     """Folder of the run's resumable Lightning checkpoints and its metrics.csv."""
     name = encoder_stem(pool, method, config.study, sequential).name
-    return output_root() / "runs" / "pretrain" / config.study / f"{name}-{run_key(config, pool, method, sequential)}"
+    return pretrain_runs_dir(config.study) / f"{name}-{run_key(config, pool, method, sequential)}"
 
 
 def check_request(config: StudyConfig, pool: str, method: str) -> DevicePlan:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from rtl_core.errors import RtlError
-from rtl_core.paths import output_root
+from rtl_core.paths import checkpoints_dir
 
 
 def _sidecars(study: str) -> list[dict]:
-    folder = output_root() / "checkpoints" / study
+    folder = checkpoints_dir(study)
     sidecars = []
     for path in sorted(folder.glob("*.json")):
         sidecar = json.loads(path.read_text())
@@ -69,19 +69,3 @@ def curves_figure(study: str):
     loss_ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def knn_table(study: str, tasks: tuple[str, ...] = ("imagenette_cls", "natural_cls", "ct_cls"), size: int | None = None) -> pd.DataFrame:
-    """kNN accuracy (k = 20, cosine) of every encoder's frozen features against the same backbone at random init,
-    at ``size`` px (default :func:`rtl_core.pretrain.knn.knn_image_size` of the encoders' crop size)."""
-    from rtl_core.models.checkpoints import load_encoder
-    from rtl_core.pretrain.knn import knn_against_random, knn_image_size
-
-    sidecars = _sidecars(study)
-    size = size or knn_image_size(sidecars[0].get("crop_size") or sidecars[0].get("image_size") or 64)
-    encoders = {s["encoder"]: load_encoder(output_root() / "checkpoints" / study / s["encoder"])[0] for s in sidecars}
-    rows = []
-    for task in tasks:
-        correct = knn_against_random(encoders, sidecars[0]["arch"], task, size, seed=0)
-        rows += [{"encoder": name, "task": task, "knn_accuracy": float(hits.float().mean())} for name, hits in correct.items()]
-    return pd.DataFrame(rows).pivot(index="encoder", columns="task", values="knn_accuracy").round(4).reset_index()

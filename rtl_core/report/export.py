@@ -19,15 +19,15 @@ import pandas as pd
 from rtl_core.config import StudyConfig
 from rtl_core.errors import ConfigError
 from rtl_core.io import atomic_write
-from rtl_core.paths import output_root
+from rtl_core.paths import study_dir
 
 WEIGHTS_NAME = "encoder.safetensors"
 
 
 def export_dir(config: StudyConfig, init: str) -> Path:
-    from rtl_core.evaluate.inits import init_slug
+    from rtl_core.names import init_slug
 
-    return output_root() / "exports" / config.study / init_slug(init)
+    return study_dir("exports", config.study) / init_slug(init)
 
 
 def pool_licences(pool: str) -> list[dict[str, str]]:
@@ -53,8 +53,9 @@ def export_encoder(config: StudyConfig, init: str, out: Path | None = None) -> P
     into ``out`` (default ``artifacts/exports/<study>/<init>/``); returns the folder."""
     from safetensors.torch import save_file
 
-    from rtl_core.evaluate.inits import check_checkpoint, parse_init
     from rtl_core.models.checkpoints import input_normalization, load_encoder
+    from rtl_core.models.inits import check_checkpoint
+    from rtl_core.names import parse_init
 
     parsed = parse_init(init)
     if not parsed.ours:
@@ -76,7 +77,7 @@ def export_encoder(config: StudyConfig, init: str, out: Path | None = None) -> P
 
 
 def _results(config: StudyConfig, init: str) -> pd.DataFrame:
-    from rtl_core.evaluate.results import results_table
+    from rtl_core.results import results_table
 
     table = results_table(config.study)
     part = table[(table["init"] == init) & table["primary"]] if len(table) else table
@@ -87,7 +88,7 @@ def _results(config: StudyConfig, init: str) -> pd.DataFrame:
 
 
 def _sanity(config: StudyConfig, init: str) -> pd.DataFrame:
-    from rtl_core.analysis.study import analysis_dir
+    from rtl_core.paths import analysis_dir
 
     path = analysis_dir(config.study) / "sanity.csv"
     if not path.is_file():

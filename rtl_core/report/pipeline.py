@@ -19,7 +19,7 @@ from typing import Callable
 from rtl_core.config import StudyConfig, load_config
 from rtl_core.errors import RtlError
 from rtl_core.io import write_json
-from rtl_core.paths import output_root
+from rtl_core.paths import checkpoints_dir, study_dir
 from rtl_core.report.notebooks import NOTEBOOKS, REPORT_DIR, execute, to_html
 
 
@@ -50,18 +50,18 @@ def _fingerprint(config: StudyConfig, roots: list[Path]) -> str:
 
 
 def _compute_roots(config: StudyConfig) -> list[Path]:
-    return [output_root() / "results" / config.study, output_root() / "checkpoints" / config.study]
+    return [study_dir("results", config.study), checkpoints_dir(config.study)]
 
 
 def _inputs_fingerprint(config: StudyConfig) -> str:
     """What the notebooks read: results, checkpoints, analysis tables, the notebooks themselves, the config."""
-    return _fingerprint(config, _compute_roots(config) + [output_root() / "analysis" / config.study,
+    return _fingerprint(config, _compute_roots(config) + [study_dir("analysis", config.study),
                                                           Path(__file__).resolve().parents[2] / "notebooks"])
 
 
 def notebook_steps(config: StudyConfig, report_dir: Path, show_code: bool, config_path: str | None = None) -> list[Step]:
-    executed_dir = output_root() / "notebooks" / config.study
-    stamp_dir = output_root() / "report_stamps" / config.study
+    executed_dir = study_dir("notebooks", config.study)
+    stamp_dir = study_dir("report_stamps", config.study)
     parameters = {"profile": config.profile, "config": str(Path(config_path).resolve()) if config_path else ""}
     steps = []
     for spec in NOTEBOOKS:
@@ -89,7 +89,7 @@ def study_steps(config: StudyConfig, threads: int | None = 1) -> list[Step]:
 
     steps = [Step("data: save every task's split", lambda: [save_task_split(config, name) for name in task_names(config)])]
     needed: list[tuple[str, str, bool]] = []
-    from rtl_core.evaluate.inits import parse_init
+    from rtl_core.names import parse_init
 
     for name in config.evaluate.inits:
         init = parse_init(name)
@@ -126,8 +126,7 @@ def _advise_done(config: StudyConfig) -> bool:
 
 def _advise(config: StudyConfig) -> None:
     from rtl_core.analysis.advisor import advisor_dir, bench_figures, study_advice, validated_line
-    from rtl_core.bench import merge_figures
-    from rtl_core.io import write_json
+    from rtl_core.io import merge_figures, write_json
 
     _, _, summary = study_advice(config)
     summary["inputs"] = _advise_inputs(config)
@@ -196,15 +195,13 @@ def _analysis_fingerprint(config: StudyConfig) -> str:
 def _analysis_done(config: StudyConfig) -> bool:
     from rtl_core.analysis.study import ANALYSIS_VERSION
 
-    stamp = output_root() / "analysis" / config.study / "inputs.json"
+    stamp = study_dir("analysis", config.study) / "inputs.json"
     return stamp.is_file() and json.loads(stamp.read_text()) == {"inputs": _analysis_fingerprint(config),
                                                                   "version": ANALYSIS_VERSION}
 
 
 def _analyze(config: StudyConfig) -> None:
-    from rtl_core.analysis.study import analyze
-
-    from rtl_core.analysis.study import ANALYSIS_VERSION
+    from rtl_core.analysis.study import ANALYSIS_VERSION, analyze
 
     out = analyze(config, force=True)
     write_json(out / "inputs.json", {"inputs": _analysis_fingerprint(config), "version": ANALYSIS_VERSION})
@@ -248,7 +245,7 @@ def reproduce(profile: str | None = None, config_path: str | None = None, show_c
               report_dir: Path | None = None, threads: int | None = 1, overrides: dict | None = None) -> dict[str, float]:
     """Run every step not yet done; return the wall time (minutes) and peak memory (MB). The profile is
     ``profile`` if given, else the config file's ``profile:``, else ``default``."""
-    from rtl_core.bench import merge_figures
+    from rtl_core.io import merge_figures
     from rtl_core.report.index import build_index, read_bench
 
     start = time.perf_counter()

@@ -7,8 +7,8 @@ import pandas as pd
 
 from rtl_core.analysis.stats import compare_inits, format_p
 from rtl_core.errors import RtlError
-from rtl_core.evaluate.results import load_records, results_table
 from rtl_core.paths import results_dir
+from rtl_core.results import load_records, results_table
 
 
 def load(study: str) -> pd.DataFrame:

@@ -1,0 +1,84 @@
+"""Loading the encoder an init names (the grammar is :mod:`rtl_core.names`): random init, our checkpoints,
+torchvision weights, weights files; with the checkpoint checks that name the fix when weights are missing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rtl_core.errors import CheckpointError
+from rtl_core.models.backbones import build_backbone
+from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, checkpoint_paths, input_normalization, load_encoder
+from rtl_core.names import Init, parse_init
+
+#: Input normalisation when a checkpoint's sidecar has no ``normalize`` entry (see ``input_normalization``).
+DEFAULT_MEAN, DEFAULT_STD = IDENTITY_MEAN, IDENTITY_STD
+
+
+def check_checkpoint(init: Init, profile: str) -> None:
+    """Raise :class:`CheckpointError` naming the fix when the init's weights are missing: the ``rtl pretrain``
+    command for ours, the file for ``file:``, the hub folder for ``torchvision:`` (nothing is downloaded here)."""
+    if init.kind == "file":
+        if not init.file.is_file():
+            raise CheckpointError(f"Init {init.name!r}: weights file {init.file} does not exist. "
+                                  "Fix the path (or the variables in it) or drop the init from evaluate.inits.")
+        return
+    if init.kind == "torchvision":
+        from rtl_core.models.foreign import torchvision_file
+
+        torchvision_file(init.arch, init.weights)  # unknown arch / weights fail here, before any run
+        return
+    stem = init.stem(profile)
+    if stem is None:
+        return
+    weights, sidecar = checkpoint_paths(stem)
+    if not (weights.is_file() and sidecar.is_file()):
+        raise CheckpointError(
+            f"Init {init.name!r} needs the encoder checkpoint {weights} (+ {sidecar.name}), which does not exist. "
+            f"Create it with `{init.pretrain_command(profile)}` (or `rtl pretrain --profile {profile}` for every pool of "
+            f"the config), or drop {init.name!r} from evaluate.inits."
+        )
+
+
+def load_init(name: str, profile: str, arch: str, seed: int,
+              details: dict | None = None) -> tuple[nn.Module, dict]:
+    """The encoder an init starts from (pooled-feature torchvision ResNet, ``fc`` = identity) and its info
+    (``{"init", "checkpoint", "mean", "std", "layout", "label", "domain", "sidecar"}``). ``details`` are the
+    config's ``evaluate.init_details[name]`` (label, domain, mean / std for file inits)."""
+    from rtl_core.models.foreign import load_file_encoder, load_torchvision_encoder
+
+    init = parse_init(name)
+    details = details or {}
+    label = details.get("label") or init.default_label()
+    domain = details.get("domain") or init.default_domain()
+    base = {"init": name, "label": label, "domain": domain}
+    if init.kind == "scratch":
+        torch.manual_seed(seed)
+        return build_backbone(arch), {**base, "checkpoint": None, "mean": DEFAULT_MEAN, "std": DEFAULT_STD,
+                                      "layout": "random init", "sidecar": {}}
+    check_checkpoint(init, profile)
+    if init.kind in ("file", "torchvision"):
+        if init.kind == "file":
+            encoder, found = load_file_encoder(init.file, arch)
+        else:
+            encoder, found = load_torchvision_encoder(init.arch, init.weights)
+            if init.arch != arch:
+                raise CheckpointError(f"Init {name!r} is a {init.arch} but the study's backbone is {arch}; set "
+                                      f"pretrain.backbone: {init.arch} or pick {arch} weights.")
+        mean = tuple(details.get("mean") or found.get("mean", DEFAULT_MEAN))
+        std = tuple(details.get("std") or found.get("std", DEFAULT_STD))
+        return encoder, {**base, "checkpoint": found["checkpoint"], "mean": mean, "std": std,
+                         "layout": found["layout"], "sidecar": found.get("sidecar", {})}
+    stem = init.stem(profile)
+    encoder, sidecar = load_encoder(stem, expect={"arch": arch, "in_channels": 3})
+    mean, std = input_normalization(sidecar)
+    info = {
+        **base,
+        "checkpoint": str(checkpoint_paths(stem)[0]),
+        "mean": mean,
+        "std": std,
+        "layout": "rtl_core checkpoint",
+        "sidecar": {k: sidecar.get(k) for k in ("method", "pool", "epochs", "profile", "config_hash", "data_fingerprint", "git_commit")},
+    }
+    return encoder, info
