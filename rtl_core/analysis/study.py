@@ -157,6 +157,14 @@ def who_knew_what(config: StudyConfig) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["task", "protocol", "seed"])
 
 
+def _is_current(out: Path, config: StudyConfig) -> bool:
+    """Whether ``out/done.json`` is an analysis of this version and this config (analysis outputs are keyed by
+    the settings that made them: another config's analysis is recomputed, not reused)."""
+    done = out / "done.json"
+    info = json.loads(done.read_text()) if done.is_file() else {}
+    return info.get("version") == ANALYSIS_VERSION and info.get("config_hash") == config.hash()
+
+
 def _sanity_check(config: StudyConfig, encoders: dict[str, nn.Module], stats: dict[str, tuple]) -> pd.DataFrame:
     pretrained = {init: model for init, model in encoders.items() if init != "scratch"}
     return sanity_table(pretrained, config.pretrain.backbone, knn_image_size(config.pretrain.crop_size),
@@ -169,10 +177,7 @@ def sanity_results(config: StudyConfig) -> pd.DataFrame:
     ``sanity.csv`` when a current analysis of this config exists, else measured now (the pretraining notebook, before
     ``rtl analyze``)."""
     out = study_dir("analysis", config.study)
-    done = out / "done.json"
-    info = json.loads(done.read_text()) if done.is_file() else {}
-    if (info.get("version") == ANALYSIS_VERSION and info.get("config_hash") == config.hash()
-            and (out / "sanity.csv").is_file()):
+    if _is_current(out, config) and (out / "sanity.csv").is_file():
         return pd.read_csv(out / "sanity.csv")
     return _sanity_check(config, *study_encoders(config))
 
@@ -184,9 +189,8 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
 
     out = analysis_dir(config.study)
     done = out / "done.json"
-    previous = json.loads(done.read_text()) if done.is_file() else {}
-    if not force and previous.get("version") == ANALYSIS_VERSION and previous.get("config_hash") == config.hash():
-        return out  # keyed by the settings that made it: another config's analysis is recomputed, not reused
+    if not force and _is_current(out, config):
+        return out
     encoders, stats = study_encoders(config)
     n = config.analysis.cka_images
     cka_tables(config, encoders, stats, n).to_csv(out / "cka.csv", index=False)
