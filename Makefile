@@ -28,10 +28,10 @@ test: setup browser lint
 
 # ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle and import order; `make format` applies the fixes.
 lint: setup
-	$(PY) -m ruff check rtl_core tests tools
+	$(PY) -m ruff check rtl_core tests notebooks
 
 format: setup
-	$(PY) -m ruff check --fix rtl_core tests tools
+	$(PY) -m ruff check --fix rtl_core tests notebooks
 
 reproduce: setup
 	$(PY) -m rtl_core.cli reproduce $(if $(CONFIG),--config $(CONFIG),--profile $(PROFILE)) $(if $(SHOW_CODE),--show-code,) \
@@ -43,7 +43,12 @@ bench: setup
 summary: setup
 	$(PY) -m rtl_core.data --summary
 
+# The notebooks are jupytext sources (notebooks/*.py); this venv's JupyterLab opens .py files as notebooks
+# (settings override in the venv only, not in ~/.jupyter).
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 lab: setup
+	@mkdir -p $(dir $(LAB_OVERRIDES))
+	@echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' > $(LAB_OVERRIDES)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 clean-artifacts:

@@ -10,15 +10,21 @@ import os
 import re
 import shutil
 
-import nbformat
 import numpy as np
 import pytest
 from PIL import Image
 
 from rtl_core.analysis.claims import CLAIMS, VERDICTS
-from rtl_core.errors import ConfigError
+from rtl_core.errors import ConfigError, RtlError
 from rtl_core.report.browser import dump_dom, screenshot
-from rtl_core.report.notebooks import NOTEBOOK_DIR, NOTEBOOKS, NotebookFailed, check_parameters, execute
+from rtl_core.report.notebooks import (
+    NOTEBOOK_DIR,
+    NOTEBOOKS,
+    NotebookFailed,
+    check_parameters,
+    execute,
+    notebook_parameters,
+)
 from rtl_core.report.pipeline import reproduce
 
 #: What each report must contain (key tables / figure captions), beyond at least one embedded figure.
@@ -102,22 +108,42 @@ def test_pages_render_in_headless_chromium(smoke_reports, tmp_path):
     assert dom.count("<img") >= 3
 
 
-def test_unknown_parameter_and_profile_are_errors():
-    source = NOTEBOOK_DIR / "00_data.ipynb"
-    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['epochs'\]"):
+SOURCES = sorted({spec.source_name for spec in NOTEBOOKS})
+
+
+@pytest.mark.parametrize("source_name", SOURCES)
+def test_every_notebook_source_checks_its_parameters(source_name):
+    """Each jupytext source declares profile and config, and refuses an unknown parameter or profile by name."""
+    source = NOTEBOOK_DIR / f"{source_name}.py"
+    declared = notebook_parameters(source)
+    assert {"profile", "config"} <= set(declared) and declared["profile"] == '"default"'
+    with pytest.raises(ConfigError, match=rf"{source.name}: unknown parameter\(s\) \['epochs'\]"):
         check_parameters(source, {"epochs": 3})
     with pytest.raises(ConfigError, match="unknown profile 'fast'"):
         check_parameters(source, {"profile": "fast"})
 
 
+def test_the_protocol_pages_share_one_source_with_their_protocol():
+    """20/21/22 are one notebook run with ``protocol`` set; each page's protocol is one the notebook can show."""
+    from rtl_core.report.views import protocol_page
+
+    pages = [spec for spec in NOTEBOOKS if spec.source_name == "20_protocol"]
+    assert [spec.name for spec in pages] == ["20_finetune", "21_linear_eval", "22_low_label"]
+    assert "protocol" in notebook_parameters(NOTEBOOK_DIR / "20_protocol.py")
+    for spec in pages:
+        assert protocol_page(spec.parameters["protocol"]).startswith(f"# {spec.name[:2]} · {spec.title}")
+    with pytest.raises(RtlError, match="No protocol page for 'lowlabel_5'"):
+        protocol_page("lowlabel_5")
+
+
+def test_a_missing_notebook_source_is_named():
+    with pytest.raises(ConfigError, match="Notebook source .*nowhere.py does not exist"):
+        notebook_parameters(NOTEBOOK_DIR / "nowhere.py")
+
+
 def test_failing_cell_names_notebook_cell_and_partial_output(tmp_path):
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("profile = 'smoke'")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(tmp_path / "broken.ipynb"))
-    with pytest.raises(NotebookFailed, match=r"broken.ipynb failed in cell \d+ \(ZeroDivisionError") as err:
+    (tmp_path / "broken.py").write_text('# %% tags=["parameters"]\nprofile = "smoke"\n\n# %%\nx = 1\n\n# %%\n1 / 0\n')
+    with pytest.raises(NotebookFailed, match=r"broken.py failed in cell \d+ \(ZeroDivisionError") as err:
         execute("broken", {"profile": "smoke"}, tmp_path / "out", source_dir=tmp_path)
     assert str(tmp_path / "out" / "broken.ipynb") in str(err.value)
     assert (tmp_path / "out" / "broken.ipynb").is_file()

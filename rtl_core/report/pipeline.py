@@ -20,7 +20,7 @@ from rtl_core.config import StudyConfig, load_config
 from rtl_core.errors import RtlError
 from rtl_core.io import write_json
 from rtl_core.paths import checkpoints_dir, study_dir
-from rtl_core.report.notebooks import NOTEBOOKS, REPORT_DIR, execute, to_html
+from rtl_core.report.notebooks import NOTEBOOKS, REPORT_DIR, execute_page, to_html
 
 
 @dataclass
@@ -69,7 +69,7 @@ def notebook_steps(config: StudyConfig, report_dir: Path, show_code: bool, confi
         stamp = stamp_dir / f"{spec.name}.json"
 
         def run(spec=spec, html_path=html_path, stamp=stamp) -> None:
-            executed = execute(spec.name, parameters, executed_dir)
+            executed = execute_page(spec, parameters, executed_dir)
             to_html(executed, html_path, show_code=show_code)
             write_json(stamp, {"inputs": _inputs_fingerprint(config), "show_code": show_code})
 

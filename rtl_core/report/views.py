@@ -1,4 +1,4 @@
-"""Tables and figures of downstream results, per protocol (used by notebooks 20–23 and 90)."""
+"""Tables and figures of downstream results, per protocol (used by the protocol notebook, 23 and 90)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,26 @@ from rtl_core.analysis.stats import compare_inits, format_p
 from rtl_core.errors import RtlError
 from rtl_core.paths import results_dir
 from rtl_core.results import load_records, results_table
+
+#: The protocol notebook's page per protocol: title and what the protocol asks (paper experiment in brackets).
+PROTOCOL_PAGES: dict[str, tuple[str, str]] = {
+    "finetune": ("20 · Full fine-tune",
+                 "Every layer trains (paper E1). Does the pretraining domain still matter once the whole network adapts?"),
+    "linear": ("21 · Linear evaluation",
+               "Frozen encoder (BatchNorm in eval mode), linear head only (paper E4): how good are the pretrained "
+               "features as they are?"),
+    "lowlabel_1": ("22 · Low-label fine-tune",
+                   "Fine-tunes on the nested 1 % (and 10 %) subsets of each training split, at least one image per "
+                   "class (paper E2)."),
+}
+
+
+def protocol_page(protocol: str) -> str:
+    """The markdown heading and introduction of the protocol notebook for ``protocol``."""
+    if protocol not in PROTOCOL_PAGES:
+        raise RtlError(f"No protocol page for {protocol!r}; the protocol notebook knows {sorted(PROTOCOL_PAGES)}.")
+    title, intro = PROTOCOL_PAGES[protocol]
+    return f"# {title}\n\n{intro}"
 
 
 def load(study: str) -> pd.DataFrame:
@@ -151,3 +171,13 @@ def fraction_figure(df: pd.DataFrame, protocols: tuple[str, ...] = ("lowlabel_1"
         ax.set_xscale("log")
     grid.set_titles("{col_name}")
     return grid.figure
+
+
+def labels_figure(df: pd.DataFrame, protocol: str):
+    """For a low-label protocol, a "Labels vs performance" heading and :func:`fraction_figure`; else nothing."""
+    if not protocol.startswith("lowlabel"):
+        return None
+    from IPython.display import Markdown, display
+
+    display(Markdown("## Labels vs performance\n\nPrimary metric against the share of training labels."))
+    return fraction_figure(df)
