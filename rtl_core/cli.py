@@ -58,8 +58,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         if comparisons.empty:
             print("\n(no pair of inits has ≥ 2 seeds in a common group: no t-tests)")
         else:
-            print("\nInit comparisons (Welch t-test as in the paper, uncorrected; `rtl claims` judges each claim "
-                  "with Holm within its family):")
+            print(
+                "\nInit comparisons (Welch t-test as in the paper, uncorrected; `rtl claims` judges each claim "
+                "with Holm within its family):"
+            )
             print(paper_table(comparisons, digits=4).drop(columns=["p (Holm)", "p (BH)"]).to_string(index=False))
 
 
@@ -91,8 +93,10 @@ def _claims(args: argparse.Namespace) -> None:
     if args.paper:
         config = load_config(args.profile, args.config)
         rows = claims.judge_paper(alpha=config.analysis.alpha, margin_pct=config.analysis.equivalence_margin)
-        print(f"The paper's own runs (paper_runs.csv), judged by rtl_core's rule (α {config.analysis.alpha}, "
-              f"equivalence margin ±{config.analysis.equivalence_margin:g} %, Holm within each claim):")
+        print(
+            f"The paper's own runs (paper_runs.csv), judged by rtl_core's rule (α {config.analysis.alpha}, "
+            f"equivalence margin ±{config.analysis.equivalence_margin:g} %, Holm within each claim):"
+        )
         table = claims.display_table(rows, paper=False)
         print(table.drop(columns=["why"]).to_string(index=False))
         print("\nWhy:")
@@ -101,8 +105,18 @@ def _claims(args: argparse.Namespace) -> None:
         return
     config = load_config(args.profile, args.config)
     rows, path = claims.study_claims(config)
-    keep = ["claim", "task", "protocol", "metric", "Δ %", "CI of Δ % (Welch)", "p Holm (claim family)", "verdict",
-            "paper Δ %", "paper verdict"]
+    keep = [
+        "claim",
+        "task",
+        "protocol",
+        "metric",
+        "Δ %",
+        "CI of Δ % (Welch)",
+        "p Holm (claim family)",
+        "verdict",
+        "paper Δ %",
+        "paper verdict",
+    ]
     print(claims.display_table(rows)[keep].to_string(index=False))
     print(f"\nclaims written to {path} (reasons in the 'reason' field; `rtl claims --paper` for the paper alone)")
 
@@ -117,11 +131,15 @@ def _advise(args: argparse.Namespace) -> None:
     table = advisor.advise(config, args.task, args.inits or None)
     pd.set_option("display.width", 250)
     columns = ["advisor_rank", "init", "domain", "knn", "probe", "logme", "domain_distance", "seconds"]
-    print(f"Transfer advisor, task {args.task} ({int(table['n_images'].iloc[0])} training images, one forward pass each):")
+    print(
+        f"Transfer advisor, task {args.task} ({int(table['n_images'].iloc[0])} training images, one forward pass each):"
+    )
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     best = advisor.recommendation(table)
-    print(f"\nRecommended: {best['best']} (runner-up {best['runner_up']}, mean-rank margin {best['margin_mean_rank']:.2f}; "
-          f"top by {', '.join(best['agree']) or 'no single score'})")
+    print(
+        f"\nRecommended: {best['best']} (runner-up {best['runner_up']}, mean-rank margin {best['margin_mean_rank']:.2f}; "
+        f"top by {', '.join(best['agree']) or 'no single score'})"
+    )
     print(advisor.validation_note(config))
 
 
@@ -145,9 +163,15 @@ def _bench(args: argparse.Namespace) -> None:
         pretrain_bench,
     )
 
-    sections = {"data": data_bench.run, "pretrain": pretrain_bench.run, "evaluate": evaluate_bench.run,
-                "cka": cka_section.run, "advisor": advisor_section.run, "gpu": gpu_pretrain_bench.run,
-                "grid_full": evaluate_bench.grid_full}
+    sections = {
+        "data": data_bench.run,
+        "pretrain": pretrain_bench.run,
+        "evaluate": evaluate_bench.run,
+        "cka": cka_section.run,
+        "advisor": advisor_section.run,
+        "gpu": gpu_pretrain_bench.run,
+        "grid_full": evaluate_bench.grid_full,
+    }
     import time
 
     import torch
@@ -155,9 +179,14 @@ def _bench(args: argparse.Namespace) -> None:
     from rtl_core.provenance import git_commit, machine
 
     info = machine()
-    context = {"bench.machine": f"{info['platform']}, {info['cpus']} CPUs" + (f", {info['gpus']}" if "gpus" in info else ""),
-               "bench.git_commit": git_commit()[:12], "bench.measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    chosen = args.only or [name for name in sections if (name != "gpu" or torch.cuda.is_available()) and name != "grid_full"]
+    context = {
+        "bench.machine": f"{info['platform']}, {info['cpus']} CPUs" + (f", {info['gpus']}" if "gpus" in info else ""),
+        "bench.git_commit": git_commit()[:12],
+        "bench.measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    chosen = args.only or [
+        name for name in sections if (name != "gpu" or torch.cuda.is_available()) and name != "grid_full"
+    ]
     for name in chosen:
         figures = sections[name]()
         merge_figures({**figures, **context})
@@ -178,8 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default=None, help="smoke | default | paper (default: the config's, else default)")
     p.add_argument("--config", default=None, help="a YAML config overriding the profile")
     p.add_argument("--show-code", action="store_true", help="show notebook code in the HTML reports")
-    p.add_argument("--launcher", choices=["inline", "local", "submitit"], default=None,
-                   help="where the evaluation grid runs (default: the config's launcher.kind)")
+    p.add_argument(
+        "--launcher",
+        choices=["inline", "local", "submitit"],
+        default=None,
+        help="where the evaluation grid runs (default: the config's launcher.kind)",
+    )
     p.add_argument("--workers", type=int, default=None, help="local launcher: worker processes")
     p.set_defaults(func=_reproduce)
     from rtl_core.evaluate.cli import add_evaluate_parser
@@ -192,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--force", action="store_true", help="recompute even if the tables exist")
     p.set_defaults(func=_analyze)
-    p = sub.add_parser("claims", help="judge every claim of the paper on the study's runs (claims.json), or on the paper's")
+    p = sub.add_parser(
+        "claims", help="judge every claim of the paper on the study's runs (claims.json), or on the paper's"
+    )
     p.add_argument("--profile", default=None, help="smoke | default | paper (default: the config's, else default)")
     p.add_argument("--config", default=None)
     p.add_argument("--paper", action="store_true", help="judge the paper's own runs (paper_runs.csv) instead")
@@ -210,9 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="folder (default artifacts/exports/<profile>/<init>/)")
     p.set_defaults(func=_export)
     p = sub.add_parser("bench", help="benchmarks; figures merged into reports/bench.json")
-    p.add_argument("--only", nargs="*", choices=["data", "pretrain", "evaluate", "cka", "advisor", "gpu", "grid_full"],
-                   help="run only these sections (gpu: the paper profile's pretraining step on one CUDA GPU; grid_full: "
-                        "the whole default grid on the old and the new path, ~15 min, not run by default)")
+    p.add_argument(
+        "--only",
+        nargs="*",
+        choices=["data", "pretrain", "evaluate", "cka", "advisor", "gpu", "grid_full"],
+        help="run only these sections (gpu: the paper profile's pretraining step on one CUDA GPU; grid_full: "
+        "the whole default grid on the old and the new path, ~15 min, not run by default)",
+    )
     p.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -35,7 +35,9 @@ class UserDataset(Strict):
 
     format: Literal["imagefolder", "dicom", "nifti", "png_slices"]
     path: str
-    window: str | tuple[float, float] | None = Field(None, description="CT window (preset or [level, width]) for HU data")
+    window: str | tuple[float, float] | None = Field(
+        None, description="CT window (preset or [level, width]) for HU data"
+    )
     labels_path: str | None = Field(None, description="nifti: folder of label maps with the same file names")
     kind: Literal["classification", "segmentation"] = "classification"
     metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
@@ -51,10 +53,17 @@ class DataConfig(Strict):
     data_dir: str | None = Field(None, description="data root; default $RTL_DATA_DIR, else ../shared/data")
     image_size: int = Field(64, ge=8, le=1024)
     pool_size: int | None = Field(None, ge=1, description="images per pool; None = size-matched to the smaller pool")
-    less_fraction: float = Field(0.25, gt=0, lt=1, description="the ct_less pool (data-scale arm, claim C8): this share "
-                                 "of the ct pool, pretrained for the same epochs")
+    less_fraction: float = Field(
+        0.25,
+        gt=0,
+        lt=1,
+        description="the ct_less pool (data-scale arm, claim C8): this share "
+        "of the ct pool, pretrained for the same epochs",
+    )
     split_seed: int = 0
-    ct_window: str | tuple[float, float] | None = Field(None, description="override the per-source window of HU pool data")
+    ct_window: str | tuple[float, float] | None = Field(
+        None, description="override the per-source window of HU pool data"
+    )
     num_workers: int = Field(0, ge=0)
     pools: dict[str, UserDataset] = Field(default_factory=dict)
     tasks: dict[str, UserDataset] = Field(default_factory=dict)
@@ -83,10 +92,19 @@ class PretrainConfig(Strict):
     gaussian_blur: bool = False
     gather_distributed: bool = False
     grey_jitter_strength: float | None = Field(
-        None, ge=0, lt=1, description="brightness/contrast jitter of grey (CT) images; None: the colour images' 0.8, "
-        "one policy for both pools as the authors (rtl_core.pretrain.augment)")
-    jitter_brightness: float = Field(0.8, ge=0, lt=1, description="colour jitter, one policy for both pools: "
-                                     "brightness factor in [1 - b, 1 + b] (for CT a window-level jitter)")
+        None,
+        ge=0,
+        lt=1,
+        description="brightness/contrast jitter of grey (CT) images; None: the colour images' 0.8, "
+        "one policy for both pools as the authors (rtl_core.pretrain.augment)",
+    )
+    jitter_brightness: float = Field(
+        0.8,
+        ge=0,
+        lt=1,
+        description="colour jitter, one policy for both pools: "
+        "brightness factor in [1 - b, 1 + b] (for CT a window-level jitter)",
+    )
     jitter_contrast: float = Field(0.8, ge=0, lt=1, description="contrast factor range (for CT a window-width jitter)")
     jitter_saturation: float = Field(0.8, ge=0, lt=1, description="saturation factor range (colour images only)")
     jitter_hue: float = Field(0.2, ge=0, le=0.5, description="hue shift in turns (colour images only)")
@@ -95,20 +113,28 @@ class PretrainConfig(Strict):
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
     channels_last: bool = True
     single_pixel_matmul: bool = Field(
-        True, description="convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)"
+        True,
+        description="convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)",
     )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: GPUs when present, else CPU; cpu with devices > 1 runs CPU processes (gloo DDP)"
     )
     projection_head: Literal["lightly", "jonske"] = Field(
-        "lightly", description="SimCLR head: lightly's Linear-BN-ReLU-Linear-BN, or the authors' Linear-ReLU-Linear-"
-        "Sigmoid-Linear without biases or BN (Jonske et al., pkgs/SimCLR/simclr/simclr.py)")
+        "lightly",
+        description="SimCLR head: lightly's Linear-BN-ReLU-Linear-BN, or the authors' Linear-ReLU-Linear-"
+        "Sigmoid-Linear without biases or BN (Jonske et al., pkgs/SimCLR/simclr/simclr.py)",
+    )
     schedule: Literal["step", "epoch"] = Field(
-        "step", description="cosine learning-rate decay per optimizer step (after warmup_epochs), or stepped once per "
-        "epoch as the authors' CosineAnnealingLR(T_max=epochs)")
+        "step",
+        description="cosine learning-rate decay per optimizer step (after warmup_epochs), or stepped once per "
+        "epoch as the authors' CosineAnnealingLR(T_max=epochs)",
+    )
     loss_group_size: int | None = Field(
-        None, ge=2, description="NT-Xent over groups of this many pairs (the authors: 512 per GPU, whatever the number "
-        "of GPUs); None: the per-device batch")
+        None,
+        ge=2,
+        description="NT-Xent over groups of this many pairs (the authors: 512 per GPU, whatever the number "
+        "of GPUs); None: the per-device batch",
+    )
     min_scale: float = Field(0.08, gt=0, le=1, description="smallest crop area of RandomResizedCrop")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum")
     checkpoint_every_n_epochs: int = Field(1, ge=1, description="how often the resumable last.ckpt is written")
@@ -127,7 +153,9 @@ class EvaluateConfig(Strict):
     """Downstream evaluation (see :mod:`rtl_core.evaluate`): the grid init × task × protocol × seed and how each
     run trains. Every run trains a fixed number of epochs; ``selection`` says which epoch's model is tested."""
 
-    tasks: list[str] = Field(default_factory=lambda: ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls", "imagenette_cls"])
+    tasks: list[str] = Field(
+        default_factory=lambda: ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls", "imagenette_cls"]
+    )
     inits: list[str] = Field(default_factory=lambda: ["scratch", "ssl:ct:simclr", "ssl:natural:simclr"])
     init_details: dict[str, InitDetails] = Field(
         default_factory=dict, description="per init: label, domain, input mean/std (see rtl_core.models.inits)"
@@ -145,41 +173,67 @@ class EvaluateConfig(Strict):
         "last", description="test the last epoch's model, or the epoch with the best validation primary metric"
     )
     max_train_images: int | None = Field(
-        None, ge=1, description="cap of the training split for the full-data protocols (class-stratified, fixed by data.split_seed)"
+        None,
+        ge=1,
+        description="cap of the training split for the full-data protocols (class-stratified, fixed by data.split_seed)",
     )
     augment_p: float = Field(
-        0.0, ge=0, le=1, description="training augmentation (rtl_core.evaluate.augment): per image, the probability of "
+        0.0,
+        ge=0,
+        le=1,
+        description="training augmentation (rtl_core.evaluate.augment): per image, the probability of "
         "a random resized crop and, independently, of a horizontal flip; image and mask together; 0 = none. The "
-        "linear protocol on cached features (linear_on_features) sees each image once and is not augmented")
+        "linear protocol on cached features (linear_on_features) sees each image once and is not augmented",
+    )
     augment_min_scale: float = Field(0.35, gt=0, le=1, description="smallest crop, as a share of the image area")
     warmup_epochs: float = Field(0.0, ge=0, description="linear learning-rate warm-up of every downstream fit")
-    lr_decay_per_epoch: float = Field(1.0, gt=0, le=1, description="learning rate × this after each epoch (the "
-                                      "authors' fine-tuning: 0.97)")
-    precise_bn: bool = Field(False, description="before validating and testing a run whose encoder trains, re-estimate "
-                             "every BatchNorm's statistics on its (un-augmented) training images (Wu & Johnson 2021)")
+    lr_decay_per_epoch: float = Field(
+        1.0, gt=0, le=1, description="learning rate × this after each epoch (the authors' fine-tuning: 0.97)"
+    )
+    precise_bn: bool = Field(
+        False,
+        description="before validating and testing a run whose encoder trains, re-estimate "
+        "every BatchNorm's statistics on its (un-augmented) training images (Wu & Johnson 2021)",
+    )
     precise_bn_images: int = Field(2048, ge=2, description="at most this many training images for precise_bn")
     head_bias: bool = Field(True, description="the classification head's bias (the authors' head has none)")
-    linear_probe_norm: bool = Field(True, description="linear protocols: a BatchNorm without affine parameters before "
-                                    "the head (MAE's probe); the authors' head reads the features as they are")
-    learning_curves: bool = Field(False, description="validate after every epoch (the run record's curves); the "
-                                  "tested model is still the one `selection` picks")
-    min_steps: int = Field(0, ge=0, description="train at least this many optimizer steps (more epochs on tiny low-label subsets)")
-    linear_on_features: bool = Field(True, description="protocol linear: fit the head on cached features of the frozen encoder")
+    linear_probe_norm: bool = Field(
+        True,
+        description="linear protocols: a BatchNorm without affine parameters before "
+        "the head (MAE's probe); the authors' head reads the features as they are",
+    )
+    learning_curves: bool = Field(
+        False,
+        description="validate after every epoch (the run record's curves); the "
+        "tested model is still the one `selection` picks",
+    )
+    min_steps: int = Field(
+        0, ge=0, description="train at least this many optimizer steps (more epochs on tiny low-label subsets)"
+    )
+    linear_on_features: bool = Field(
+        True, description="protocol linear: fit the head on cached features of the frozen encoder"
+    )
     linear_epochs: int = Field(
-        100, ge=1, description="epochs of the linear head of every frozen-encoder classification protocol (cached or not)"
+        100,
+        ge=1,
+        description="epochs of the linear head of every frozen-encoder classification protocol (cached or not)",
     )
     linear_lr: float = Field(1e-2, gt=0, description="AdamW learning rate of that linear head")
     decoder_channels: list[int] = Field(
-        default_factory=lambda: [256, 128, 64, 32, 16], min_length=5, max_length=5,
+        default_factory=lambda: [256, 128, 64, 32, 16],
+        min_length=5,
+        max_length=5,
         description="U-Net decoder widths (segmentation-models-pytorch's default)",
     )
     precision: Literal["auto", "32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on GPUs and CPUs with bf16 units, else float32 (rtl_core.evaluate.compute)"
+        "auto",
+        description="auto: bf16 autocast on GPUs and CPUs with bf16 units, else float32 (rtl_core.evaluate.compute)",
     )
     channels_last: bool = Field(True, description="channels_last layout wherever bf16 or a GPU is used")
     fused_optimizer: bool = Field(True, description="PyTorch's fused AdamW kernel (same update, one kernel)")
     single_pixel_matmul: bool = Field(
-        True, description="convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)"
+        True,
+        description="convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)",
     )
 
 
@@ -192,7 +246,9 @@ class LauncherConfig(Strict):
     workers: int = Field(2, ge=1, le=256, description="local: worker processes")
     stale_seconds: float = Field(600, gt=0, description="a claim whose heartbeat is older than this is taken over")
     heartbeat_seconds: float = Field(30, gt=0)
-    cluster: Literal["slurm", "local", "debug"] | None = Field(None, description="submitit: None picks SLURM when present")
+    cluster: Literal["slurm", "local", "debug"] | None = Field(
+        None, description="submitit: None picks SLURM when present"
+    )
     folder: str | None = Field(None, description="submitit: logs and pickles (default <results>/.submitit)")
     partition: str | None = None
     time_limit_min: int = Field(60, ge=1, description="per array task")
@@ -204,8 +260,10 @@ class LauncherConfig(Strict):
     @model_validator(mode="after")
     def _heartbeat_before_stale(self) -> "LauncherConfig":
         if self.heartbeat_seconds * 3 > self.stale_seconds:
-            raise ValueError(f"launcher: heartbeat_seconds ({self.heartbeat_seconds:g}) must be at most a third of "
-                             f"stale_seconds ({self.stale_seconds:g}), or live runs would be taken over")
+            raise ValueError(
+                f"launcher: heartbeat_seconds ({self.heartbeat_seconds:g}) must be at most a third of "
+                f"stale_seconds ({self.stale_seconds:g}), or live runs would be taken over"
+            )
         return self
 
 
@@ -225,7 +283,8 @@ class AnalysisConfig(Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of every claim (Holm within a claim)")
     equivalence_margin: float = Field(1.0, gt=0, le=50, description="TOST margin, relative % of arm B's mean")
     arms: dict[str, str] = Field(
-        default_factory=dict, description="claim roles -> inits (default: by name, ssl:ct:* is ct, ssl:natural:* natural …)"
+        default_factory=dict,
+        description="claim roles -> inits (default: by name, ssl:ct:* is ct, ssl:natural:* natural …)",
     )
     sanity_random_seeds: int = Field(3, ge=1, le=10, description="random inits the kNN sanity check compares against")
 
@@ -249,7 +308,9 @@ class StudyConfig(Strict):
     Outputs go to ``$RTL_OUTPUT_DIR`` (default ``<repo>/artifacts``)."""
 
     profile: Literal["smoke", "default", "paper"] = "default"
-    study: str | None = Field(None, pattern=STUDY_NAME, description="names the study's artifact folders; default: the profile")
+    study: str | None = Field(
+        None, pattern=STUDY_NAME, description="names the study's artifact folders; default: the profile"
+    )
     seed: int = 42
     data: DataConfig = Field(default_factory=DataConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
@@ -261,9 +322,11 @@ class StudyConfig(Strict):
     @classmethod
     def _removed_keys(cls, values: Any) -> Any:
         if isinstance(values, dict) and "output_dir" in values:
-            raise ValueError("output_dir was removed: set the environment variable RTL_OUTPUT_DIR to the folder "
-                             "that should hold the study's artifacts (default <repo>/artifacts), and give the study "
-                             "a name with `study:`")
+            raise ValueError(
+                "output_dir was removed: set the environment variable RTL_OUTPUT_DIR to the folder "
+                "that should hold the study's artifacts (default <repo>/artifacts), and give the study "
+                "a name with `study:`"
+            )
         return values
 
     @model_validator(mode="after")
@@ -297,7 +360,9 @@ class StudyConfig(Strict):
                 raise ValueError(f"analysis.arms.{role}: {init!r} is not one of evaluate.inits {self.evaluate.inits}")
         overlap = set(DEMO_POOLS) & set(self.data.pools) | set(DEMO_TASKS) & set(self.data.tasks)
         if overlap:
-            raise ValueError(f"data.pools/data.tasks: names {sorted(overlap)} are taken by the demo suite; choose others")
+            raise ValueError(
+                f"data.pools/data.tasks: names {sorted(overlap)} are taken by the demo suite; choose others"
+            )
         return self
 
     def hash(self) -> str:

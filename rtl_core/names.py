@@ -32,8 +32,19 @@ DEMO_POOLS = ("ct", "natural", "mixed", "ct_less")
 #: The pretraining domain of each demo pool's images (``ct_less``, the data-scale arm, is CT).
 POOL_DOMAINS = {"ct": "ct", "natural": "natural", "mixed": "mixed", "ct_less": "ct"}
 #: The demo suite's downstream tasks (:data:`rtl_core.data.registry.TASKS` holds their builders).
-DEMO_TASKS = ("ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls", "imagenette_cls", "derm_cls", "fundus_cls",
-              "pneumoniamnist_cls", "breastmnist_cls", "ct_contrast_cls")
+DEMO_TASKS = (
+    "ct_cls",
+    "ct_liver_seg",
+    "xray_cls",
+    "mri_cls",
+    "natural_cls",
+    "imagenette_cls",
+    "derm_cls",
+    "fundus_cls",
+    "pneumoniamnist_cls",
+    "breastmnist_cls",
+    "ct_contrast_cls",
+)
 
 
 @dataclass(frozen=True)
@@ -105,8 +116,10 @@ class Init:
         return f"{self.method} on {order}{self.pool} (ours)"
 
 
-GRAMMAR = ("'scratch', 'ssl:<pool>:<method>', 'sequential:<pool>:<method>', 'torchvision:<arch>:<WEIGHTS>' "
-           "(e.g. torchvision:resnet50:IMAGENET1K_V2) or 'file:<path>'")
+GRAMMAR = (
+    "'scratch', 'ssl:<pool>:<method>', 'sequential:<pool>:<method>', 'torchvision:<arch>:<WEIGHTS>' "
+    "(e.g. torchvision:resnet50:IMAGENET1K_V2) or 'file:<path>'"
+)
 
 
 def parse_init(name: str) -> Init:

@@ -31,8 +31,20 @@ from rtl_core.paths import results_dir
 log = logging.getLogger(__name__)
 
 RECORD_VERSION = 1
-COLUMNS = ("task", "init", "protocol", "data_fraction", "seed", "metric", "value", "profile", "primary", "n_train",
-           "settings_hash", "path")
+COLUMNS = (
+    "task",
+    "init",
+    "protocol",
+    "data_fraction",
+    "seed",
+    "metric",
+    "value",
+    "profile",
+    "primary",
+    "n_train",
+    "settings_hash",
+    "path",
+)
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,9 @@ def load_records(root: str | Path, strict: bool = False) -> list[dict]:
             continue
         records.append({**record.model_dump(), "_path": str(path)})
     if broken:
-        message = f"{len(broken)} unusable record(s) ignored; rerun `rtl evaluate` to redo them: " + "; ".join(broken[:10])
+        message = f"{len(broken)} unusable record(s) ignored; rerun `rtl evaluate` to redo them: " + "; ".join(
+            broken[:10]
+        )
         if strict:
             raise DataError(message)
         log.warning(message)
@@ -178,10 +192,20 @@ def results_table(study: str | None = None, root: str | Path | None = None, stri
         for metric, value in r["metrics"].items():
             if value is None:
                 continue
-            rows.append({
-                "task": r["task"], "init": r["init"], "protocol": r["protocol"], "data_fraction": float(r["data_fraction"]),
-                "seed": int(r["seed"]), "metric": metric, "value": float(value), "profile": r["profile"],
-                "primary": metric == r["primary_metric"], "n_train": int(r["n_train"]),
-                "settings_hash": r["settings_hash"], "path": r["_path"],
-            })
+            rows.append(
+                {
+                    "task": r["task"],
+                    "init": r["init"],
+                    "protocol": r["protocol"],
+                    "data_fraction": float(r["data_fraction"]),
+                    "seed": int(r["seed"]),
+                    "metric": metric,
+                    "value": float(value),
+                    "profile": r["profile"],
+                    "primary": metric == r["primary_metric"],
+                    "n_train": int(r["n_train"]),
+                    "settings_hash": r["settings_hash"],
+                    "path": r["_path"],
+                }
+            )
     return pd.DataFrame(rows, columns=list(COLUMNS))

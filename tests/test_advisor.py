@@ -24,8 +24,14 @@ def direct_evidence(f: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> 
     a = alpha * np.eye(d) + beta * f.T @ f
     m = beta * np.linalg.solve(a, f.T @ y)
     _, logdet = np.linalg.slogdet(a)
-    evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
-                - beta / 2 * np.sum((f @ m - y) ** 2) - alpha / 2 * m @ m - logdet / 2)
+    evidence = (
+        n / 2 * np.log(beta)
+        + d / 2 * np.log(alpha)
+        - n / 2 * np.log(2 * np.pi)
+        - beta / 2 * np.sum((f @ m - y) ** 2)
+        - alpha / 2 * m @ m
+        - logdet / 2
+    )
     return evidence / n
 
 
@@ -79,17 +85,26 @@ def _crafted():
     and with one concordant pair of three on natural_cls (τ = −1/3, wrong best)."""
     inits = ["scratch", "ssl:ct:simclr", "ssl:natural:simclr"]
     domains = [None, "ct", "natural"]
-    scores = pd.DataFrame({
-        "task": ["ct_cls"] * 3 + ["natural_cls"] * 3, "init": inits * 2, "domain": domains * 2,
-        "knn": [0.1, 0.9, 0.5, 0.9, 0.1, 0.5], "probe": [0.1, 0.9, 0.5, 0.9, 0.1, 0.5],
-        "logme": [0.1, 0.9, 0.5, 0.9, 0.1, 0.5], "domain_distance": [np.nan, 0.1, 0.9, np.nan, 0.9, 0.1],
-    })
+    scores = pd.DataFrame(
+        {
+            "task": ["ct_cls"] * 3 + ["natural_cls"] * 3,
+            "init": inits * 2,
+            "domain": domains * 2,
+            "knn": [0.1, 0.9, 0.5, 0.9, 0.1, 0.5],
+            "probe": [0.1, 0.9, 0.5, 0.9, 0.1, 0.5],
+            "logme": [0.1, 0.9, 0.5, 0.9, 0.1, 0.5],
+            "domain_distance": [np.nan, 0.1, 0.9, np.nan, 0.9, 0.1],
+        }
+    )
     scores["advisor"] = scores["knn"]
-    measured = pd.DataFrame([
-        {"task": task, "protocol": protocol, "init": init, "value": value}
-        for task, values in (("ct_cls", (0.5, 0.9, 0.7)), ("natural_cls", (0.5, 0.7, 0.9)))
-        for protocol in ("finetune", "linear") for init, value in zip(inits, values)
-    ])
+    measured = pd.DataFrame(
+        [
+            {"task": task, "protocol": protocol, "init": init, "value": value}
+            for task, values in (("ct_cls", (0.5, 0.9, 0.7)), ("natural_cls", (0.5, 0.7, 0.9)))
+            for protocol in ("finetune", "linear")
+            for init, value in zip(inits, values)
+        ]
+    )
     return scores, measured
 
 

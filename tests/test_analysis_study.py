@@ -17,7 +17,9 @@ def test_analyze_writes_every_table(tmp_path):
     config = load_config("smoke", overrides={"analysis": {"cka_images": 24, "embedding_images": 70}})
     for seed, pool in enumerate(("ct", "natural")):
         torch.manual_seed(seed + 10)
-        save_encoder(encoder_stem(pool, "simclr", "smoke"), build_backbone("resnet18"), "resnet18", method="simclr", pool=pool)
+        save_encoder(
+            encoder_stem(pool, "simclr", "smoke"), build_backbone("resnet18"), "resnet18", method="simclr", pool=pool
+        )
     out = analyze(config, force=True)
     cka = pd.read_csv(out / "cka.csv")
     assert set(cka["inputs"]) == {"ct", "natural"}
@@ -26,7 +28,9 @@ def test_analyze_writes_every_table(tmp_path):
     cross = cka[(cka.model_a != cka.model_b)]
     assert cross["cka"].between(0, 1).all() and (cross["cka"] < 0.999).any()
     probes = pd.read_csv(out / "probes.csv")
-    assert {"mean_intensity", "dataset"} <= set(probes["property"]) and set(probes["init"]) == set(config.evaluate.inits)
+    assert {"mean_intensity", "dataset"} <= set(probes["property"]) and set(probes["init"]) == set(
+        config.evaluate.inits
+    )
     separability = pd.read_csv(out / "separability.csv")
     assert separability["score"].notna().all()
     for init in config.evaluate.inits:

@@ -13,9 +13,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rtl_core"
 #: Stages from the bottom up. A stage imports only stages of a lower rank (its own modules aside); stages of one
 #: rank know nothing of each other (data and models; pretraining and the results store).
 RANKS = {
-    "errors": 0, "paths": 1, "io": 2, "provenance": 2, "names": 3, "config": 4,
-    "data": 5, "models": 5,
-    "pretrain": 6, "results": 6,
+    "errors": 0,
+    "paths": 1,
+    "io": 2,
+    "provenance": 2,
+    "names": 3,
+    "config": 4,
+    "data": 5,
+    "models": 5,
+    "pretrain": 6,
+    "results": 6,
     "evaluate": 7,
     "analysis": 8,
     "report": 9,
@@ -58,8 +65,12 @@ def test_every_stage_has_a_rank():
 
 
 def test_imports_point_down_the_stages():
-    upward = sorted(f"{a} -> {b}" for a, targets in GRAPH.items() for b in targets
-                    if _stage(a) != "rtl_core" and _stage(a) != _stage(b) and RANKS[_stage(b)] >= RANKS[_stage(a)])
+    upward = sorted(
+        f"{a} -> {b}"
+        for a, targets in GRAPH.items()
+        for b in targets
+        if _stage(a) != "rtl_core" and _stage(a) != _stage(b) and RANKS[_stage(b)] >= RANKS[_stage(a)]
+    )
     assert upward == [], "imports against the stage order (tests/test_architecture.py RANKS):\n" + "\n".join(upward)
 
 

@@ -23,10 +23,30 @@ def claim(expected: str, *cells: Cell, id: str = "T1") -> Claim:
 
 
 def runs(values_a, values_b, task="ct_cls", protocol="linear", metric="accuracy") -> pd.DataFrame:
-    rows = [{"task": task, "protocol": protocol, "init": ARMS["ct"], "seed": s, "metric": metric, "value": v,
-             "primary": True} for s, v in enumerate(values_a)]
-    rows += [{"task": task, "protocol": protocol, "init": ARMS["natural"], "seed": s, "metric": metric, "value": v,
-              "primary": True} for s, v in enumerate(values_b)]
+    rows = [
+        {
+            "task": task,
+            "protocol": protocol,
+            "init": ARMS["ct"],
+            "seed": s,
+            "metric": metric,
+            "value": v,
+            "primary": True,
+        }
+        for s, v in enumerate(values_a)
+    ]
+    rows += [
+        {
+            "task": task,
+            "protocol": protocol,
+            "init": ARMS["natural"],
+            "seed": s,
+            "metric": metric,
+            "value": v,
+            "primary": True,
+        }
+        for s, v in enumerate(values_b)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -72,14 +92,19 @@ def test_noisy_null_is_inconclusive_with_the_statsmodels_mde_and_seed_count():
     assert row["seeds_needed"] == int(np.ceil(expected))
     assert "detectable" in row["reason"] and "inconclusive" not in row["reason"]
     # The Welch CI is statsmodels' unequal-variance interval.
-    low, high = CompareMeans(DescrStatsW(np.array(a)), DescrStatsW(np.array(b))).tconfint_diff(alpha=0.05, usevar="unequal")
+    low, high = CompareMeans(DescrStatsW(np.array(a)), DescrStatsW(np.array(b))).tconfint_diff(
+        alpha=0.05, usevar="unequal"
+    )
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
 
 
-@pytest.mark.parametrize("a, b, why", [
-    ([0.7, 0.7, 0.7, 0.7], [0.6, 0.6, 0.6, 0.6], "zero variance"),
-    ([0.7], [0.6, 0.65, 0.62], "fewer than 2 runs"),
-])
+@pytest.mark.parametrize(
+    "a, b, why",
+    [
+        ([0.7, 0.7, 0.7, 0.7], [0.6, 0.6, 0.6, 0.6], "zero variance"),
+        ([0.7], [0.6, 0.65, 0.62], "fewer than 2 runs"),
+    ],
+)
 def test_undefined_tests_are_withheld(a, b, why):
     row = one(runs(a, b), claim("a_better"))
     assert row["verdict"] == "withheld" and why in row["reason"] and row["family_size"] == 0
@@ -95,14 +120,40 @@ def test_nan_values_and_runs_counted_twice_are_withheld():
 
 
 def test_an_arm_that_did_not_beat_random_init_is_withheld_and_stays_in_the_family():
-    table = pd.concat([runs([0.90, 0.91, 0.92, 0.905], [0.80, 0.81, 0.79, 0.805]),
-                       runs([0.90, 0.91, 0.92, 0.905], [0.80, 0.81, 0.79, 0.805], task="xray_cls")])
-    sanity = pd.DataFrame([
-        {"init": ARMS["ct"], "domain": "ct", "task": "ct_cls", "knn_init": 0.81, "knn_random": 0.75,
-         "knn_random_max": 0.76, "mcnemar_p": 0.001, "random_seeds": 3, "n_test": 496, "beats_random": True},
-        {"init": ARMS["natural"], "domain": "natural", "task": "natural_cls", "knn_init": 0.069, "knn_random": 0.066,
-         "knn_random_max": 0.074, "mcnemar_p": 0.56, "random_seeds": 3, "n_test": 1389, "beats_random": False},
-    ])
+    table = pd.concat(
+        [
+            runs([0.90, 0.91, 0.92, 0.905], [0.80, 0.81, 0.79, 0.805]),
+            runs([0.90, 0.91, 0.92, 0.905], [0.80, 0.81, 0.79, 0.805], task="xray_cls"),
+        ]
+    )
+    sanity = pd.DataFrame(
+        [
+            {
+                "init": ARMS["ct"],
+                "domain": "ct",
+                "task": "ct_cls",
+                "knn_init": 0.81,
+                "knn_random": 0.75,
+                "knn_random_max": 0.76,
+                "mcnemar_p": 0.001,
+                "random_seeds": 3,
+                "n_test": 496,
+                "beats_random": True,
+            },
+            {
+                "init": ARMS["natural"],
+                "domain": "natural",
+                "task": "natural_cls",
+                "knn_init": 0.069,
+                "knn_random": 0.066,
+                "knn_random_max": 0.074,
+                "mcnemar_p": 0.56,
+                "random_seeds": 3,
+                "n_test": 1389,
+                "beats_random": False,
+            },
+        ]
+    )
     c = claim("a_better", Cell("ct_cls", "linear"), Cell("xray_cls", "linear"))
     rows = judge(table, ARMS, side="ours", claims=[c], sanity=sanity)
     assert [r["verdict"] for r in rows] == ["withheld", "withheld"]
@@ -122,11 +173,13 @@ def test_a_missing_arm_task_or_protocol_is_not_run_and_names_the_change():
     c = Claim("T2", "mixed", "mixed", "ct", "no_difference", (Cell("ct_cls", "linear"),))
     row = judge(table, ARMS, side="ours", claims=[c])[0]
     assert row["verdict"] == "not run" and "'ssl:mixed:simclr' to evaluate.inits" in row["reason"]
-    missing_task = judge(table, ARMS, side="ours", claims=[claim("a_better", Cell("mri_cls", "linear"))],
-                         study_tasks=["ct_cls"])[0]
+    missing_task = judge(
+        table, ARMS, side="ours", claims=[claim("a_better", Cell("mri_cls", "linear"))], study_tasks=["ct_cls"]
+    )[0]
     assert missing_task["verdict"] == "not run" and "add it to evaluate.tasks" in missing_task["reason"]
-    missing_protocol = judge(table, ARMS, side="ours", claims=[claim("a_better", Cell("ct_cls", "lowlabel_10"))],
-                             study_protocols=["linear"])[0]
+    missing_protocol = judge(
+        table, ARMS, side="ours", claims=[claim("a_better", Cell("ct_cls", "lowlabel_10"))], study_protocols=["linear"]
+    )[0]
     assert "add it to evaluate.protocols" in missing_protocol["reason"]
     c8 = next(c for c in CLAIMS if c.id == "C8")
     rows = judge(table, engine.study_arms(list(ARMS.values())), side="ours", claims=[c8])
@@ -141,8 +194,13 @@ def test_a_protocol_outside_every_claim_changes_no_verdict():
         for protocol in ("finetune", "linear", "lowlabel_1"):
             parts.append(runs(0.7 + rng.normal(0, 0.02, 4), 0.69 + rng.normal(0, 0.02, 4), task, protocol))
     base = pd.concat(parts, ignore_index=True)
-    extra = pd.concat([runs(0.9 + rng.normal(0, 0.01, 4), 0.5 + rng.normal(0, 0.01, 4), t, "linear_bn_train")
-                       for t in ("ct_cls", "ct_liver_seg")], ignore_index=True)
+    extra = pd.concat(
+        [
+            runs(0.9 + rng.normal(0, 0.01, 4), 0.5 + rng.normal(0, 0.01, 4), t, "linear_bn_train")
+            for t in ("ct_cls", "ct_liver_seg")
+        ],
+        ignore_index=True,
+    )
     before = pd.DataFrame(judge(base, ARMS, side="ours"))
     after = pd.DataFrame(judge(pd.concat([base, extra]), ARMS, side="ours"))
     cols = ["claim", "task", "protocol", "verdict", "p_holm", "family_size"]
@@ -154,8 +212,13 @@ def test_format_p_never_rounds_across_alpha():
     assert format_p(0.0496) == "0.0496" and format_p(0.0504) == "0.050"  # 0.050 is not < 0.05: same side
     assert format_p(0.049996) == "0.049996" and format_p(0.0099, alpha=0.01) == "0.0099"
     assert format_p(0.00996, alpha=0.01) == "0.00996"
-    assert [format_p(p) for p in (0.84424, 0.000976, 0.13257, 3e-6, float("nan"))] == \
-        ["0.844", "0.0010", "0.133", "<0.0001", "n/a"]
+    assert [format_p(p) for p in (0.84424, 0.000976, 0.13257, 3e-6, float("nan"))] == [
+        "0.844",
+        "0.0010",
+        "0.133",
+        "<0.0001",
+        "n/a",
+    ]
     assert runs_needed(0.0, 0.05) is None and runs_needed(1e-4, 0.05) > 10**6  # tiny effects: normal approximation
 
 
@@ -206,13 +269,17 @@ def test_every_claim_has_a_family_and_our_rows_carry_the_papers_verdict(paper):
     assert liver["paper_task"] == "LiTS" and liver["paper_metric"] == "dice_liver"
     overview = engine.claim_overview(rows).set_index("claim")
     assert list(overview.index) == [c.id for c in CLAIMS]
-    assert overview.loc["C2", "ours"] == "supports" and overview.loc["C2", "paper (its own runs, same rule)"] == "supports"
+    assert (
+        overview.loc["C2", "ours"] == "supports" and overview.loc["C2", "paper (its own runs, same rule)"] == "supports"
+    )
     assert "data-scale arm" in overview.loc["C8", "why ours is withheld / not run"]
 
 
 # --------------------------------------------------------------------------------------------- pages
 def test_verdict_figure_for_any_protocol_and_claims_json_round_trip(tmp_path, paper):
-    parts = [runs([0.7, 0.72, 0.69, 0.71], [0.68, 0.7, 0.66, 0.7], "ct_cls", p) for p in ("lowlabel_10", "linear_bn_train")]
+    parts = [
+        runs([0.7, 0.72, 0.69, 0.71], [0.68, 0.7, 0.66, 0.7], "ct_cls", p) for p in ("lowlabel_10", "linear_bn_train")
+    ]
     rows = engine.frame(engine.merge_paper(judge(pd.concat(parts), ARMS, side="ours"), paper))
     fig = engine.verdict_figure(rows, 1.0)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]

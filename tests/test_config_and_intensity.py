@@ -20,7 +20,13 @@ def test_profiles_load(profile):
 
 def test_paper_profile_has_the_papers_settings():
     paper = load_config("paper").pretrain
-    assert (paper.backbone, paper.batch_size, paper.epochs, paper.temperature, paper.projection_dim) == ("resnet50", 4096, 100, 0.5, 256)
+    assert (paper.backbone, paper.batch_size, paper.epochs, paper.temperature, paper.projection_dim) == (
+        "resnet50",
+        4096,
+        100,
+        0.5,
+        256,
+    )
     assert paper.optimizer == "lars" and paper.lr_scaling == "sqrt" and paper.gaussian_blur is False
 
 

@@ -61,7 +61,11 @@ def test_folder_cache_gives_identical_arrays(pack):
 
 def test_medmnist_reader(pack):
     data = read_medmnist(pack, "breastmnist")
-    assert len(data) == 780 and {s: int((data.splits == s).sum()) for s in ("train", "val", "test")} == {"train": 546, "val": 78, "test": 156}
+    assert len(data) == 780 and {s: int((data.splits == s).sum()) for s in ("train", "val", "test")} == {
+        "train": 546,
+        "val": 78,
+        "test": 156,
+    }
     assert data.labels.shape == (780,)
 
 

@@ -90,7 +90,9 @@ def test_features_per_layer(sample, features):
     raw = extract_features(build_backbone("resnet18"), sample.images[:8], ["layer1"], normalize_input=False)
     np.testing.assert_allclose(raw["layer1"], feats["layer1"][:8], rtol=1e-4, atol=1e-5)  # default: [0, 1] as is
     torch.manual_seed(0)
-    imagenet = extract_features(build_backbone("resnet18"), sample.images[:8], ["layer1"], stats=(IMAGENET_MEAN, IMAGENET_STD))
+    imagenet = extract_features(
+        build_backbone("resnet18"), sample.images[:8], ["layer1"], stats=(IMAGENET_MEAN, IMAGENET_STD)
+    )
     assert not np.allclose(imagenet["layer1"], feats["layer1"][:8])  # statistics, when given, are applied
     with pytest.raises(DataError):
         extract_features(build_backbone("resnet18"), sample.images.float(), ["layer1"])

@@ -37,7 +37,9 @@ def ct_checkpoint():
     """A randomly initialised encoder saved as the smoke profile's ``ssl:ct:simclr`` checkpoint (until pretraining lands)."""
     torch.manual_seed(123)
     encoder = build_backbone("resnet18")
-    save_encoder(encoder_stem("ct", "simclr", "smoke"), encoder, "resnet18", method="simclr", pool="ct", profile="smoke")
+    save_encoder(
+        encoder_stem("ct", "simclr", "smoke"), encoder, "resnet18", method="simclr", pool="ct", profile="smoke"
+    )
     return encoder
 
 
@@ -141,8 +143,12 @@ def test_every_linear_protocol_trains_its_head_with_the_linear_settings(tmp_path
     config = tiny_config(epochs=1, linear_epochs=3, max_train_images=48)
     uncached = tiny_config(epochs=1, linear_epochs=3, max_train_images=48, linear_on_features=False)
     epochs = {}
-    for label, cfg, protocol in (("cached", config, "linear"), ("uncached", uncached, "linear"),
-                                 ("bn_train", config, "linear_bn_train"), ("finetune", config, "finetune")):
+    for label, cfg, protocol in (
+        ("cached", config, "linear"),
+        ("uncached", uncached, "linear"),
+        ("bn_train", config, "linear_bn_train"),
+        ("finetune", config, "finetune"),
+    ):
         record = run_one(cfg, RunKey("mri_cls", "scratch", protocol, 42), root=tmp_path / label)
         epochs[label] = len(record["curves"]["epoch"])
     assert epochs == {"cached": 3, "uncached": 3, "bn_train": 3, "finetune": 1}
@@ -177,7 +183,9 @@ def test_bf16_forward_matches_float32_within_bf16_rounding():
         plan = ComputePlan(cpu, precision, channels_last=precision == "bf16", fused_optimizer=True)
         clf = plan.prepare(clf, encoder, 32)
         torch.manual_seed(2)
-        seg = build_segmenter(build_backbone("resnet18"), "resnet18", 2, (0.5,) * 3, (0.25,) * 3, (32, 16, 16, 8, 8)).eval()
+        seg = build_segmenter(
+            build_backbone("resnet18"), "resnet18", 2, (0.5,) * 3, (0.25,) * 3, (32, 16, 16, 8, 8)
+        ).eval()
         seg = plan.prepare(seg, seg.encoder, 32)
         with torch.no_grad(), plan.autocast():
             outputs[precision] = (clf.features(plan.inputs(x)).float(), seg(plan.inputs(x)).float())
@@ -201,7 +209,10 @@ def test_bf16_and_float32_runs_agree_on_a_fixed_seed(task, protocol, tmp_path):
     assert (fp32["precision"], bf16["precision"]) == ("32", "bf16")
     assert fp32["settings_hash"] != bf16["settings_hash"]
     metric = fp32["primary_metric"]
-    assert abs(bf16["metrics"][metric] - fp32["metrics"][metric]) <= AGREEMENT_TOLERANCE, (fp32["metrics"], bf16["metrics"])
+    assert abs(bf16["metrics"][metric] - fp32["metrics"][metric]) <= AGREEMENT_TOLERANCE, (
+        fp32["metrics"],
+        bf16["metrics"],
+    )
 
 
 def test_a_channels_last_checkpoint_loads_as_float32_nchw_weights(tmp_path, monkeypatch):
@@ -275,15 +286,41 @@ def test_warm_up_and_per_epoch_decay_shape_the_learning_rate():
     model = torch.nn.Linear(5, 2)
 
     def run(**schedule):
-        return fit(model, list(model.parameters()), loader, 3, 0.1, 0.0, model.train, lambda: {"accuracy": 0.5},
-                   "accuracy", "last", Timer(), plan, **schedule).curves["lr"]
+        return fit(
+            model,
+            list(model.parameters()),
+            loader,
+            3,
+            0.1,
+            0.0,
+            model.train,
+            lambda: {"accuracy": 0.5},
+            "accuracy",
+            "last",
+            Timer(),
+            plan,
+            **schedule,
+        ).curves["lr"]
 
     assert run() == pytest.approx([0.1, 0.1, 0.1])
     assert run(decay_per_epoch=0.5) == pytest.approx([0.05, 0.025, 0.0125])
     # two warm-up epochs of 4 steps: after epoch 1 the ramp is at step 5 of 8; full rate from epoch 2 on
     assert run(warmup_epochs=2) == pytest.approx([0.1 * 5 / 8, 0.1, 0.1])
-    curves = fit(model, list(model.parameters()), loader, 3, 0.1, 0.0, model.train, lambda: {"accuracy": 0.5},
-                 "accuracy", "last", Timer(), plan, validate_every_epoch=True).curves
+    curves = fit(
+        model,
+        list(model.parameters()),
+        loader,
+        3,
+        0.1,
+        0.0,
+        model.train,
+        lambda: {"accuracy": 0.5},
+        "accuracy",
+        "last",
+        Timer(),
+        plan,
+        validate_every_epoch=True,
+    ).curves
     assert curves["val_accuracy"] == [0.5, 0.5, 0.5]  # learning curves: validated after every epoch
 
 

@@ -48,20 +48,40 @@ def _layouts(state) -> dict[str, tuple[object, str]]:
     return {
         "plain torchvision": (state, "plain torchvision state dict; dropped: fc"),
         "paper encoder_pretrained.tar": (enc, "plain torchvision state dict"),
-        "paper fine-tuned classifier": ({**{f"encoder.{k}": v for k, v in enc.items()},
-                                         **{f"head.{k}": v for k, v in head.items()}}, "under 'encoder.'; dropped: head"),
-        "paper fine-tuned U-Net": ({**{f"unet.backbone.{k}": v for k, v in enc.items()},
-                                    "unet.decoder.blocks.0.conv1.0.weight": torch.randn(8, 8, 3, 3),
-                                    "unet.segmentation_head.0.weight": torch.randn(2, 8, 3, 3)},
-                                   "under 'unet.backbone.'; dropped: unet.decoder, unet.segmentation_head"),
+        "paper fine-tuned classifier": (
+            {**{f"encoder.{k}": v for k, v in enc.items()}, **{f"head.{k}": v for k, v in head.items()}},
+            "under 'encoder.'; dropped: head",
+        ),
+        "paper fine-tuned U-Net": (
+            {
+                **{f"unet.backbone.{k}": v for k, v in enc.items()},
+                "unet.decoder.blocks.0.conv1.0.weight": torch.randn(8, 8, 3, 3),
+                "unet.segmentation_head.0.weight": torch.randn(2, 8, 3, 3),
+            },
+            "under 'unet.backbone.'; dropped: unet.decoder, unet.segmentation_head",
+        ),
         "DDP": ({f"module.{k}": v for k, v in state.items()}, "'module.' prefix removed"),
-        "Lightning (rtl_core)": ({"state_dict": {**{f"method.backbone.{k}": v for k, v in enc.items()},
-                                                **{f"method.backbone_momentum.{k}": v for k, v in enc.items()},
-                                                "method.head.layers.0.weight": torch.randn(4, 512)},
-                                  "epoch": 3, "global_step": 30}, "Lightning/lightly checkpoint"),
-        "lightly": ({"state_dict": {**{f"backbone.{k}": v for k, v in enc.items()},
-                                    "projection_head.layers.0.weight": torch.randn(4, 512)}},
-                    "under 'backbone.'; dropped: projection_head"),
+        "Lightning (rtl_core)": (
+            {
+                "state_dict": {
+                    **{f"method.backbone.{k}": v for k, v in enc.items()},
+                    **{f"method.backbone_momentum.{k}": v for k, v in enc.items()},
+                    "method.head.layers.0.weight": torch.randn(4, 512),
+                },
+                "epoch": 3,
+                "global_step": 30,
+            },
+            "Lightning/lightly checkpoint",
+        ),
+        "lightly": (
+            {
+                "state_dict": {
+                    **{f"backbone.{k}": v for k, v in enc.items()},
+                    "projection_head.layers.0.weight": torch.randn(4, 512),
+                }
+            },
+            "under 'backbone.'; dropped: projection_head",
+        ),
     }
 
 
@@ -96,8 +116,10 @@ def test_a_missing_layer_an_unknown_key_and_the_wrong_architecture_are_named(sou
     with pytest.raises(CheckpointError, match=r"no rule drops: \['stray.bias'\]"):
         load_init(f"file:{tmp_path / 'stray.pt'}", "smoke", "resnet18", seed=0)
     torch.save(models.resnet34(weights=None).state_dict(), tmp_path / "r34.pt")
-    with pytest.raises(CheckpointError, match="holds a resnet34 encoder but the study's backbone is resnet18.*"
-                                              "pretrain.backbone: resnet34"):
+    with pytest.raises(
+        CheckpointError,
+        match="holds a resnet34 encoder but the study's backbone is resnet18.*pretrain.backbone: resnet34",
+    ):
         load_init(f"file:{tmp_path / 'r34.pt'}", "smoke", "resnet18", seed=0)
     torch.save(models.resnet18(weights=None), tmp_path / "pickled.pt")  # a whole module: needs pickles
     with pytest.raises(CheckpointError, match="refuses.*Convert it once"):
@@ -208,12 +230,25 @@ def test_export_round_trip_and_model_card(tmp_path):
 
     torch.manual_seed(11)
     encoder = build_backbone("resnet18")
-    save_encoder(encoder_stem("ct", "simclr", "smoke"), encoder, "resnet18", method="simclr", pool="ct",
-                 profile="smoke", epochs=1)
+    save_encoder(
+        encoder_stem("ct", "simclr", "smoke"),
+        encoder,
+        "resnet18",
+        method="simclr",
+        pool="ct",
+        profile="smoke",
+        epochs=1,
+    )
     out = export_encoder(load_config("smoke"), "ssl:ct:simclr", tmp_path / "export")
     card = (out / "README.md").read_text()
-    for needle in ("simclr", "ct/covid_ct_cvt", "CC BY-NC-SA", "How to load it", "file:/path/to/encoder.safetensors",
-                   "data_fingerprint"):
+    for needle in (
+        "simclr",
+        "ct/covid_ct_cvt",
+        "CC BY-NC-SA",
+        "How to load it",
+        "file:/path/to/encoder.safetensors",
+        "data_fingerprint",
+    ):
         assert needle in card, needle
     back, info = load_init(f"file:{out / WEIGHTS_NAME}", "smoke", "resnet18", seed=0)
     assert all(torch.equal(back.state_dict()[k], v) for k, v in encoder.state_dict().items())
@@ -239,7 +274,9 @@ def test_a_named_study_keeps_every_artifact_under_its_name(tmp_path):
     config = load_config(None, config_file)
     assert (config.profile, config.study) == ("smoke", "my_liver_study")
     assert load_config("smoke").study == "smoke"
-    record = run_one(load_config(None, config_file, overrides={"evaluate": TINY}), RunKey("mri_cls", "scratch", "finetune", 42))
+    record = run_one(
+        load_config(None, config_file, overrides={"evaluate": TINY}), RunKey("mri_cls", "scratch", "finetune", 42)
+    )
     assert record["study"] == "my_liver_study"
     assert (results_dir("my_liver_study") / "mri_cls" / "scratch" / "finetune" / "seed42.json").is_file()
     assert not (output_root() / "results" / "smoke" / "mri_cls" / "scratch" / "finetune" / "seed42.json").exists()

@@ -21,8 +21,17 @@ from rtl_core.evaluate.leases import acquire, claim_path, is_stale
 from rtl_core.evaluate.runner import plan_grid, run_grid, work
 from rtl_core.results import RunKey
 
-TINY = {"image_size": 16, "epochs": 1, "batch_size": 32, "max_train_images": 48, "min_steps": 0, "linear_epochs": 2,
-        "tasks": ["mri_cls"], "inits": ["scratch"], "protocols": ["finetune", "linear", "lowlabel_1"]}
+TINY = {
+    "image_size": 16,
+    "epochs": 1,
+    "batch_size": 32,
+    "max_train_images": 48,
+    "min_steps": 0,
+    "linear_epochs": 2,
+    "tasks": ["mri_cls"],
+    "inits": ["scratch"],
+    "protocols": ["finetune", "linear", "lowlabel_1"],
+}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -61,8 +70,17 @@ def test_a_live_claim_is_left_alone_and_a_dead_workers_claim_is_taken_over(tmp_p
     assert held is not None and acquire(live.path(tmp_path)) is None  # this process holds it
     stale = claim_path(dead.path(tmp_path))
     stale.parent.mkdir(parents=True)
-    stale.write_text(json.dumps({"host": os.uname().nodename, "pid": _dead_pid(), "token": "x",
-                                 "started": time.time(), "heartbeat": time.time()}))
+    stale.write_text(
+        json.dumps(
+            {
+                "host": os.uname().nodename,
+                "pid": _dead_pid(),
+                "token": "x",
+                "started": time.time(),
+                "heartbeat": time.time(),
+            }
+        )
+    )
     assert is_stale(stale, stale_seconds=600)  # its process is gone, however fresh its heartbeat
     report = work(config, [live, dead], tmp_path)
     assert report.busy == [live] and report.ran == [dead]
@@ -80,9 +98,13 @@ def _slow_worker(config_json: str, key: tuple, root: str) -> None:
 
 
 def test_a_worker_killed_mid_run_leaves_a_claim_that_another_worker_takes_over(tmp_path):
-    config = load_config("smoke", overrides={"evaluate": {**TINY, "epochs": 200}, "launcher": {"heartbeat_seconds": 0.5}})
+    config = load_config(
+        "smoke", overrides={"evaluate": {**TINY, "epochs": 200}, "launcher": {"heartbeat_seconds": 0.5}}
+    )
     key = RunKey("mri_cls", "scratch", "finetune", 42)
-    process = mp.get_context("spawn").Process(target=_slow_worker, args=(config.model_dump_json(), tuple(vars(key).values()), str(tmp_path)))
+    process = mp.get_context("spawn").Process(
+        target=_slow_worker, args=(config.model_dump_json(), tuple(vars(key).values()), str(tmp_path))
+    )
     process.start()
     claim = claim_path(key.path(tmp_path))
     deadline = time.time() + 120

@@ -40,7 +40,9 @@ SERIES = RAW / "dicom_series_totalseg"
 NIFTI = RAW / "nifti_totalseg"
 TCGA = RAW / "dicom_tcga"
 PNG = RAW / "png_slices_ircad"
-LABEL_NAMES = {int(k): v for k, v in json.loads((DATA / "ct/totalseg_examples/meta.json").read_text())["label_names"].items()}
+LABEL_NAMES = {
+    int(k): v for k, v in json.loads((DATA / "ct/totalseg_examples/meta.json").read_text())["label_names"].items()
+}
 LUNG = {k for k, v in LABEL_NAMES.items() if v.startswith("lung_")}
 BONE = {k for k, v in LABEL_NAMES.items() if v.startswith(("vertebrae_", "rib_"))}
 LIVER = 5
@@ -115,7 +117,9 @@ def test_series_errors(tmp_path):
     mixed = tmp_path / "mixed"
     shutil.copytree(SERIES, mixed)
     shutil.copy(TCGA / "ID_0000_AGE_0060_CONTRAST_1_CT.dcm", mixed)
-    uid_tcga = str(pydicom.dcmread(TCGA / "ID_0000_AGE_0060_CONTRAST_1_CT.dcm", stop_before_pixels=True).SeriesInstanceUID)
+    uid_tcga = str(
+        pydicom.dcmread(TCGA / "ID_0000_AGE_0060_CONTRAST_1_CT.dcm", stop_before_pixels=True).SeriesInstanceUID
+    )
     with pytest.raises(DataError, match="2 DICOM series") as err:
         read_dicom_series(mixed)
     assert uid_tcga in str(err.value)
@@ -351,7 +355,9 @@ def test_ct_slice_streams(series):
     assert 0.0 <= batch.min() and batch.max() <= 1.0
     assert (batch == 0).float().mean() > 0.1 and ((batch > 0.2) & (batch < 0.8)).float().mean() > 0.1
     # full-size stream of one file equals windowing of the series slice read from that file
-    lowest = min(SERIES.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]))
+    lowest = min(
+        SERIES.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2])
+    )
     one = DicomSliceStream([lowest], window=(40, 400), size=512)[0]
     torch.testing.assert_close(one[0], CTWindow(40, 400)(torch.from_numpy(series.hu[0].astype(np.float32))))
 

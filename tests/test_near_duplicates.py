@@ -31,7 +31,9 @@ def test_a_reencoded_copy_is_a_near_duplicate_and_other_images_are_not():
     assert sorted(map(tuple, pairs.tolist())) == [(i, i) for i in range(40)]  # each copy matches its original only
 
 
-@pytest.mark.parametrize("name", ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls", "imagenette_cls", "derm_cls"])
+@pytest.mark.parametrize(
+    "name", ["ct_cls", "ct_liver_seg", "xray_cls", "mri_cls", "natural_cls", "imagenette_cls", "derm_cls"]
+)
 def test_no_near_duplicate_pair_crosses_a_split(name):
     """The check that failed on the mri_cls split before near-duplicates were grouped: 18 of its val/test images had a
     re-encoded copy in train."""
@@ -88,7 +90,7 @@ def test_ct_cls_test_slices_are_not_same_scan_neighbours_of_training_slices():
     boxes = [meta["per_slice"][i].get("content_box_tlhw") for i in data.extras["source_index"]]
     bits = perceptual_hashes(np.stack([_crop_resize(img, box) for img, box in zip(data.images, boxes)]), 16)
     test, train = bits[data.splits == "test"], bits[data.splits == "train"]
-    nearest = hamming_matrix(np.concatenate([test, train]))[: len(test), len(test):].min(axis=1)
+    nearest = hamming_matrix(np.concatenate([test, train]))[: len(test), len(test) :].min(axis=1)
     band = float(np.mean((nearest > 48) & (nearest <= 60)))
     assert band < 0.3, f"{band:.0%} of ct_cls test slices have a training slice 49-60 pHash bits away"
     assert data.meta["scan_runs"] >= 100  # ~160 scans, not a handful of giant groups

@@ -1,4 +1,4 @@
-""""Who knew what": overlap of correctly classified samples against independence (pure maths on bool vectors)."""
+""" "Who knew what": overlap of correctly classified samples against independence (pure maths on bool vectors)."""
 
 from __future__ import annotations
 

@@ -24,8 +24,15 @@ CPU_SCALE = {
     "study": "paper_cpu",
     "data": {"image_size": 32, "pool_size": 128, "num_workers": 0},
     "pretrain": {"epochs": 2, "batch_size": 64, "loss_group_size": 32, "crop_size": 32, "precision": "auto"},
-    "evaluate": {"tasks": ["ct_cls", "ct_liver_seg"], "seeds": [42, 1], "epochs": 2, "linear_epochs": 2,
-                 "batch_size": 32, "max_train_images": 64, "precision": "auto"},
+    "evaluate": {
+        "tasks": ["ct_cls", "ct_liver_seg"],
+        "seeds": [42, 1],
+        "epochs": 2,
+        "linear_epochs": 2,
+        "batch_size": 32,
+        "max_train_images": 64,
+        "precision": "auto",
+    },
     "analysis": {"cka_images": 64, "embedding_images": 64},
 }
 
@@ -44,11 +51,39 @@ def paper_cpu(tmp_path_factory):
 
 def test_the_cpu_scale_config_changes_sizes_only():
     paper, small = load_config("paper"), load_config("paper", overrides=CPU_SCALE)
-    for section, keys in (("pretrain", ["backbone", "projection_head", "schedule", "warmup_epochs", "optimizer",
-                                        "lr_scaling", "temperature", "projection_dim", "gaussian_blur"]),
-                          ("evaluate", ["protocols", "inits", "selection", "linear_on_features", "head_bias",
-                                        "linear_probe_norm", "augment_p", "lr_decay_per_epoch", "decoder_channels",
-                                        "learning_curves", "lr", "linear_lr"])):
+    for section, keys in (
+        (
+            "pretrain",
+            [
+                "backbone",
+                "projection_head",
+                "schedule",
+                "warmup_epochs",
+                "optimizer",
+                "lr_scaling",
+                "temperature",
+                "projection_dim",
+                "gaussian_blur",
+            ],
+        ),
+        (
+            "evaluate",
+            [
+                "protocols",
+                "inits",
+                "selection",
+                "linear_on_features",
+                "head_bias",
+                "linear_probe_norm",
+                "augment_p",
+                "lr_decay_per_epoch",
+                "decoder_channels",
+                "learning_curves",
+                "lr",
+                "linear_lr",
+            ],
+        ),
+    ):
         for key in keys:
             assert getattr(getattr(small, section), key) == getattr(getattr(paper, section), key), f"{section}.{key}"
 

@@ -115,7 +115,9 @@ def test_gpu_benchmark_counts_resnet50_flops_and_runs_on_cpu(mini_pool):
     (4.09 GMAC at 224 px, so 2 x 3 x 2 x 4.09e9 / 49 FLOP per pair at 32 px); MFU needs a GPU."""
     from rtl_core.bench.gpu_pretrain_bench import measure, peak_tflops, run
 
-    config = load_config("paper", overrides={"data": {"image_size": 32}, "pretrain": {"crop_size": 32, "precision": "32"}})
+    config = load_config(
+        "paper", overrides={"data": {"image_size": 32}, "pretrain": {"crop_size": 32, "precision": "32"}}
+    )
     result = measure(config, device="cpu", batch_per_device=8, warmup=1, steps=1, images=real_batch(mini_pool, n=16))
     expected = 2 * 3 * 2 * 4.09 / 49
     assert 0.9 * expected < result["gflops_per_pair"] < 1.15 * expected
@@ -134,8 +136,10 @@ def _ddp_worker(rank: int, world: int, rendezvous: str, z0: torch.Tensor, z1: to
     try:
         n = len(z0) // world
         for gather in (True, False):
-            method = build_method("simclr", torch.nn.Identity(), MethodContext(feature_dim=4, gather_distributed=gather))
-            loss = method.criterion(z0[rank * n:(rank + 1) * n], z1[rank * n:(rank + 1) * n])
+            method = build_method(
+                "simclr", torch.nn.Identity(), MethodContext(feature_dim=4, gather_distributed=gather)
+            )
+            loss = method.criterion(z0[rank * n : (rank + 1) * n], z1[rank * n : (rank + 1) * n])
             torch.save(loss.detach(), f"{out}.{gather}.{rank}")
     finally:
         torch.distributed.destroy_process_group()
@@ -228,14 +232,17 @@ def test_an_epoch_schedule_steps_once_per_epoch_without_warm_up(mini_pool):
     from rtl_core.pretrain.module import PretrainModule
 
     config = mini_config(mini_pool, schedule="epoch", warmup_epochs=0, epochs=4)
-    module = PretrainModule(build_method("simclr", build_backbone("resnet18"), MethodContext(feature_dim=512)),
-                            config.pretrain, seed=0)
+    module = PretrainModule(
+        build_method("simclr", build_backbone("resnet18"), MethodContext(feature_dim=512)), config.pretrain, seed=0
+    )
     module.trainer = type("T", (), {"max_epochs": 4, "estimated_stepping_batches": 40})()  # read by the schedule
     found = module.configure_optimizers()
     schedule = found["lr_scheduler"]["scheduler"]
     assert found["lr_scheduler"]["interval"] == "epoch"
     factors = [schedule.lr_lambdas[0](epoch) for epoch in range(5)]
-    assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.0, abs=1e-9) and factors == sorted(factors, reverse=True)
+    assert (
+        factors[0] == 1.0 and factors[-1] == pytest.approx(0.0, abs=1e-9) and factors == sorted(factors, reverse=True)
+    )
 
 
 def test_knn_finds_an_image_itself(mini_pool):
@@ -250,11 +257,25 @@ def test_knn_finds_an_image_itself(mini_pool):
 def test_paper_profile_settings():
     config = load_config("paper")
     p = config.pretrain
-    assert (p.backbone, p.crop_size, p.temperature, p.projection_dim, p.batch_size, p.epochs) == ("resnet50", 256, 0.5, 256, 4096, 100)
+    assert (p.backbone, p.crop_size, p.temperature, p.projection_dim, p.batch_size, p.epochs) == (
+        "resnet50",
+        256,
+        0.5,
+        256,
+        4096,
+        100,
+    )
     assert (p.optimizer, p.lr_scaling, p.gaussian_blur, p.gather_distributed) == ("lars", "sqrt", False, False)
     assert (p.projection_head, p.loss_group_size, p.schedule, p.warmup_epochs) == ("jonske", 512, "epoch", 0)
     e = config.evaluate
-    assert (e.selection, e.epochs, e.batch_size, e.lr, e.lr_decay_per_epoch, e.augment_p) == ("last", 50, 128, 5e-4, 0.97, 0.2)
+    assert (e.selection, e.epochs, e.batch_size, e.lr, e.lr_decay_per_epoch, e.augment_p) == (
+        "last",
+        50,
+        128,
+        5e-4,
+        0.97,
+        0.2,
+    )
     assert "linear_bn_train" in e.protocols and not e.head_bias
     assert scaled_lr(p) == pytest.approx(0.075 * 64)
 
@@ -306,10 +327,19 @@ def test_killed_run_resumes_to_the_same_weights(mini_pool, tmp_path, monkeypatch
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
     killed_out, straight_out = tmp_path / "killed", tmp_path / "straight"
     # the child computes with this process's thread count: bf16 kernels round differently with another split
-    env = dict(os.environ, RTL_OUTPUT_DIR=str(killed_out), PYTHONPATH=str(REPO_ROOT),
-               OMP_NUM_THREADS=str(torch.get_num_threads()))
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "config.yaml")], env=env,
-                          capture_output=True, text=True, cwd=REPO_ROOT)
+    env = dict(
+        os.environ,
+        RTL_OUTPUT_DIR=str(killed_out),
+        PYTHONPATH=str(REPO_ROOT),
+        OMP_NUM_THREADS=str(torch.get_num_threads()),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "config.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     assert proc.returncode == -9, proc.stderr[-3000:]
     config = load_config("smoke", overrides=values)
     monkeypatch.setenv("RTL_OUTPUT_DIR", str(killed_out))
@@ -354,8 +384,19 @@ def test_killed_run_resumes_to_the_same_weights(mini_pool, tmp_path, monkeypatch
     sidecar_path.write_text(json.dumps(sidecar))
     parser = argparse.ArgumentParser()
     add_pretrain_parser(parser.add_subparsers())
-    args = parser.parse_args(["pretrain", "--pool", "mini", "--method", "simclr", "--profile", "smoke",
-                              "--config", str(tmp_path / "config.yaml")])
+    args = parser.parse_args(
+        [
+            "pretrain",
+            "--pool",
+            "mini",
+            "--method",
+            "simclr",
+            "--profile",
+            "smoke",
+            "--config",
+            str(tmp_path / "config.yaml"),
+        ]
+    )
     mtime = straight.stat().st_mtime_ns
     assert args.func(args) == [straight]
     assert straight.stat().st_mtime_ns == mtime
@@ -368,8 +409,11 @@ def test_one_jitter_policy_for_grey_and_colour_images(mini_pool):
     grey = images[:1].float().mean(1, keepdim=True).round().to(torch.uint8).repeat(256, 3, 1, 1)
     spread = {}
     for strength in (None, 0.1):
-        augment = BatchAugment(AugmentConfig(crop_size=16, min_scale=1.0, ratio=(1.0, 1.0), hflip_p=0.0, jitter_p=1.0,
-                                             grey_strength=strength))
+        augment = BatchAugment(
+            AugmentConfig(
+                crop_size=16, min_scale=1.0, ratio=(1.0, 1.0), hflip_p=0.0, jitter_p=1.0, grey_strength=strength
+            )
+        )
         views = augment(grey, torch.Generator().manual_seed(3))
         assert is_grey(views).all()
         spread[strength] = views.mean(dim=(1, 2, 3)).std().item()
@@ -391,8 +435,16 @@ def test_the_jitter_settings_reach_the_augmentation_alike_for_both_pools(mini_po
     grey = images[:1].float().mean(1, keepdim=True).round().to(torch.uint8).repeat(8, 3, 1, 1)
     colour = images[1:2].repeat(8, 1, 1, 1)
     plain = BatchAugment(AugmentConfig(**fixed, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0))
-    ours = BatchAugment(AugmentConfig(**fixed, brightness=policy.brightness, contrast=policy.contrast,
-                                      saturation=policy.saturation, hue=policy.hue))
+    ours = BatchAugment(
+        AugmentConfig(
+            **fixed,
+            brightness=policy.brightness,
+            contrast=policy.contrast,
+            saturation=policy.saturation,
+            hue=policy.hue,
+        )
+    )
+
     def same_draws():
         return torch.Generator().manual_seed(0)
 

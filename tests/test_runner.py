@@ -17,8 +17,16 @@ from rtl_core.paths import encoder_stem
 from rtl_core.results import RunKey, record_problem, results_table
 
 GRID = {
-    "tasks": ["mri_cls"], "inits": ["scratch", "ssl:ct:simclr"], "protocols": ["linear", "lowlabel_1"], "seeds": [42, 1],
-    "image_size": 16, "epochs": 1, "batch_size": 32, "max_train_images": 48, "min_steps": 0, "linear_epochs": 2,
+    "tasks": ["mri_cls"],
+    "inits": ["scratch", "ssl:ct:simclr"],
+    "protocols": ["linear", "lowlabel_1"],
+    "seeds": [42, 1],
+    "image_size": 16,
+    "epochs": 1,
+    "batch_size": 32,
+    "max_train_images": 48,
+    "min_steps": 0,
+    "linear_epochs": 2,
 }
 
 
@@ -32,7 +40,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture()
 def config():
     torch.manual_seed(7)
-    save_encoder(encoder_stem("ct", "simclr", "smoke"), build_backbone("resnet18"), "resnet18", method="simclr", pool="ct")
+    save_encoder(
+        encoder_stem("ct", "simclr", "smoke"), build_backbone("resnet18"), "resnet18", method="simclr", pool="ct"
+    )
     return load_config("smoke", overrides={"evaluate": GRID})
 
 
@@ -70,7 +80,17 @@ def test_killed_grid_resumes_without_recomputing_or_duplicating(config, tmp_path
     assert len(df) == 8 * 3 and set(df["metric"]) == {"accuracy", "balanced_accuracy", "auc"}
     assert set(df["data_fraction"]) == {1.0, 0.01} and (df["profile"] == "smoke").all()
     record = json.loads(keys[0].path(tmp_path).read_text())
-    for key in ("config", "seed", "split_fingerprint", "metrics", "curves", "wall_seconds", "git_commit", "profile", "machine"):
+    for key in (
+        "config",
+        "seed",
+        "split_fingerprint",
+        "metrics",
+        "curves",
+        "wall_seconds",
+        "git_commit",
+        "profile",
+        "machine",
+    ):
         assert key in record
     cmp = compare_inits(df[df["metric"] == "accuracy"], "ssl:ct:simclr", "scratch")
     assert len(cmp) == 2 and (cmp["n_a"] == 2).all()
@@ -105,7 +125,9 @@ def test_broken_records_are_detected_redone_and_never_read(config, tmp_path):
 
 def test_cli_runs_and_prints_the_comparison(config, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
-    save_encoder(encoder_stem("ct", "simclr", "smoke"), build_backbone("resnet18"), "resnet18", method="simclr", pool="ct")
+    save_encoder(
+        encoder_stem("ct", "simclr", "smoke"), build_backbone("resnet18"), "resnet18", method="simclr", pool="ct"
+    )
     cfg_file = tmp_path / "grid.yaml"
     cfg_file.write_text(json.dumps({"profile": "smoke", "evaluate": {**GRID, "protocols": ["linear"]}}))
     assert rtl_main(["evaluate", "--config", str(cfg_file), "--no-progress"]) == 0
@@ -115,14 +137,17 @@ def test_cli_runs_and_prints_the_comparison(config, tmp_path, monkeypatch, capsy
 
 
 def test_same_seed_same_result_and_best_val_selection(config, tmp_path):
-    best = config.model_copy(update={"evaluate": config.evaluate.model_copy(update={"selection": "best_val", "epochs": 3})})
+    best = config.model_copy(
+        update={"evaluate": config.evaluate.model_copy(update={"selection": "best_val", "epochs": 3})}
+    )
     key = RunKey("mri_cls", "scratch", "lowlabel_1", 42)
     first = run_grid(best, protocols=["lowlabel_1"], seeds=[42], inits=["scratch"], root=tmp_path / "a", progress=False)
-    second = run_grid(best, protocols=["lowlabel_1"], seeds=[42], inits=["scratch"], root=tmp_path / "b", progress=False)
+    second = run_grid(
+        best, protocols=["lowlabel_1"], seeds=[42], inits=["scratch"], root=tmp_path / "b", progress=False
+    )
     assert first.ran == second.ran == [key]
     a, b = (json.loads(key.path(tmp_path / d).read_text()) for d in ("a", "b"))
     assert a["metrics"] == b["metrics"] and a["curves"]["train_loss"] == b["curves"]["train_loss"]
     curve = a["curves"]["val_accuracy"]
     assert len(curve) == 3 and None not in curve
     assert a["val_metrics"]["accuracy"] == max(curve) and curve[a["selected_epoch"] - 1] == max(curve)
-

@@ -39,12 +39,30 @@ pretrain: {{pools: [ct], accelerator: cpu, devices: 1, num_nodes: 2, batch_size:
     port = _free_port()
     procs = []
     for rank in range(2):
-        env = {**os.environ, "SLURM_NTASKS": "2", "SLURM_NNODES": "2", "SLURM_NTASKS_PER_NODE": "1",
-               "SLURM_PROCID": str(rank), "SLURM_LOCALID": "0", "SLURM_NODEID": str(rank), "SLURM_JOB_ID": "4242",
-               "SLURM_JOB_NAME": "rtl-pretrain", "SLURM_NODELIST": "localhost", "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, "-m", "rtl_core.cli", "pretrain", "--config", str(config)],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = {
+            **os.environ,
+            "SLURM_NTASKS": "2",
+            "SLURM_NNODES": "2",
+            "SLURM_NTASKS_PER_NODE": "1",
+            "SLURM_PROCID": str(rank),
+            "SLURM_LOCALID": "0",
+            "SLURM_NODEID": str(rank),
+            "SLURM_JOB_ID": "4242",
+            "SLURM_JOB_NAME": "rtl-pretrain",
+            "SLURM_NODELIST": "localhost",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "rtl_core.cli", "pretrain", "--config", str(config)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
     encoder, sidecar = load_encoder(encoder_stem("ct", "simclr", study))

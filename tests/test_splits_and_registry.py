@@ -42,7 +42,11 @@ def test_task_splits_are_grouped_and_disjoint(name):
 
 def test_patient_ids_never_in_two_splits():
     # Tasks whose sources carry real patient / scan ids.
-    for name, prefix in (("ct_liver_seg", "msd_liver_"), ("fundus_cls", "fundus_dr_srahim_96:"), ("ct_contrast_cls", "TCGA-")):
+    for name, prefix in (
+        ("ct_liver_seg", "msd_liver_"),
+        ("fundus_cls", "fundus_dr_srahim_96:"),
+        ("ct_contrast_cls", "TCGA-"),
+    ):
         data = load_task(name)
         assert any(str(g).startswith(prefix) for g in data.groups), name
         seen: dict[str, str] = {}
@@ -61,7 +65,9 @@ def test_ct_cls_uses_the_balanced_single_source_group_with_scan_groups():
     assert len(data) == 2481 and abs(int((data.labels == 1).sum()) - 1252) == 0
     n_groups = len(np.unique(data.groups))
     assert 100 < n_groups < 300  # slices merged into scans (runs of files), but not into a few blobs
-    assert np.bincount(np.unique(data.groups, return_inverse=True)[1]).max() < 120  # the 48-bit pHash chain made one of 681
+    assert (
+        np.bincount(np.unique(data.groups, return_inverse=True)[1]).max() < 120
+    )  # the 48-bit pHash chain made one of 681
 
 
 def test_split_that_empties_a_class_is_an_error():
@@ -76,7 +82,9 @@ def test_split_that_empties_a_class_is_an_error():
 def test_check_split_rejects_group_in_two_splits():
     labels = np.array([0, 1, 0, 1])
     with pytest.raises(DataError, match="group 'p1' is in several splits"):
-        check_split(labels, np.array(["train", "train", "test", "test"]), "x", groups=np.array(["p1", "p2", "p1", "p3"]))
+        check_split(
+            labels, np.array(["train", "train", "test", "test"]), "x", groups=np.array(["p1", "p2", "p1", "p3"])
+        )
 
 
 def test_lowlabel_subsets_nested_stratified_per_seed():
@@ -107,15 +115,21 @@ def test_no_pool_contains_a_downstream_test_image():
     # and the check itself can fail: the covid slices of ct_cls's test split are a subset of the pack's CT
     ct_test = load_task("ct_cls")
     assert set(content_hashes(ct_test.images[ct_test.splits == "test"])) <= set(
-        content_hashes(__import__("rtl_core.data.pack", fromlist=["read_arrays"]).read_arrays(
-            __import__("rtl_core.paths", fromlist=["data_root"]).data_root(), "ct/covid_ct_cvt").images)
+        content_hashes(
+            __import__("rtl_core.data.pack", fromlist=["read_arrays"])
+            .read_arrays(__import__("rtl_core.paths", fromlist=["data_root"]).data_root(), "ct/covid_ct_cvt")
+            .images
+        )
     )
 
 
 def test_pools_are_size_matched_and_mixed_is_half_half():
     ct, natural, mixed = (load_pool(name) for name in ("ct", "natural", "mixed"))
     assert len(ct) == len(natural) == len(mixed) > 4000
-    is_ct = np.isin(mixed.extras["pool_source"], [s.label for s in __import__("rtl_core.data.registry", fromlist=["POOL_SOURCES"]).POOL_SOURCES["ct"]])
+    is_ct = np.isin(
+        mixed.extras["pool_source"],
+        [s.label for s in __import__("rtl_core.data.registry", fromlist=["POOL_SOURCES"]).POOL_SOURCES["ct"]],
+    )
     assert abs(is_ct.mean() - 0.5) < 0.01
     small = load_pool("ct", pool_size=100, seed=3)
     assert len(small) == 100 and small.images.shape[1:] == (64, 64, 3)
@@ -143,7 +157,9 @@ def test_ct_less_is_a_quarter_of_the_ct_pool_and_the_data_scale_arm():
     assert arms["ct_less"] == "ssl:ct_less:simclr" and arms["ct_more"] == arms["ct"] == "ssl:ct:simclr"
     base, half = load_config("smoke"), load_config("smoke", overrides={"data": {"less_fraction": 0.5}})
     assert run_key(base, "ct_less", "simclr", False) != run_key(half, "ct_less", "simclr", False)
-    assert run_key(base, "ct", "simclr", False) == run_key(half, "ct", "simclr", False)  # other pools keep their encoders
+    assert run_key(base, "ct", "simclr", False) == run_key(
+        half, "ct", "simclr", False
+    )  # other pools keep their encoders
 
 
 def test_task_datasets_have_documented_shapes_and_range():
@@ -179,7 +195,9 @@ def test_hold_out_masks_are_cached_on_disk_and_a_damaged_cache_is_recomputed(tmp
     files = sorted((tmp_path / "cache" / "holdout").glob("*.npy"))
     assert len(files) == 2  # the test fold, then the validation fold of the rest
     calls = []
-    monkeypatch.setattr(split_module, "_compute_hold_out", lambda *a: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(
+        split_module, "_compute_hold_out", lambda *a: calls.append(a) or (_ for _ in ()).throw(AssertionError)
+    )
     assert np.array_equal(grouped_split(labels, groups, seed=5, name="cached"), first)  # served from the cache
     assert not calls
     monkeypatch.undo()
@@ -223,8 +241,15 @@ def test_a_rendered_demo_task_is_cached_on_disk_and_a_damaged_cache_is_rendered_
     for part in ("train", "val", "test"):
         assert torch.equal(getattr(cached, part).images, getattr(fresh, part).images)
         assert torch.equal(getattr(cached, part).targets, getattr(fresh, part).targets)
-        assert np.array_equal(cached.groups[part], fresh.groups[part]) and np.array_equal(cached.files[part], fresh.files[part])
-    assert (cached.fingerprint, cached.class_names, cached.metrics, cached.kind) == (fresh.fingerprint, fresh.class_names, fresh.metrics, fresh.kind)
+        assert np.array_equal(cached.groups[part], fresh.groups[part]) and np.array_equal(
+            cached.files[part], fresh.files[part]
+        )
+    assert (cached.fingerprint, cached.class_names, cached.metrics, cached.kind) == (
+        fresh.fingerprint,
+        fresh.class_names,
+        fresh.metrics,
+        fresh.kind,
+    )
     monkeypatch.undo()
     monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
     files[0].write_bytes(b"not an npz file")

@@ -39,14 +39,17 @@ def _config(tmp_path, text: str):
 
 def test_user_imagefolder_pool_and_task(pack, tmp_path):
     root = _imagenet_layout(pack, tmp_path / "imnet", splits=("train", "test"))
-    config = _config(tmp_path, f"""
+    config = _config(
+        tmp_path,
+        f"""
 profile: smoke
 data:
-  pools: {{my_imnet: {{format: imagefolder, path: {root / 'train'}}}}}
+  pools: {{my_imnet: {{format: imagefolder, path: {root / "train"}}}}}
   tasks: {{my_cls: {{format: imagefolder, path: {root}, val_fraction: 0.25}}}}
 pretrain: {{pools: [my_imnet]}}
 evaluate: {{tasks: [my_cls]}}
-""")
+""",
+    )
     pool = study_pool(config, "my_imnet")
     train, val, test = (study_task_split(config, "my_cls", p) for p in ("train", "val", "test"))
     assert len(test) == 18 and len(train) + len(val) == 18 and len(val) >= 3
@@ -63,14 +66,17 @@ def test_user_dicom_and_nifti_pools(pack, tmp_path):
     ct_only = tmp_path / "nifti_ct"
     ct_only.mkdir()
     shutil.copy(raw / "nifti_totalseg/example_ct_sm.nii.gz", ct_only)
-    config = _config(tmp_path, f"""
+    config = _config(
+        tmp_path,
+        f"""
 profile: smoke
 data:
   pools:
-    my_dicom: {{format: dicom, path: {raw / 'dicom_series_totalseg'}, window: abdomen}}
+    my_dicom: {{format: dicom, path: {raw / "dicom_series_totalseg"}, window: abdomen}}
     my_nifti: {{format: nifti, path: {ct_only}, window: lung}}
-    no_window: {{format: dicom, path: {raw / 'dicom_tcga'}}}
-""")
+    no_window: {{format: dicom, path: {raw / "dicom_tcga"}}}
+""",
+    )
     dicom = study_pool(config, "my_dicom")
     assert len(dicom) == 20 and dicom[3].shape == (3, 32, 32)
     nifti = study_pool(config, "my_nifti")
@@ -86,12 +92,15 @@ data:
 def test_user_png_segmentation_task(pack, tmp_path):
     root = tmp_path / "liver_png"
     shutil.copytree(pack / "raw-samples/png_slices_ircad", root)
-    config = _config(tmp_path, f"""
+    config = _config(
+        tmp_path,
+        f"""
 profile: smoke
 data:
   tasks: {{my_liver: {{format: png_slices, path: {root}, kind: segmentation, metrics: [dice], val_fraction: 0.25, test_fraction: 0.25}}}}
 evaluate: {{tasks: [my_liver]}}
-""")
+""",
+    )
     parts = {p: study_task_split(config, "my_liver", p) for p in ("train", "val", "test")}
     assert sum(len(d) for d in parts.values()) == 8
     image, mask = parts["train"][0]
@@ -99,14 +108,17 @@ evaluate: {{tasks: [my_liver]}}
 
 
 def test_user_path_missing_and_bad_layouts(tmp_path):
-    config = _config(tmp_path, f"""
+    config = _config(
+        tmp_path,
+        f"""
 profile: smoke
 data:
-  pools: {{gone: {{format: imagefolder, path: {tmp_path / 'nowhere'}}}}}
+  pools: {{gone: {{format: imagefolder, path: {tmp_path / "nowhere"}}}}}
   tasks:
     flat: {{format: imagefolder, path: {tmp_path}}}
     dicom_task: {{format: dicom, path: {tmp_path}}}
-""")
+""",
+    )
     with pytest.raises(DataError, match="does not exist"):
         study_pool(config, "gone")
     with pytest.raises(DataError, match="needs a train/ sub-folder"):

@@ -29,7 +29,7 @@ def _imagefolder(pack: Path, dest: Path, members_from: str, per_class: int, offs
     with zipfile.ZipFile(pack / "natural/imagenette_64/images.zip") as archive:
         names = archive.namelist()
         for label in ("000", "001", "002"):
-            members = [n for n in names if n.startswith(f"{members_from}/{label}/")][offset: offset + per_class]
+            members = [n for n in names if n.startswith(f"{members_from}/{label}/")][offset : offset + per_class]
             for member in members:
                 target = dest / f"class{label}" / Path(member).name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,10 @@ def test_every_report_of_a_user_study_renders(user_study):
     assert "study my_study" in index and "href='claims.json'" in index
     claims = json.loads((user_study / "claims.json").read_text())
     assert claims["meta"]["study"] == "my_study"
-    assert claims["meta"]["arms"]["ct"] == "ssl:my_ct:simclr" and claims["meta"]["arms"]["natural"] == "ssl:my_natural:simclr"
+    assert (
+        claims["meta"]["arms"]["ct"] == "ssl:my_ct:simclr"
+        and claims["meta"]["arms"]["natural"] == "ssl:my_natural:simclr"
+    )
 
 
 def test_a_user_study_keeps_its_artifacts_splits_and_pools_apart(user_study):

@@ -60,8 +60,9 @@ def _features(encoder: torch.nn.Module, images: torch.Tensor, mean, std) -> np.n
     from rtl_core.analysis.embeddings import extract_features
     from rtl_core.models.devices import default_device
 
-    return extract_features(encoder, images, layers=["layer4"], batch_size=256, device=default_device(),
-                            stats=(tuple(mean), tuple(std)))["layer4"]
+    return extract_features(
+        encoder, images, layers=["layer4"], batch_size=256, device=default_device(), stats=(tuple(mean), tuple(std))
+    )["layer4"]
 
 
 def _pool_images(config, domain: str, size: int, seed: int = 0) -> torch.Tensor | None:
@@ -112,13 +113,21 @@ def advise(config, task: str, inits: Sequence[str] | None = None, max_images: in
     for name in inits:
         start = time.perf_counter()
         details = ev.init_details.get(name)
-        encoder, info = load_init(name, config.study, config.pretrain.backbone, ev.seeds[0],
-                                  details.model_dump() if details else None)
+        encoder, info = load_init(
+            name, config.study, config.pretrain.backbone, ev.seeds[0], details.model_dump() if details else None
+        )
         feats = _features(encoder, images, info["mean"], info["std"])
-        row = {"task": task, "init": name, "label": info.get("label"), "domain": info.get("domain"),
-               "knn": knn_accuracy(feats, labels, groups, k=20),
-               "probe": probe_accuracy(feats, labels, groups, shots=10),
-               "logme": logme(feats, labels), "domain_distance": np.nan, "n_images": len(labels)}
+        row = {
+            "task": task,
+            "init": name,
+            "label": info.get("label"),
+            "domain": info.get("domain"),
+            "knn": knn_accuracy(feats, labels, groups, k=20),
+            "probe": probe_accuracy(feats, labels, groups, shots=10),
+            "logme": logme(feats, labels),
+            "domain_distance": np.nan,
+            "n_images": len(labels),
+        }
         init = parse_init(name)
         pool_name = init.pool if init.ours else info.get("domain")  # ours: its own pool; others: their domain's
         if pool_name:
@@ -141,9 +150,13 @@ def recommendation(table: pd.DataFrame) -> dict:
     """The predicted best init and how close the runner-up is (by the advisor's mean rank)."""
     ordered = table.sort_values("advisor", ascending=False)
     best, second = ordered.iloc[0], ordered.iloc[1]
-    return {"task": best["task"], "best": best["init"], "runner_up": second["init"],
-            "margin_mean_rank": float(best["advisor"] - second["advisor"]),
-            "agree": [s for s in RANKED_BY if ordered.loc[ordered[s].idxmax(), "init"] == best["init"]]}
+    return {
+        "task": best["task"],
+        "best": best["init"],
+        "runner_up": second["init"],
+        "margin_mean_rank": float(best["advisor"] - second["advisor"]),
+        "agree": [s for s in RANKED_BY if ordered.loc[ordered[s].idxmax(), "init"] == best["init"]],
+    }
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -154,8 +167,9 @@ def _baseline_init(inits: Sequence[str], domains: dict[str, str | None], domain:
     return None
 
 
-def validate(scores: pd.DataFrame, measured: pd.DataFrame, task_domains: dict[str, str | None],
-             n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, dict[str, float]]:
+def validate(
+    scores: pd.DataFrame, measured: pd.DataFrame, task_domains: dict[str, str | None], n_boot: int = 2000, seed: int = 0
+) -> tuple[pd.DataFrame, dict[str, float]]:
     """Advisor rankings against measured ones.
 
     ``scores``: :func:`advise` rows of several tasks (columns task, init, domain and :data:`SCORES`);
@@ -180,17 +194,37 @@ def validate(scores: pd.DataFrame, measured: pd.DataFrame, task_domains: dict[st
             ok = values.notna()
             tau = kendalltau(sign * values[ok].to_numpy(), cell[ok].to_numpy()).statistic
             predicted = (sign * values).idxmax()
-            rows.append({"task": task, "protocol": protocol, "score": score, "n_inits": int(ok.sum()),
-                         "measured_best": measured_best, "predicted_best": predicted,
-                         "top1": float(predicted == measured_best), "kendall_tau": float(tau)})
+            rows.append(
+                {
+                    "task": task,
+                    "protocol": protocol,
+                    "score": score,
+                    "n_inits": int(ok.sum()),
+                    "measured_best": measured_best,
+                    "predicted_best": predicted,
+                    "top1": float(predicted == measured_best),
+                    "kendall_tau": float(tau),
+                }
+            )
         own = task_domains.get(task)
-        baselines = {"baseline_natural": "natural",
-                     "baseline_domain": own if _baseline_init(list(cell.index), domains, own) else "ct"}
+        baselines = {
+            "baseline_natural": "natural",
+            "baseline_domain": own if _baseline_init(list(cell.index), domains, own) else "ct",
+        }
         for name, domain in baselines.items():
             pick = _baseline_init(list(cell.index), domains, domain)
-            rows.append({"task": task, "protocol": protocol, "score": name, "n_inits": len(cell),
-                         "measured_best": measured_best, "predicted_best": pick,
-                         "top1": float(pick == measured_best) if pick else np.nan, "kendall_tau": np.nan})
+            rows.append(
+                {
+                    "task": task,
+                    "protocol": protocol,
+                    "score": name,
+                    "n_inits": len(cell),
+                    "measured_best": measured_best,
+                    "predicted_best": pick,
+                    "top1": float(pick == measured_best) if pick else np.nan,
+                    "kendall_tau": np.nan,
+                }
+            )
     table = pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS))
     return table, summarize_validation(table, n_boot, seed)
 
@@ -208,8 +242,12 @@ def summarize_validation(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0)
                 continue
             out[f"{score}.{metric}"] = float(values.mean())  # the mean over tasks, as its bootstrap resamples tasks
             if len(values) > 1:
-                boots = [float(np.mean(rng.choice(values.to_numpy(), len(values), replace=True))) for _ in range(n_boot)]
-                out[f"{score}.{metric}_ci_low"], out[f"{score}.{metric}_ci_high"] = map(float, np.percentile(boots, [2.5, 97.5]))
+                boots = [
+                    float(np.mean(rng.choice(values.to_numpy(), len(values), replace=True))) for _ in range(n_boot)
+                ]
+                out[f"{score}.{metric}_ci_low"], out[f"{score}.{metric}_ci_high"] = map(
+                    float, np.percentile(boots, [2.5, 97.5])
+                )
         out[f"{score}.cells"] = float((table["score"] == score).sum())
     # the advisor against each baseline: the paired per-task difference of top-1, bootstrapped over tasks
     if "advisor" in per_score:
@@ -222,7 +260,10 @@ def summarize_validation(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0)
             if len(diff) > 1:
                 boots = [float(np.mean(rng.choice(diff, len(diff), replace=True))) for _ in range(n_boot)]
                 low, high = np.percentile(boots, [2.5, 97.5])
-                out[f"advisor_minus_{baseline}.top1_ci_low"], out[f"advisor_minus_{baseline}.top1_ci_high"] = float(low), float(high)
+                out[f"advisor_minus_{baseline}.top1_ci_low"], out[f"advisor_minus_{baseline}.top1_ci_high"] = (
+                    float(low),
+                    float(high),
+                )
     out["tasks"] = float(len(tasks))
     return out
 
@@ -280,14 +321,19 @@ def load_study_advice(config) -> tuple[pd.DataFrame | None, pd.DataFrame | None,
 def bench_figures(summary: dict[str, float]) -> dict[str, float]:
     """The ``advisor.*`` figures of ``bench.json`` from a validation summary."""
     get = lambda key: round(float(summary[key]), 4) if key in summary else None  # noqa: E731
-    figures = {"advisor.top1_agreement": get("advisor.top1"), "advisor.kendall_tau": get("advisor.kendall_tau"),
-               "advisor.top1_ci_low": get("advisor.top1_ci_low"), "advisor.top1_ci_high": get("advisor.top1_ci_high"),
-               "advisor.kendall_tau_ci_low": get("advisor.kendall_tau_ci_low"),
-               "advisor.kendall_tau_ci_high": get("advisor.kendall_tau_ci_high"),
-               "advisor.baseline_natural_top1": get("baseline_natural.top1"),
-               "advisor.baseline_domain_top1": get("baseline_domain.top1"),
-               "advisor.seconds_per_task": get("seconds_per_task"), "advisor.cells": get("advisor.cells"),
-               "advisor.tasks": get("tasks")}
+    figures = {
+        "advisor.top1_agreement": get("advisor.top1"),
+        "advisor.kendall_tau": get("advisor.kendall_tau"),
+        "advisor.top1_ci_low": get("advisor.top1_ci_low"),
+        "advisor.top1_ci_high": get("advisor.top1_ci_high"),
+        "advisor.kendall_tau_ci_low": get("advisor.kendall_tau_ci_low"),
+        "advisor.kendall_tau_ci_high": get("advisor.kendall_tau_ci_high"),
+        "advisor.baseline_natural_top1": get("baseline_natural.top1"),
+        "advisor.baseline_domain_top1": get("baseline_domain.top1"),
+        "advisor.seconds_per_task": get("seconds_per_task"),
+        "advisor.cells": get("advisor.cells"),
+        "advisor.tasks": get("tasks"),
+    }
     for score in RANKED_BY + ("domain_distance",):
         figures[f"advisor.{score}_top1"] = get(f"{score}.top1")
         figures[f"advisor.{score}_kendall_tau"] = get(f"{score}.kendall_tau")
@@ -297,16 +343,22 @@ def bench_figures(summary: dict[str, float]) -> dict[str, float]:
 def validated_line(summary: dict[str, float], study: str) -> str:
     """One sentence on how often the advisor was right, to print beside any recommendation."""
     if "advisor.top1" not in summary:
-        return (f"Not validated: study {study!r} has no finished grid to check the advisor against "
-                "(run `make reproduce` or `rtl reproduce --config …`; the demo study's figures are in README).")
+        return (
+            f"Not validated: study {study!r} has no finished grid to check the advisor against "
+            "(run `make reproduce` or `rtl reproduce --config …`; the demo study's figures are in README)."
+        )
+
     def ci(key: str) -> str:
         low, high = summary.get(f"{key}_ci_low"), summary.get(f"{key}_ci_high")
         return f" (95 % CI {low:.2f}–{high:.2f})" if low is not None else ""
-    return (f"Validated on study {study!r} ({int(summary.get('advisor.cells', 0))} task × protocol cells of "
-            f"{int(summary.get('tasks', 0))} tasks): top-1 agreement {summary['advisor.top1']:.2f}{ci('advisor.top1')}, "
-            f"Kendall τ {summary.get('advisor.kendall_tau', float('nan')):.2f}{ci('advisor.kendall_tau')}; baselines: always the "
-            f"natural-image init {summary.get('baseline_natural.top1', float('nan')):.2f}, the task's own domain "
-            f"{summary.get('baseline_domain.top1', float('nan')):.2f}.")
+
+    return (
+        f"Validated on study {study!r} ({int(summary.get('advisor.cells', 0))} task × protocol cells of "
+        f"{int(summary.get('tasks', 0))} tasks): top-1 agreement {summary['advisor.top1']:.2f}{ci('advisor.top1')}, "
+        f"Kendall τ {summary.get('advisor.kendall_tau', float('nan')):.2f}{ci('advisor.kendall_tau')}; baselines: always the "
+        f"natural-image init {summary.get('baseline_natural.top1', float('nan')):.2f}, the task's own domain "
+        f"{summary.get('baseline_domain.top1', float('nan')):.2f}."
+    )
 
 
 def validation_note(config) -> str:
@@ -322,16 +374,21 @@ def validation_note(config) -> str:
     bench = json.loads(BENCH_JSON.read_text()) if BENCH_JSON.is_file() else {}
     if "advisor.top1_agreement" not in bench:
         return validated_line({}, config.study)
-    demo = {"advisor.top1": bench["advisor.top1_agreement"], "advisor.kendall_tau": bench.get("advisor.kendall_tau", float("nan")),
-            "advisor.cells": bench.get("advisor.cells", 0), "tasks": bench.get("advisor.tasks", 0),
-            "baseline_natural.top1": bench.get("advisor.baseline_natural_top1", float("nan")),
-            "baseline_domain.top1": bench.get("advisor.baseline_domain_top1", float("nan"))}
+    demo = {
+        "advisor.top1": bench["advisor.top1_agreement"],
+        "advisor.kendall_tau": bench.get("advisor.kendall_tau", float("nan")),
+        "advisor.cells": bench.get("advisor.cells", 0),
+        "tasks": bench.get("advisor.tasks", 0),
+        "baseline_natural.top1": bench.get("advisor.baseline_natural_top1", float("nan")),
+        "baseline_domain.top1": bench.get("advisor.baseline_domain_top1", float("nan")),
+    }
     for key in ("top1", "kendall_tau"):
         for side in ("low", "high"):
             if f"advisor.{key}_ci_{side}" in bench:
                 demo[f"advisor.{key}_ci_{side}"] = bench[f"advisor.{key}_ci_{side}"]
-    return (f"Study {config.study!r} has no validation of its own yet (no finished grid). "
-            + validated_line(demo, "default (the demo study, reports/bench.json)"))
+    return f"Study {config.study!r} has no validation of its own yet (no finished grid). " + validated_line(
+        demo, "default (the demo study, reports/bench.json)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ report views
@@ -342,7 +399,18 @@ def scores_table(scores: pd.DataFrame | None) -> pd.DataFrame:
     """The scores per task and init, recommendation first (for the notebook)."""
     if scores is None or scores.empty:
         return pd.DataFrame({"note": [_NOT_RUN]})
-    columns = ["task", "advisor_rank", "init", "domain", "knn", "probe", "logme", "domain_distance", "n_images", "seconds"]
+    columns = [
+        "task",
+        "advisor_rank",
+        "init",
+        "domain",
+        "knn",
+        "probe",
+        "logme",
+        "domain_distance",
+        "n_images",
+        "seconds",
+    ]
     return scores.sort_values(["task", "advisor_rank"])[columns].round(3).reset_index(drop=True)
 
 
@@ -366,7 +434,11 @@ def summary_table(summary: dict[str, float]) -> pd.DataFrame:
             low, high = summary.get(f"{score}.{metric}_ci_low"), summary.get(f"{score}.{metric}_ci_high")
             row[f"{metric} 95 % CI"] = f"{low:.2f} … {high:.2f}" if low is not None else ""
         rows.append(row)
-    return pd.DataFrame(rows).round(3) if rows else pd.DataFrame({"note": [_NOT_RUN + " Or the grid has no finished runs."]})
+    return (
+        pd.DataFrame(rows).round(3)
+        if rows
+        else pd.DataFrame({"note": [_NOT_RUN + " Or the grid has no finished runs."]})
+    )
 
 
 def verdict_text(summary: dict[str, float]) -> str:
@@ -375,22 +447,34 @@ def verdict_text(summary: dict[str, float]) -> str:
         return "No validation: the study has no finished grid to compare the advisor with."
     ours = summary["advisor.top1"]
     low, high = summary.get("advisor.top1_ci_low"), summary.get("advisor.top1_ci_high")
-    parts = [f"The advisor picked the measured best init in {100 * ours:.0f} % of {int(summary.get('advisor.cells', 0))} "
-             f"task × protocol cells ({int(summary.get('tasks', 0))} tasks"
-             + (f"; bootstrap 95 % CI {100 * low:.0f}–{100 * high:.0f} %)." if low is not None else ").")]
-    for name, label in (("baseline_natural", "always the natural-image init"), ("baseline_domain", "the task's own domain")):
+    parts = [
+        f"The advisor picked the measured best init in {100 * ours:.0f} % of {int(summary.get('advisor.cells', 0))} "
+        f"task × protocol cells ({int(summary.get('tasks', 0))} tasks"
+        + (f"; bootstrap 95 % CI {100 * low:.0f}–{100 * high:.0f} %)." if low is not None else ").")
+    ]
+    for name, label in (
+        ("baseline_natural", "always the natural-image init"),
+        ("baseline_domain", "the task's own domain"),
+    ):
         if f"{name}.top1" not in summary:
             continue
         base = summary[f"{name}.top1"]
-        d_low, d_high = summary.get(f"advisor_minus_{name}.top1_ci_low"), summary.get(f"advisor_minus_{name}.top1_ci_high")
+        d_low, d_high = (
+            summary.get(f"advisor_minus_{name}.top1_ci_low"),
+            summary.get(f"advisor_minus_{name}.top1_ci_high"),
+        )
         if d_low is not None and (d_low > 0 or d_high < 0):
             relation = "above" if d_low > 0 else "below"
-            parts.append(f"Against *{label}* ({100 * base:.0f} %) it is {relation} that rule: the paired per-task "
-                         f"difference's 95 % CI is {100 * d_low:+.0f} … {100 * d_high:+.0f} points.")
+            parts.append(
+                f"Against *{label}* ({100 * base:.0f} %) it is {relation} that rule: the paired per-task "
+                f"difference's 95 % CI is {100 * d_low:+.0f} … {100 * d_high:+.0f} points."
+            )
         else:
             span = f" (paired difference {100 * d_low:+.0f} … {100 * d_high:+.0f} points)" if d_low is not None else ""
-            parts.append(f"Against *{label}* ({100 * base:.0f} %): the paired difference's CI includes 0{span}, so "
-                         "these tasks do not show the advisor to be better or worse than that rule.")
+            parts.append(
+                f"Against *{label}* ({100 * base:.0f} %): the paired difference's CI includes 0{span}, so "
+                "these tasks do not show the advisor to be better or worse than that rule."
+            )
     if ours <= max(summary.get("baseline_natural.top1", 0), summary.get("baseline_domain.top1", 0)):
         parts.append("**The advisor does not beat the simpler rules on this study.**")
     return " ".join(parts)

@@ -387,7 +387,9 @@ class _FusedMoments:
         self.n = 0
         self.shift_a: torch.Tensor | None = None
 
-    def _prep(self, xs: list[torch.Tensor], shift: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _prep(
+        self, xs: list[torch.Tensor], shift: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = torch.cat(xs, dim=1)
         shift = x.mean(0) if shift is None else shift
         x = x - shift
@@ -399,8 +401,15 @@ class _FusedMoments:
         b, rb, self.shift_b = self._prep(xb, getattr(self, "shift_b", None))
         terms = {"atb": (a, b)}  # the only full product; self terms need just each layer's diagonal block
         if self.debiased:
-            terms |= {"atra": (a, ra), "btrb": (b, rb), "atrb": (a, rb), "btra": (b, ra),
-                      "rara": (ra, ra), "rbrb": (rb, rb), "rarb": (ra, rb)}
+            terms |= {
+                "atra": (a, ra),
+                "btrb": (b, rb),
+                "atrb": (a, rb),
+                "btra": (b, ra),
+                "rara": (ra, ra),
+                "rbrb": (rb, rb),
+                "rarb": (ra, rb),
+            }
         if self.n == 0:
             for key, (u, v) in terms.items():
                 setattr(self, key, torch.zeros(u.shape[1], v.shape[1], dtype=torch.float64, device=u.device))
@@ -497,7 +506,8 @@ class LayerwiseCKA:
         self.stream_idx_b = [j for j, s in enumerate(self.streaming_b) if s]
         self.moments = (
             _FusedMoments([dims_a[i] for i in self.stream_idx_a], [dims_b[j] for j in self.stream_idx_b], self.debiased)
-            if self.stream_idx_a and self.stream_idx_b else None
+            if self.stream_idx_a and self.stream_idx_b
+            else None
         )
         self.mb_self_a = np.zeros(len(self.layers_a))
         self.mb_self_b = np.zeros(len(self.layers_b))

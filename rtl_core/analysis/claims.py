@@ -62,10 +62,39 @@ Expected = Literal["a_better", "b_better", "no_difference"]
 VERDICTS = ("supports", "contradicts", "equivalent", "inconclusive", "withheld", "not run")
 #: The keys of one row of ``claims.json``, in order.
 ROW_KEYS = (
-    "claim", "task", "metric", "protocol", "arm_a", "arm_b", "n_a", "n_b", "mean_a", "mean_b", "sd_a", "sd_b",
-    "delta_abs", "delta_rel_pct", "ci_low", "ci_high", "p_welch", "p_holm", "family", "family_size", "p_tost",
-    "p_tost_holm", "mde_rel_pct", "seeds_needed", "verdict", "reason", "paper_task", "paper_metric",
-    "paper_delta_rel_pct", "paper_p_welch", "paper_p_holm", "paper_verdict", "paper_reason",
+    "claim",
+    "task",
+    "metric",
+    "protocol",
+    "arm_a",
+    "arm_b",
+    "n_a",
+    "n_b",
+    "mean_a",
+    "mean_b",
+    "sd_a",
+    "sd_b",
+    "delta_abs",
+    "delta_rel_pct",
+    "ci_low",
+    "ci_high",
+    "p_welch",
+    "p_holm",
+    "family",
+    "family_size",
+    "p_tost",
+    "p_tost_holm",
+    "mde_rel_pct",
+    "seeds_needed",
+    "verdict",
+    "reason",
+    "paper_task",
+    "paper_metric",
+    "paper_delta_rel_pct",
+    "paper_p_welch",
+    "paper_p_holm",
+    "paper_verdict",
+    "paper_reason",
 )
 POWER = 0.8
 #: Bumped whenever the registry or the rule changes, so a stale claims.json is redone.
@@ -125,92 +154,187 @@ def _p(experiment: str, task: str, fraction: float, metric: str, note: str = "")
 
 _BRATS = "BraTS is a segmentation task in the paper (mean Dice of its 3 classes); ours is 4-class MRI classification"
 _CX8 = "CX8: ChestX-ray8, mean AUC over 15 findings; ours: paediatric pneumonia vs normal"
-_E6E8 = ("The paper's E6/E8 arms (IxR_mixed, IxR); the statement is our two-sided reading of them. Its CT-only "
-         "and ImageNet runs there are the E1/E4 runs, which the source lists again.")
+_E6E8 = (
+    "The paper's E6/E8 arms (IxR_mixed, IxR); the statement is our two-sided reading of them. Its CT-only "
+    "and ImageNet runs there are the E1/E4 runs, which the source lists again."
+)
 _WEIGHTS = ("conv1", "layer1.0.conv1", "layer1.0.conv2")
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("C1", "Full fine-tuning on CT: in-domain (CT) pretraining gives no clear advantage over natural images.",
-          "ct", "natural", "no_difference",
-          (Cell("ct_cls", "finetune", _p("E1", "RadNet-CTBR", 1.0, "accuracy")),
-           Cell("ct_liver_seg", "finetune", _p("E1", "LiTS", 1.0, "dice_liver"))),
-          abstract_quoted="+0.44 %, p = 0.541 (vs an interpolated RadNet-1.28M population)"),
-    Claim("C2", "Linear evaluation on CT: CT-pretrained features are better than natural-image ones.",
-          "ct", "natural", "a_better",
-          (Cell("ct_cls", "linear", _p("E4", "RadNet-CTBR", 1.0, "accuracy")),),
-          abstract_quoted="+2.07 %, p = 0.025 (vs an interpolated RadNet-1.28M population)"),
-    Claim("C3", "Few labels on CT: CT pretraining helps where labels are scarce.",
-          "ct", "natural", "a_better",
-          (Cell("ct_cls", "lowlabel_1", _p("E2", "RadNet-CTBR", 0.01, "accuracy")),
-           Cell("ct_cls", "lowlabel_10", _p("E2", "RadNet-CTBR", 0.1, "accuracy"))),
-          abstract_quoted="+1.63 %, p = 0.114 at 1 % (vs an interpolated RadNet-1.28M population)"),
-    Claim("C4", "The CT advantage extends to a second CT task (liver segmentation, LiTS).",
-          "ct", "natural", "a_better",
-          (Cell("ct_liver_seg", "linear", _p("E4", "LiTS", 1.0, "dice_liver")),
-           Cell("ct_liver_seg", "lowlabel_10", _p("E2", "LiTS", 0.1, "dice_liver")),
-           Cell("ct_liver_seg", "lowlabel_1"))),
-    Claim("C5", "The CT advantage does not extend to other modalities: natural-image pretraining is as good or "
-          "better on X-ray and MRI.", "ct", "natural", "b_better",
-          (Cell("xray_cls", "finetune", _p("E1", "CX8", 1.0, "mean_auc", _CX8)),
-           Cell("xray_cls", "linear", _p("E4", "CX8", 1.0, "mean_auc", _CX8)),
-           Cell("mri_cls", "finetune", _p("E1", "BraTS", 1.0, "dice_mean", _BRATS)),
-           Cell("mri_cls", "linear", _p("E4", "BraTS", 1.0, "dice_mean", _BRATS))),
-          note="Supported only by a significant natural-image advantage; 'as good' alone is inconclusive here."),
-    Claim("C6", "Natural images show the same intra-domain advantage: natural-image pretraining gives better "
-          "features for a natural-image task.", "natural", "ct", "a_better",
-          (Cell("imagenette_cls", "linear", _p("E4", "ImageNet-1k", 1.0, "accuracy")),
-           Cell("imagenette_cls", "lowlabel_1", _p("E2", "ImageNet-1k", 0.01, "accuracy")),
-           Cell("natural_cls", "linear"), Cell("natural_cls", "lowlabel_1")),
-          note="The paper's natural task is ImageNet-1k itself (its pretraining distribution); ours is Imagenette, "
-               "held-out images of the natural pool's own source, and CUB-50 birds beside it."),
-    Claim("C7", "CT-pretrained features are domain-specific and preserved by fine-tuning on CT: fine-tuning on a "
-          "CT task changes the CT-pretrained early filters less than the natural-image ones.",
-          "ct", "natural", "a_better",
-          tuple(Cell("ct_cls", "finetune", metric=f"weight_cka:{layer}") for layer in _WEIGHTS),
-          note="From the feature-space analysis: the paper's weight-space RBF CKA between each encoder and its "
-               "fine-tuned copy (1 = filters kept), per seed. Not in paper_runs.csv."),
-    Claim("C8", "More in-domain pretraining data helps (RadNet-12M over RadNet-1.28M).",
-          "ct_more", "ct_less", "a_better",
-          (Cell("ct_cls", "finetune", _p("E1", "RadNet-CTBR", 1.0, "accuracy")),
-           Cell("ct_cls", "linear", _p("E4", "RadNet-CTBR", 1.0, "accuracy")),
-           Cell("ct_liver_seg", "finetune", _p("E1", "LiTS", 1.0, "dice_liver")),
-           Cell("ct_liver_seg", "linear", _p("E4", "LiTS", 1.0, "dice_liver"))),
-          needs={"ct_less": "the data-scale arm, a CT pool at a fraction of the full one pretrained for the same epochs: add "
-                            "'ssl:ct_less:simclr' to evaluate.inits (data.less_fraction, default 25 %), or name "
-                            "the ct_less arm in analysis.arms"}),
-    Claim("C8b", "When in-domain pretraining data is scarce, natural-image pretraining is the better choice.",
-          "natural", "ct_less", "a_better",
-          (Cell("ct_cls", "finetune", _p("E1", "RadNet-CTBR", 1.0, "accuracy")),
-           Cell("ct_cls", "linear", _p("E4", "RadNet-CTBR", 1.0, "accuracy"))),
-          note="The paper's own arms: ImageNet vs RadNet-1.28M (the scarcer CT pool); it draws this from an "
-               "interpolation over pool sizes, not from a logged comparison.",
-          needs={"ct_less": "the data-scale arm, a CT pool at a fraction of the full one: add 'ssl:ct_less:simclr' to evaluate.inits, "
-                            "or name the ct_less arm in analysis.arms"}),
-    Claim("C9", "Mixed (natural + CT in one pool) pretraining performs like CT-only pretraining on a CT task.",
-          "mixed", "ct", "no_difference",
-          (Cell("ct_cls", "finetune", _p("E6", "RadNet-CTBR", 1.0, "accuracy")),
-           Cell("ct_cls", "linear", _p("E8", "RadNet-CTBR", 1.0, "accuracy"))),
-          note=_E6E8),
-    Claim("C10", "Sequential (natural, then CT) pretraining performs like CT-only pretraining on a CT task.",
-          "sequential", "ct", "no_difference",
-          (Cell("ct_cls", "finetune", _p("E6", "RadNet-CTBR", 1.0, "accuracy")),
-           Cell("ct_cls", "linear", _p("E8", "RadNet-CTBR", 1.0, "accuracy"))),
-          note=_E6E8),
+    Claim(
+        "C1",
+        "Full fine-tuning on CT: in-domain (CT) pretraining gives no clear advantage over natural images.",
+        "ct",
+        "natural",
+        "no_difference",
+        (
+            Cell("ct_cls", "finetune", _p("E1", "RadNet-CTBR", 1.0, "accuracy")),
+            Cell("ct_liver_seg", "finetune", _p("E1", "LiTS", 1.0, "dice_liver")),
+        ),
+        abstract_quoted="+0.44 %, p = 0.541 (vs an interpolated RadNet-1.28M population)",
+    ),
+    Claim(
+        "C2",
+        "Linear evaluation on CT: CT-pretrained features are better than natural-image ones.",
+        "ct",
+        "natural",
+        "a_better",
+        (Cell("ct_cls", "linear", _p("E4", "RadNet-CTBR", 1.0, "accuracy")),),
+        abstract_quoted="+2.07 %, p = 0.025 (vs an interpolated RadNet-1.28M population)",
+    ),
+    Claim(
+        "C3",
+        "Few labels on CT: CT pretraining helps where labels are scarce.",
+        "ct",
+        "natural",
+        "a_better",
+        (
+            Cell("ct_cls", "lowlabel_1", _p("E2", "RadNet-CTBR", 0.01, "accuracy")),
+            Cell("ct_cls", "lowlabel_10", _p("E2", "RadNet-CTBR", 0.1, "accuracy")),
+        ),
+        abstract_quoted="+1.63 %, p = 0.114 at 1 % (vs an interpolated RadNet-1.28M population)",
+    ),
+    Claim(
+        "C4",
+        "The CT advantage extends to a second CT task (liver segmentation, LiTS).",
+        "ct",
+        "natural",
+        "a_better",
+        (
+            Cell("ct_liver_seg", "linear", _p("E4", "LiTS", 1.0, "dice_liver")),
+            Cell("ct_liver_seg", "lowlabel_10", _p("E2", "LiTS", 0.1, "dice_liver")),
+            Cell("ct_liver_seg", "lowlabel_1"),
+        ),
+    ),
+    Claim(
+        "C5",
+        "The CT advantage does not extend to other modalities: natural-image pretraining is as good or "
+        "better on X-ray and MRI.",
+        "ct",
+        "natural",
+        "b_better",
+        (
+            Cell("xray_cls", "finetune", _p("E1", "CX8", 1.0, "mean_auc", _CX8)),
+            Cell("xray_cls", "linear", _p("E4", "CX8", 1.0, "mean_auc", _CX8)),
+            Cell("mri_cls", "finetune", _p("E1", "BraTS", 1.0, "dice_mean", _BRATS)),
+            Cell("mri_cls", "linear", _p("E4", "BraTS", 1.0, "dice_mean", _BRATS)),
+        ),
+        note="Supported only by a significant natural-image advantage; 'as good' alone is inconclusive here.",
+    ),
+    Claim(
+        "C6",
+        "Natural images show the same intra-domain advantage: natural-image pretraining gives better "
+        "features for a natural-image task.",
+        "natural",
+        "ct",
+        "a_better",
+        (
+            Cell("imagenette_cls", "linear", _p("E4", "ImageNet-1k", 1.0, "accuracy")),
+            Cell("imagenette_cls", "lowlabel_1", _p("E2", "ImageNet-1k", 0.01, "accuracy")),
+            Cell("natural_cls", "linear"),
+            Cell("natural_cls", "lowlabel_1"),
+        ),
+        note="The paper's natural task is ImageNet-1k itself (its pretraining distribution); ours is Imagenette, "
+        "held-out images of the natural pool's own source, and CUB-50 birds beside it.",
+    ),
+    Claim(
+        "C7",
+        "CT-pretrained features are domain-specific and preserved by fine-tuning on CT: fine-tuning on a "
+        "CT task changes the CT-pretrained early filters less than the natural-image ones.",
+        "ct",
+        "natural",
+        "a_better",
+        tuple(Cell("ct_cls", "finetune", metric=f"weight_cka:{layer}") for layer in _WEIGHTS),
+        note="From the feature-space analysis: the paper's weight-space RBF CKA between each encoder and its "
+        "fine-tuned copy (1 = filters kept), per seed. Not in paper_runs.csv.",
+    ),
+    Claim(
+        "C8",
+        "More in-domain pretraining data helps (RadNet-12M over RadNet-1.28M).",
+        "ct_more",
+        "ct_less",
+        "a_better",
+        (
+            Cell("ct_cls", "finetune", _p("E1", "RadNet-CTBR", 1.0, "accuracy")),
+            Cell("ct_cls", "linear", _p("E4", "RadNet-CTBR", 1.0, "accuracy")),
+            Cell("ct_liver_seg", "finetune", _p("E1", "LiTS", 1.0, "dice_liver")),
+            Cell("ct_liver_seg", "linear", _p("E4", "LiTS", 1.0, "dice_liver")),
+        ),
+        needs={
+            "ct_less": "the data-scale arm, a CT pool at a fraction of the full one pretrained for the same epochs: add "
+            "'ssl:ct_less:simclr' to evaluate.inits (data.less_fraction, default 25 %), or name "
+            "the ct_less arm in analysis.arms"
+        },
+    ),
+    Claim(
+        "C8b",
+        "When in-domain pretraining data is scarce, natural-image pretraining is the better choice.",
+        "natural",
+        "ct_less",
+        "a_better",
+        (
+            Cell("ct_cls", "finetune", _p("E1", "RadNet-CTBR", 1.0, "accuracy")),
+            Cell("ct_cls", "linear", _p("E4", "RadNet-CTBR", 1.0, "accuracy")),
+        ),
+        note="The paper's own arms: ImageNet vs RadNet-1.28M (the scarcer CT pool); it draws this from an "
+        "interpolation over pool sizes, not from a logged comparison.",
+        needs={
+            "ct_less": "the data-scale arm, a CT pool at a fraction of the full one: add 'ssl:ct_less:simclr' to evaluate.inits, "
+            "or name the ct_less arm in analysis.arms"
+        },
+    ),
+    Claim(
+        "C9",
+        "Mixed (natural + CT in one pool) pretraining performs like CT-only pretraining on a CT task.",
+        "mixed",
+        "ct",
+        "no_difference",
+        (
+            Cell("ct_cls", "finetune", _p("E6", "RadNet-CTBR", 1.0, "accuracy")),
+            Cell("ct_cls", "linear", _p("E8", "RadNet-CTBR", 1.0, "accuracy")),
+        ),
+        note=_E6E8,
+    ),
+    Claim(
+        "C10",
+        "Sequential (natural, then CT) pretraining performs like CT-only pretraining on a CT task.",
+        "sequential",
+        "ct",
+        "no_difference",
+        (
+            Cell("ct_cls", "finetune", _p("E6", "RadNet-CTBR", 1.0, "accuracy")),
+            Cell("ct_cls", "linear", _p("E8", "RadNet-CTBR", 1.0, "accuracy")),
+        ),
+        note=_E6E8,
+    ),
 )
 CLAIM_IDS = tuple(c.id for c in CLAIMS)
 
 #: Roles → the paper's init names (``paper_runs.csv``). IxR = natural then RadNet (sequential, "IxRS" configs);
 #: IxR_mixed = one pool of both ("IxRM" configs).
-PAPER_ARMS = {"ct": "RadNet-1.28M", "natural": "ImageNet", "ct_more": "RadNet-12M", "ct_less": "RadNet-1.28M",
-              "mixed": "IxR_mixed", "sequential": "IxR"}
+PAPER_ARMS = {
+    "ct": "RadNet-1.28M",
+    "natural": "ImageNet",
+    "ct_more": "RadNet-12M",
+    "ct_less": "RadNet-1.28M",
+    "mixed": "IxR_mixed",
+    "sequential": "IxR",
+}
 #: The pretraining domain whose own task each role's encoder must have learnt (the kNN sanity check).
-ROLE_DOMAINS = {"ct": ("ct",), "ct_more": ("ct",), "ct_less": ("ct",), "natural": ("natural",),
-                "mixed": ("ct", "natural"), "sequential": ("ct",)}
+ROLE_DOMAINS = {
+    "ct": ("ct",),
+    "ct_more": ("ct",),
+    "ct_less": ("ct",),
+    "natural": ("natural",),
+    "mixed": ("ct", "natural"),
+    "sequential": ("ct",),
+}
 
 
 # --------------------------------------------------------------------------------------------- arms
-def study_arms(inits: Sequence[str], declared: Mapping[str, str] | None = None,
-               domains: Mapping[str, str | None] | None = None) -> dict[str, str]:
+def study_arms(
+    inits: Sequence[str], declared: Mapping[str, str] | None = None, domains: Mapping[str, str | None] | None = None
+) -> dict[str, str]:
     """Roles → our inits: ``analysis.arms`` first, then by name (``ssl:ct:*`` → ct and ct_more, ``ssl:natural:*``
     → natural, ``ssl:mixed:*`` → mixed, ``sequential:ct:*`` → sequential, ``ssl:ct_less:*`` → ct_less; SimCLR preferred when several methods),
     then, for ct and natural still open, the first other init of that pretraining domain (``domains``, e.g. a
@@ -226,9 +350,14 @@ def study_arms(inits: Sequence[str], declared: Mapping[str, str] | None = None,
         found = by_kind.get((kind, pool), [])
         return next((i for i in found if i.endswith(":simclr")), found[0] if found else None)
 
-    for role, (kind, pool) in {"ct": ("ssl", "ct"), "ct_more": ("ssl", "ct"), "natural": ("ssl", "natural"),
-                               "mixed": ("ssl", "mixed"), "sequential": ("sequential", "ct"),
-                               "ct_less": ("ssl", "ct_less")}.items():
+    for role, (kind, pool) in {
+        "ct": ("ssl", "ct"),
+        "ct_more": ("ssl", "ct"),
+        "natural": ("ssl", "natural"),
+        "mixed": ("ssl", "mixed"),
+        "sequential": ("sequential", "ct"),
+        "ct_less": ("ssl", "ct_less"),
+    }.items():
         init = pick(kind, pool)
         if init:
             arms[role] = init
@@ -253,8 +382,14 @@ def config_arms(config) -> dict[str, str]:
 def _add_init_hint(role: str, claim: Claim) -> str:
     if role in claim.needs:
         return f"needs {claim.needs[role]}"
-    init = {"ct": "ssl:ct:simclr", "ct_more": "ssl:ct:simclr", "natural": "ssl:natural:simclr",
-            "mixed": "ssl:mixed:simclr", "sequential": "sequential:ct:simclr", "ct_less": "ssl:ct_less:simclr"}.get(role, f"<init for {role}>")
+    init = {
+        "ct": "ssl:ct:simclr",
+        "ct_more": "ssl:ct:simclr",
+        "natural": "ssl:natural:simclr",
+        "mixed": "ssl:mixed:simclr",
+        "sequential": "sequential:ct:simclr",
+        "ct_less": "ssl:ct_less:simclr",
+    }.get(role, f"<init for {role}>")
     return f"add '{init}' to evaluate.inits (or name the {role} arm in analysis.arms)"
 
 
@@ -269,7 +404,11 @@ def paper_table(path: str | Path | None = None) -> pd.DataFrame:
     dice = runs[runs["task"].eq("BraTS") & runs["metric"].str.startswith("dice_c")]
     if len(dice):
         keys = ["experiment", "protocol", "task", "data_fraction", "init", "seed"]
-        mean = dice.groupby(keys, as_index=False)["value"].mean().assign(metric="dice_mean", source_path="mean of dice_c1..3")
+        mean = (
+            dice.groupby(keys, as_index=False)["value"]
+            .mean()
+            .assign(metric="dice_mean", source_path="mean of dice_c1..3")
+        )
         runs = pd.concat([runs, mean[runs.columns]], ignore_index=True)
     copies = []
     for experiment, source in COPIED_FROM.items():
@@ -287,8 +426,13 @@ def our_table(results: pd.DataFrame, reuse: pd.DataFrame | None = None) -> pd.Da
     if reuse is not None and len(reuse):
         seeds = reuse["run"].astype(str).str.removeprefix("seed")
         ok = seeds.str.fullmatch(r"-?\d+")
-        part = reuse[ok].assign(protocol="finetune", seed=seeds[ok].astype(int), metric="weight_cka:" + reuse["layer"],
-                                value=reuse["weight_cka"], primary=False)
+        part = reuse[ok].assign(
+            protocol="finetune",
+            seed=seeds[ok].astype(int),
+            metric="weight_cka:" + reuse["layer"],
+            value=reuse["weight_cka"],
+            primary=False,
+        )
         parts.append(part[cols])
     return pd.concat(parts, ignore_index=True)
 
@@ -299,10 +443,18 @@ def compare_arms(a: Sequence[float], b: Sequence[float], confidence: float) -> d
     a, b = np.asarray(a, float), np.asarray(b, float)
     bad = int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    out: dict[str, Any] = {"n_a": len(a), "n_b": len(b), "mean_a": _mean(a), "mean_b": _mean(b),
-                           "sd_a": _sd(a), "sd_b": _sd(b)}
+    out: dict[str, Any] = {
+        "n_a": len(a),
+        "n_b": len(b),
+        "mean_a": _mean(a),
+        "mean_b": _mean(b),
+        "sd_a": _sd(a),
+        "sd_b": _sd(b),
+    }
     out["delta_abs"] = out["mean_a"] - out["mean_b"] if len(a) and len(b) else math.nan
-    out["delta_rel_pct"] = relative_delta_pct(out["mean_a"], out["mean_b"]) if len(a) and len(b) and out["mean_b"] else math.nan
+    out["delta_rel_pct"] = (
+        relative_delta_pct(out["mean_a"], out["mean_b"]) if len(a) and len(b) and out["mean_b"] else math.nan
+    )
     out.update(ci_low=math.nan, ci_high=math.nan, p_welch=math.nan, undefined=None)
     if bad:
         out["undefined"] = f"{bad} run value(s) are NaN or infinite: the test would silently drop them"
@@ -373,29 +525,53 @@ def _verdict(r: dict[str, Any], expected: Expected, alpha: float, margin_pct: fl
     sign = "A ahead" if r["delta_abs"] > 0 else "B ahead" if r["delta_abs"] < 0 else "no difference in means"
     if r["p_holm"] < alpha:
         if expected == "no_difference":
-            return "contradicts", f"significant difference ({sign}; p_holm {format_p(r['p_holm'], alpha)} < {alpha}, {family})"
+            return (
+                "contradicts",
+                f"significant difference ({sign}; p_holm {format_p(r['p_holm'], alpha)} < {alpha}, {family})",
+            )
         wanted = r["delta_abs"] > 0 if expected == "a_better" else r["delta_abs"] < 0
-        return ("supports" if wanted else "contradicts"), f"{sign}, p_holm {format_p(r['p_holm'], alpha)} < {alpha} ({family})"
+        return (
+            "supports" if wanted else "contradicts"
+        ), f"{sign}, p_holm {format_p(r['p_holm'], alpha)} < {alpha} ({family})"
     if expected == "no_difference" and r["p_tost_holm"] is not None and r["p_tost_holm"] < alpha:
-        return "equivalent", (f"within ±{margin_pct:g} % of B's mean (TOST p_holm {format_p(r['p_tost_holm'], alpha)} < "
-                              f"{alpha}, {family})")
+        return "equivalent", (
+            f"within ±{margin_pct:g} % of B's mean (TOST p_holm {format_p(r['p_tost_holm'], alpha)} < "
+            f"{alpha}, {family})"
+        )
     seeds = f"{r['seeds_needed']} runs per arm would detect the observed Δ" if r["seeds_needed"] else "no Δ to detect"
-    tost = (f"; equivalence within ±{margin_pct:g} % not shown (TOST p_holm {format_p(r['p_tost_holm'], alpha)})"
-            if expected == "no_difference" else "")
-    return "inconclusive", (f"{sign}, p_holm {format_p(r['p_holm'], alpha)} ≥ {alpha} ({family}){tost}; with "
-                            f"{r['n_a']} vs {r['n_b']} runs only |Δ| ≥ {r['mde_rel_pct']:.1f} % is detectable at 80 % "
-                            f"power (α/{m}); {seeds}")
+    tost = (
+        f"; equivalence within ±{margin_pct:g} % not shown (TOST p_holm {format_p(r['p_tost_holm'], alpha)})"
+        if expected == "no_difference"
+        else ""
+    )
+    return "inconclusive", (
+        f"{sign}, p_holm {format_p(r['p_holm'], alpha)} ≥ {alpha} ({family}){tost}; with "
+        f"{r['n_a']} vs {r['n_b']} runs only |Δ| ≥ {r['mde_rel_pct']:.1f} % is detectable at 80 % "
+        f"power (α/{m}); {seeds}"
+    )
 
 
 # --------------------------------------------------------------------------------------------- judging
-def judge(table: pd.DataFrame, arms: Mapping[str, str], *, side: Literal["ours", "paper"], alpha: float = 0.05,
-          margin_pct: float = 1.0, sanity: pd.DataFrame | None = None, claims: Sequence[Claim] = CLAIMS,
-          study_tasks: Sequence[str] | None = None, study_protocols: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def judge(
+    table: pd.DataFrame,
+    arms: Mapping[str, str],
+    *,
+    side: Literal["ours", "paper"],
+    alpha: float = 0.05,
+    margin_pct: float = 1.0,
+    sanity: pd.DataFrame | None = None,
+    claims: Sequence[Claim] = CLAIMS,
+    study_tasks: Sequence[str] | None = None,
+    study_protocols: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
     """Judge every claim on one side's tidy runs (``our_table`` or ``paper_table``); one dict per claim × cell."""
     out: list[dict[str, Any]] = []
     for claim in claims:
-        rows = [_row(claim, cell, table, arms, side, alpha, sanity, study_tasks, study_protocols)
-                for cell in claim.cells if side == "ours" or cell.paper is not None]
+        rows = [
+            _row(claim, cell, table, arms, side, alpha, sanity, study_tasks, study_protocols)
+            for cell in claim.cells
+            if side == "ours" or cell.paper is not None
+        ]
         judge_family(rows, claim.expected, alpha, margin_pct)
         for r in rows:
             r.pop("_a", None)
@@ -405,34 +581,60 @@ def judge(table: pd.DataFrame, arms: Mapping[str, str], *, side: Literal["ours",
     return out
 
 
-def _row(claim: Claim, cell: Cell, table: pd.DataFrame, arms: Mapping[str, str], side: str, alpha: float,
-         sanity: pd.DataFrame | None, study_tasks: Sequence[str] | None, study_protocols: Sequence[str] | None) -> dict:
+def _row(
+    claim: Claim,
+    cell: Cell,
+    table: pd.DataFrame,
+    arms: Mapping[str, str],
+    side: str,
+    alpha: float,
+    sanity: pd.DataFrame | None,
+    study_tasks: Sequence[str] | None,
+    study_protocols: Sequence[str] | None,
+) -> dict:
     init_a, init_b = arms.get(claim.arm_a), arms.get(claim.arm_b)
     if side == "paper":
         pc = cell.paper
-        sel = table[(table["experiment"] == pc.experiment) & (table["task"] == pc.task)
-                    & np.isclose(table["data_fraction"], pc.data_fraction) & (table["metric"] == pc.metric)]
+        sel = table[
+            (table["experiment"] == pc.experiment)
+            & (table["task"] == pc.task)
+            & np.isclose(table["data_fraction"], pc.data_fraction)
+            & (table["metric"] == pc.metric)
+        ]
         task, metric, protocol = pc.task, pc.metric, pc.protocol
     else:
         sel = table[(table["task"] == cell.task) & (table["protocol"] == cell.protocol)]
         sel = sel[sel["metric"] == cell.metric] if cell.metric else sel[sel["primary"].astype(bool)]
         task, protocol = cell.task, cell.protocol
         metric = cell.metric or (sel["metric"].iloc[0] if len(sel) else _primary_metric(table, cell.task))
-    row: dict[str, Any] = {"claim": claim.id, "task": task, "metric": metric, "protocol": protocol,
-                           "arm_a": init_a or claim.arm_a, "arm_b": init_b or claim.arm_b,
-                           "family": f"{claim.id}: {len(claim.cells)} cell(s), {side}", "verdict": None, "reason": ""}
+    row: dict[str, Any] = {
+        "claim": claim.id,
+        "task": task,
+        "metric": metric,
+        "protocol": protocol,
+        "arm_a": init_a or claim.arm_a,
+        "arm_b": init_b or claim.arm_b,
+        "family": f"{claim.id}: {len(claim.cells)} cell(s), {side}",
+        "verdict": None,
+        "reason": "",
+    }
     missing = [role for role, init in ((claim.arm_a, init_a), (claim.arm_b, init_b)) if init is None]
     if missing:
-        row.update(compare_arms([], [], 1 - alpha), verdict="not run",
-                   reason="; ".join(f"no {role} arm: {_add_init_hint(role, claim)}" for role in missing))
+        row.update(
+            compare_arms([], [], 1 - alpha),
+            verdict="not run",
+            reason="; ".join(f"no {role} arm: {_add_init_hint(role, claim)}" for role in missing),
+        )
         return row
     arm_a, arm_b = sel[sel["init"] == init_a], sel[sel["init"] == init_b]
     a, b = arm_a["value"].astype(float).to_numpy(), arm_b["value"].astype(float).to_numpy()
     stats = compare_arms(a, b, 1 - alpha)
     twice = sorted({int(s) for part in (arm_a, arm_b) for s in part["seed"][part["seed"].duplicated()]})
     if twice:
-        stats["undefined"] = (f"seed(s) {twice} have more than one record (e.g. a file: init whose path moved): "
-                              "remove the stale records so that no run counts twice")
+        stats["undefined"] = (
+            f"seed(s) {twice} have more than one record (e.g. a file: init whose path moved): "
+            "remove the stale records so that no run counts twice"
+        )
     row.update(stats, _a=a, _b=b)
     if side == "ours" and not len(a) and not len(b):
         row.update(verdict="not run", reason=_not_run_reason(cell, study_tasks, study_protocols, init_a, init_b))
@@ -441,7 +643,9 @@ def _row(claim: Claim, cell: Cell, table: pd.DataFrame, arms: Mapping[str, str],
         row.update(verdict="withheld", reason=stats["undefined"])
         return row
     if side == "ours" and sanity is not None:
-        failed = [_sanity_problem(sanity, role, init, alpha) for role, init in ((claim.arm_a, init_a), (claim.arm_b, init_b))]
+        failed = [
+            _sanity_problem(sanity, role, init, alpha) for role, init in ((claim.arm_a, init_a), (claim.arm_b, init_b))
+        ]
         failed = [f for f in failed if f]
         if failed:
             row.update(verdict="withheld", reason="; ".join(failed))
@@ -458,15 +662,18 @@ def _primary_metric(table: pd.DataFrame, task: str) -> str:
     return TASKS[task].metrics[0] if task in TASKS else "primary"
 
 
-def _not_run_reason(cell: Cell, tasks: Sequence[str] | None, protocols: Sequence[str] | None, init_a: str,
-                    init_b: str) -> str:
+def _not_run_reason(
+    cell: Cell, tasks: Sequence[str] | None, protocols: Sequence[str] | None, init_a: str, init_b: str
+) -> str:
     if tasks is not None and cell.task not in tasks:
         return f"task {cell.task} is not in the study: add it to evaluate.tasks"
     if protocols is not None and cell.protocol not in protocols:
         return f"protocol {cell.protocol} is not in the study: add it to evaluate.protocols"
     if cell.metric and cell.metric.startswith("weight_cka:"):
-        return ("no feature-reuse table: run `rtl analyze` after the fine-tunes (the evaluation keeps the early "
-                "filters of every fine-tuned encoder)")
+        return (
+            "no feature-reuse table: run `rtl analyze` after the fine-tunes (the evaluation keeps the early "
+            "filters of every fine-tuned encoder)"
+        )
     return f"no finished runs of {init_a} or {init_b}: run `rtl evaluate`"
 
 
@@ -483,9 +690,11 @@ def _sanity_problem(sanity: pd.DataFrame, role: str, init: str, alpha: float) ->
     if bad.empty:
         return None
     r = bad.iloc[0]
-    return (f"{role} arm {init} not shown to beat random init on {r['task']} (kNN {r['knn_init']:.3f} vs "
-            f"{r['knn_random']:.3f}, McNemar p {format_p(r['mcnemar_p'], alpha)}, worst of {int(r['random_seeds'])} seeds; "
-            f"needs p < {alpha})")
+    return (
+        f"{role} arm {init} not shown to beat random init on {r['task']} (kNN {r['knn_init']:.3f} vs "
+        f"{r['knn_random']:.3f}, McNemar p {format_p(r['mcnemar_p'], alpha)}, worst of {int(r['random_seeds'])} seeds; "
+        f"needs p < {alpha})"
+    )
 
 
 def judge_paper(path: str | Path | None = None, alpha: float = 0.05, margin_pct: float = 1.0) -> pd.DataFrame:
@@ -500,8 +709,16 @@ def merge_paper(ours: list[dict[str, Any]], paper: pd.DataFrame) -> list[dict[st
     index = {(r["claim"], r["task"], r["metric"], r["protocol"]): r for r in paper.to_dict("records")}
     for row in ours:
         claim = by_claim[row["claim"]]
-        cell = next((c for c in claim.cells if c.task == row["task"] and c.protocol == row["protocol"]
-                     and (c.metric or row["metric"]) == row["metric"]), None)
+        cell = next(
+            (
+                c
+                for c in claim.cells
+                if c.task == row["task"]
+                and c.protocol == row["protocol"]
+                and (c.metric or row["metric"]) == row["metric"]
+            ),
+            None,
+        )
         pc = cell.paper if cell else None
         hit = None
         if pc is not None:
@@ -517,8 +734,9 @@ def merge_paper(ours: list[dict[str, Any]], paper: pd.DataFrame) -> list[dict[st
 
 
 # --------------------------------------------------------------------------------------------- the study
-def judge_study(config, results: pd.DataFrame | None = None, analysis: Path | None = None,
-                paper: pd.DataFrame | None = None) -> pd.DataFrame:
+def judge_study(
+    config, results: pd.DataFrame | None = None, analysis: Path | None = None, paper: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Every claim on the study of ``config`` (its results store and analysis tables), the paper's verdicts beside."""
     from rtl_core.paths import analysis_dir
     from rtl_core.results import results_table
@@ -531,8 +749,16 @@ def judge_study(config, results: pd.DataFrame | None = None, analysis: Path | No
     sanity = _read_csv(analysis / "sanity.csv")
     ac = config.analysis
     arms = config_arms(config)
-    rows = judge(our_table(results, reuse), arms, side="ours", alpha=ac.alpha, margin_pct=ac.equivalence_margin,
-                 sanity=sanity, study_tasks=config.evaluate.tasks, study_protocols=config.evaluate.protocols)
+    rows = judge(
+        our_table(results, reuse),
+        arms,
+        side="ours",
+        alpha=ac.alpha,
+        margin_pct=ac.equivalence_margin,
+        sanity=sanity,
+        study_tasks=config.evaluate.tasks,
+        study_protocols=config.evaluate.protocols,
+    )
     if sanity is None:
         for r in rows:
             if r["verdict"] not in ("not run", "withheld"):
@@ -557,8 +783,12 @@ def current_results(config, results: pd.DataFrame) -> pd.DataFrame:
     dropped = int(len(results) - len(kept))
     if dropped:
         precision = {h: p for p, h in settings_hashes(config).items()}[best]
-        logging.getLogger(__name__).info("claims: %d result rows of other settings, precisions or seeds are not pooled "
-                                         "(kept %d rows made in %s)", dropped, len(kept), precision)
+        logging.getLogger(__name__).info(
+            "claims: %d result rows of other settings, precisions or seeds are not pooled (kept %d rows made in %s)",
+            dropped,
+            len(kept),
+            precision,
+        )
     return kept
 
 
@@ -601,20 +831,42 @@ def read_claims(path: Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- display
 def claim_texts() -> pd.DataFrame:
     """One row per claim: id, statement, arms, expected outcome, note."""
-    return pd.DataFrame([{"claim": c.id, "statement": c.text, "arm A": c.arm_a, "arm B": c.arm_b,
-                          "expected": c.describe_expected(), "paper arms": f"{PAPER_ARMS[c.arm_a]} vs {PAPER_ARMS[c.arm_b]}",
-                          "abstract (quoted, interpolated)": c.abstract_quoted or "–", "note": c.note or "–"}
-                         for c in CLAIMS])
+    return pd.DataFrame(
+        [
+            {
+                "claim": c.id,
+                "statement": c.text,
+                "arm A": c.arm_a,
+                "arm B": c.arm_b,
+                "expected": c.describe_expected(),
+                "paper arms": f"{PAPER_ARMS[c.arm_a]} vs {PAPER_ARMS[c.arm_b]}",
+                "abstract (quoted, interpolated)": c.abstract_quoted or "–",
+                "note": c.note or "–",
+            }
+            for c in CLAIMS
+        ]
+    )
 
 
 #: The columns of :func:`display_table` that the index page shows (the rest is in 90 · Summary and claims.json).
-COMPACT = ["claim", "task", "protocol", "metric", "Δ %", "CI of Δ % (Welch)", "p Holm (claim family)", "verdict",
-           "paper Δ %", "paper verdict"]
+COMPACT = [
+    "claim",
+    "task",
+    "protocol",
+    "metric",
+    "Δ %",
+    "CI of Δ % (Welch)",
+    "p Holm (claim family)",
+    "verdict",
+    "paper Δ %",
+    "paper verdict",
+]
 
 
 def display_table(rows: pd.DataFrame, paper: bool = True) -> pd.DataFrame:
     """The claims table as a reader sees it: Δ % with its CI, Holm p, the verdict and why, the paper's beside
     (:data:`COMPACT` selects the index page's columns)."""
+
     def pct(v: Any) -> str:
         return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:+.2f} %"
 
@@ -629,17 +881,24 @@ def display_table(rows: pd.DataFrame, paper: bool = True) -> pd.DataFrame:
             return "–"
         return f"{m:.4f} ± {s:.4f} ({int(n)})" if s is not None and np.isfinite(s) else f"{m:.4f} ({int(n)})"
 
-    out = pd.DataFrame({
-        "claim": rows["claim"], "task": rows["task"], "protocol": rows["protocol"], "metric": rows["metric"],
-        "A": rows["arm_a"], "B": rows["arm_b"],
-        "A mean ± SD (n), ddof=1": [mean_sd(*v) for v in zip(rows["mean_a"], rows["sd_a"], rows["n_a"])],
-        "B mean ± SD (n), ddof=1": [mean_sd(*v) for v in zip(rows["mean_b"], rows["sd_b"], rows["n_b"])],
-        "Δ %": [pct(v) for v in rows["delta_rel_pct"]],
-        "CI of Δ % (Welch)": [ci(r) for r in rows.to_dict("records")],
-        "p Welch": [format_p(p) for p in rows["p_welch"]],
-        "p Holm (claim family)": [format_p(p) for p in rows["p_holm"]],
-        "verdict": rows["verdict"], "why": rows["reason"],
-    })
+    out = pd.DataFrame(
+        {
+            "claim": rows["claim"],
+            "task": rows["task"],
+            "protocol": rows["protocol"],
+            "metric": rows["metric"],
+            "A": rows["arm_a"],
+            "B": rows["arm_b"],
+            "A mean ± SD (n), ddof=1": [mean_sd(*v) for v in zip(rows["mean_a"], rows["sd_a"], rows["n_a"])],
+            "B mean ± SD (n), ddof=1": [mean_sd(*v) for v in zip(rows["mean_b"], rows["sd_b"], rows["n_b"])],
+            "Δ %": [pct(v) for v in rows["delta_rel_pct"]],
+            "CI of Δ % (Welch)": [ci(r) for r in rows.to_dict("records")],
+            "p Welch": [format_p(p) for p in rows["p_welch"]],
+            "p Holm (claim family)": [format_p(p) for p in rows["p_holm"]],
+            "verdict": rows["verdict"],
+            "why": rows["reason"],
+        }
+    )
     if paper and "paper_verdict" in rows:
         out["paper Δ %"] = [pct(v) for v in rows["paper_delta_rel_pct"]]
         out["paper p Holm"] = [format_p(p) for p in rows["paper_p_holm"]]
@@ -649,6 +908,7 @@ def display_table(rows: pd.DataFrame, paper: bool = True) -> pd.DataFrame:
 
 def claim_overview(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per claim: its statement, our verdicts and the paper's (counted over the claim's rows)."""
+
     def tally(values: pd.Series) -> str:
         counts = values.fillna("–").value_counts()
         return ", ".join(f"{v} ×{n}" if n > 1 else str(v) for v, n in counts.items())
@@ -661,9 +921,15 @@ def claim_overview(rows: pd.DataFrame) -> pd.DataFrame:
     texts = {c.id: c.text for c in CLAIMS}
     lines = []
     for claim, part in rows.groupby("claim", sort=False):
-        lines.append({"claim": claim, "statement": texts.get(claim, ""), "ours": tally(part["verdict"]),
-                      "paper (its own runs, same rule)": tally(part["paper_verdict"]) if "paper_verdict" in part else "–",
-                      "why ours is withheld / not run": why(part)})
+        lines.append(
+            {
+                "claim": claim,
+                "statement": texts.get(claim, ""),
+                "ours": tally(part["verdict"]),
+                "paper (its own runs, same rule)": tally(part["paper_verdict"]) if "paper_verdict" in part else "–",
+                "why ours is withheld / not run": why(part),
+            }
+        )
     return pd.DataFrame(lines)
 
 
@@ -687,10 +953,19 @@ def verdict_figure(rows: pd.DataFrame, margin_pct: float = 1.0):
         seen.add(r["verdict"])
         paper_delta = r.get("paper_delta_rel_pct")
         if paper_delta is not None and np.isfinite(paper_delta):
-            ax.plot(paper_delta, y, "D", color="k", ms=5, mfc="none", label="paper Δ % (its runs)" if "paper" not in seen else None)
+            ax.plot(
+                paper_delta,
+                y,
+                "D",
+                color="k",
+                ms=5,
+                mfc="none",
+                label="paper Δ % (its runs)" if "paper" not in seen else None,
+            )
             seen.add("paper")
-    ax.set_yticks(range(len(shown)), [f"{r.claim} · {r.task} · {r.protocol} · {r.metric}" for r in shown.itertuples()],
-                  fontsize=8)
+    ax.set_yticks(
+        range(len(shown)), [f"{r.claim} · {r.task} · {r.protocol} · {r.metric}" for r in shown.itertuples()], fontsize=8
+    )
     ax.set_xlabel("Δ % = (A / B − 1) · 100, line: Welch CI")
     ax.invert_yaxis()
     ax.legend(fontsize=7, loc="best")
@@ -715,12 +990,23 @@ def study_claims(config, inputs: str | None = None) -> tuple[pd.DataFrame, Path]
 
     rows = judge_study(config)
     ac = config.analysis
-    meta = {"profile": config.profile, "study": config.study, "config_hash": config.hash(), "alpha": ac.alpha,
-            "equivalence_margin_pct": ac.equivalence_margin, "power": POWER,
-            "arms": config_arms(config), "paper_arms": PAPER_ARMS,
-            "rule": "Welch t-test; Holm within each claim; TOST for no-difference claims; see rtl_core.analysis.claims",
-            "sd_ddof": 1, "ci": f"Welch t interval, {1 - ac.alpha:.0%}", "git_commit": git_commit(),
-            "made": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "engine_version": CLAIMS_VERSION, "inputs": inputs}
+    meta = {
+        "profile": config.profile,
+        "study": config.study,
+        "config_hash": config.hash(),
+        "alpha": ac.alpha,
+        "equivalence_margin_pct": ac.equivalence_margin,
+        "power": POWER,
+        "arms": config_arms(config),
+        "paper_arms": PAPER_ARMS,
+        "rule": "Welch t-test; Holm within each claim; TOST for no-difference claims; see rtl_core.analysis.claims",
+        "sd_ddof": 1,
+        "ci": f"Welch t interval, {1 - ac.alpha:.0%}",
+        "git_commit": git_commit(),
+        "made": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "engine_version": CLAIMS_VERSION,
+        "inputs": inputs,
+    }
     return rows, write_claims(rows, claims_path(config.study), meta)
 
 

@@ -170,8 +170,18 @@ def embedding_grid(frame: pd.DataFrame, hue: str = "domain", row: str = "init", 
     if hue not in frame:
         raise ConfigError(f"frame has no column {hue!r}; columns are {list(frame.columns)}.")
     grid = sns.relplot(
-        data=frame, x="x", y="y", hue=hue, row=row if row in frame else None, col=col if col in frame else None,
-        kind="scatter", s=8, alpha=0.7, linewidth=0, height=size, aspect=1,
+        data=frame,
+        x="x",
+        y="y",
+        hue=hue,
+        row=row if row in frame else None,
+        col=col if col in frame else None,
+        kind="scatter",
+        s=8,
+        alpha=0.7,
+        linewidth=0,
+        height=size,
+        aspect=1,
         facet_kws={"sharex": False, "sharey": False},
     )
     grid.set(xticks=[], yticks=[], xlabel="", ylabel="")
@@ -183,8 +193,9 @@ def separability_figure(table: pd.DataFrame, metrics: Sequence[str] = ("knn_accu
     import seaborn as sns
 
     data = table[table["metric"].isin(metrics)]
-    grid = sns.catplot(data=data, x="layer", y="score", hue="init", col="metric", kind="point",
-                       sharey=False, height=3.2, aspect=1.1)
+    grid = sns.catplot(
+        data=data, x="layer", y="score", hue="init", col="metric", kind="point", sharey=False, height=3.2, aspect=1.1
+    )
     return grid.figure
 
 
@@ -192,8 +203,18 @@ def probe_figure(table: pd.DataFrame, col_wrap: int = 4):
     """Probe score per layer (x) and init (hue), one panel per property, from :func:`probe_table`."""
     import seaborn as sns
 
-    grid = sns.catplot(data=table, x="layer", y="score", hue="init", col="property", col_wrap=col_wrap,
-                       kind="point", sharey=False, height=2.8, aspect=1.1)
+    grid = sns.catplot(
+        data=table,
+        x="layer",
+        y="score",
+        hue="init",
+        col="property",
+        col_wrap=col_wrap,
+        kind="point",
+        sharey=False,
+        height=2.8,
+        aspect=1.1,
+    )
     for ax, (prop, part) in zip(grid.axes.flat, table.groupby("property", sort=False)):
         ax.set_ylabel(part["metric"].iloc[0])
     return grid.figure
@@ -229,7 +250,10 @@ def upset_figure(counts: pd.DataFrame, max_patterns: int = 16):
     inits = [c for c in counts.columns if c != "count"]
     top = counts.head(max_patterns)
     fig, (bars, dots) = plt.subplots(
-        2, 1, figsize=(0.5 * len(top) + 3, 1.6 + 0.35 * len(inits) + 2.5), sharex=True,
+        2,
+        1,
+        figsize=(0.5 * len(top) + 3, 1.6 + 0.35 * len(inits) + 2.5),
+        sharex=True,
         gridspec_kw={"height_ratios": [3, max(1, 0.4 * len(inits))]},
     )
     xs = np.arange(len(top))
@@ -272,12 +296,22 @@ def cka_heatmaps(cka: pd.DataFrame, pairs: Sequence[tuple[str, str]], inputs: Se
             part = cka[(cka.model_a == a) & (cka.model_b == b) & (cka.inputs == domain)]
             if part.empty:  # stored once per unordered pair
                 part = cka[(cka.model_a == b) & (cka.model_b == a) & (cka.inputs == domain)].rename(
-                    columns={"layer_a": "layer_b", "layer_b": "layer_a"})
+                    columns={"layer_a": "layer_b", "layer_b": "layer_a"}
+                )
             layers = list(dict.fromkeys(part["layer_a"]))
             matrix = part.pivot(index="layer_a", columns="layer_b", values="cka").reindex(index=layers, columns=layers)
             ax = axes[r, c]
-            sns.heatmap(matrix, vmin=0, vmax=1, cmap="magma", annot=True, fmt=".2f", annot_kws={"fontsize": 7},
-                        ax=ax, cbar=c == len(inputs) - 1)
+            sns.heatmap(
+                matrix,
+                vmin=0,
+                vmax=1,
+                cmap="magma",
+                annot=True,
+                fmt=".2f",
+                annot_kws={"fontsize": 7},
+                ax=ax,
+                cbar=c == len(inputs) - 1,
+            )
             ax.set_xlabel(b), ax.set_ylabel(a)
             ax.set_title(f"{domain} inputs (n={int(part['n_images'].iloc[0]) if len(part) else 0})", fontsize=9)
     fig.tight_layout()

@@ -1,4 +1,4 @@
-""""Who knew what": do models from different inits get the same test samples right?
+""" "Who knew what": do models from different inits get the same test samples right?
 
 For two inits A and B evaluated on the same ``n`` test samples, with ``n_a`` and ``n_b`` correct, independent
 errors predict ``n · p_a · p_b`` samples correct under both (``p = n_correct / n``). The observed overlap is

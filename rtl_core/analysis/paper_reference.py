@@ -109,7 +109,11 @@ def _drop_copies(df: pd.DataFrame, path: Path) -> pd.DataFrame:
         if (~same).any():
             log.warning(
                 "%s: %d %s row(s) with init %s are not copies of %s runs; kept them.",
-                path, int((~same).sum()), exp, list(COPIED_INITS), source,
+                path,
+                int((~same).sum()),
+                exp,
+                list(COPIED_INITS),
+                source,
             )
     log.debug("%s: dropped %d E6/E8 rows that copy E1/E4 runs", path, int(drop.sum()))
     return df[~drop]

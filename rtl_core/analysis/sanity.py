@@ -24,8 +24,19 @@ DOMAIN_TASKS = {"ct": "ct_cls", "natural": "imagenette_cls"}
 #: Further tasks measured the same way and reported beside, gating nothing: CUB-50 birds, the natural task the
 #: demo's downstream grid uses (far harder at 32 px than the pool's own source).
 REPORTED_TASKS = {"natural": ("natural_cls",)}
-COLUMNS = ["init", "domain", "task", "gates", "knn_init", "knn_random", "knn_random_max", "mcnemar_p", "random_seeds",
-           "n_test", "beats_random"]
+COLUMNS = [
+    "init",
+    "domain",
+    "task",
+    "gates",
+    "knn_init",
+    "knn_random",
+    "knn_random_max",
+    "mcnemar_p",
+    "random_seeds",
+    "n_test",
+    "beats_random",
+]
 
 
 def init_domains(init: str, domain: str | None = None) -> tuple[str, ...]:
@@ -52,9 +63,16 @@ class Normalised(nn.Module):
         return self.encoder((x - self.mean) / self.std)
 
 
-def sanity_table(encoders: Mapping[str, nn.Module], arch: str, size: int, seeds: Sequence[int],
-                 alpha: float = 0.05, domains: Mapping[str, str | None] | None = None,
-                 stats: Mapping[str, tuple] | None = None, reported: bool = True) -> pd.DataFrame:
+def sanity_table(
+    encoders: Mapping[str, nn.Module],
+    arch: str,
+    size: int,
+    seeds: Sequence[int],
+    alpha: float = 0.05,
+    domains: Mapping[str, str | None] | None = None,
+    stats: Mapping[str, tuple] | None = None,
+    reported: bool = True,
+) -> pd.DataFrame:
     """One row per pretrained encoder and domain task: kNN accuracy of the encoder and of random inits (mean and
     best over ``seeds``), McNemar's p (worst over the seeds) and whether it beats every random init at ``alpha``.
     ``gates`` marks the domain's own task (:data:`DOMAIN_TASKS`); with ``reported`` the rows of
@@ -77,13 +95,26 @@ def sanity_table(encoders: Mapping[str, nn.Module], arch: str, size: int, seeds:
         randoms = knn_random_inits(arch, train, test, seeds)
         for init in inits:
             mean, std = (stats or {}).get(init, (None, None))
-            correct = knn_correct(Normalised(encoders[init], mean, std) if mean is not None else encoders[init], train, test)
+            correct = knn_correct(
+                Normalised(encoders[init], mean, std) if mean is not None else encoders[init], train, test
+            )
             tests = [mcnemar_exact(correct.numpy(), r.numpy()) for r in randoms.values()]
             accs = [float(r.float().mean()) for r in randoms.values()]
             acc = float(correct.float().mean())
             worst = max(p for _, _, p in tests)
-            rows.append({"init": init, "domain": domain, "task": task, "gates": gates, "knn_init": acc,
-                         "knn_random": sum(accs) / len(accs), "knn_random_max": max(accs), "mcnemar_p": worst,
-                         "random_seeds": len(accs), "n_test": len(correct),
-                         "beats_random": bool(acc > max(accs) and worst < alpha)})
+            rows.append(
+                {
+                    "init": init,
+                    "domain": domain,
+                    "task": task,
+                    "gates": gates,
+                    "knn_init": acc,
+                    "knn_random": sum(accs) / len(accs),
+                    "knn_random_max": max(accs),
+                    "mcnemar_p": worst,
+                    "random_seeds": len(accs),
+                    "n_test": len(correct),
+                    "beats_random": bool(acc > max(accs) and worst < alpha),
+                }
+            )
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -207,24 +207,42 @@ def compare_inits(
         if "experiment" in group.columns and "experiment" not in by:
             row["experiment"] = "+".join(sorted(group["experiment"].astype(str).unique()))
         row.update(
-            init_a=a, init_b=b, n_a=len(ra), n_b=len(rb),
-            mean_a=mean_a, sd_a=float(ra.std(ddof=1)), mean_b=mean_b, sd_b=float(rb.std(ddof=1)),
-            delta_abs=mean_a - mean_b, delta_rel_pct=relative_delta_pct(mean_a, mean_b),
-            welch_t=welch_t, welch_dof=welch_dof, welch_p=welch_p,
-            paired_n=len(ra) if set(ra.index) == set(rb.index) else 0, paired_t=paired_t, paired_p=paired_p,
-            ci_low=ci_low, ci_high=ci_high, welch_ci_low=welch_low, welch_ci_high=welch_high,
+            init_a=a,
+            init_b=b,
+            n_a=len(ra),
+            n_b=len(rb),
+            mean_a=mean_a,
+            sd_a=float(ra.std(ddof=1)),
+            mean_b=mean_b,
+            sd_b=float(rb.std(ddof=1)),
+            delta_abs=mean_a - mean_b,
+            delta_rel_pct=relative_delta_pct(mean_a, mean_b),
+            welch_t=welch_t,
+            welch_dof=welch_dof,
+            welch_p=welch_p,
+            paired_n=len(ra) if set(ra.index) == set(rb.index) else 0,
+            paired_t=paired_t,
+            paired_p=paired_p,
+            ci_low=ci_low,
+            ci_high=ci_high,
+            welch_ci_low=welch_low,
+            welch_ci_high=welch_high,
         )
         rows.append(row)
     if not rows:
-        raise DataError(f"no group of {by} holds runs of both '{a}' and '{b}'. Check the init names: "
-                        f"{sorted(df['init'].astype(str).unique())}.")
+        raise DataError(
+            f"no group of {by} holds runs of both '{a}' and '{b}'. Check the init names: "
+            f"{sorted(df['init'].astype(str).unique())}."
+        )
     out = pd.DataFrame(rows)
     out["p_holm"] = adjust_pvalues(out["welch_p"], "holm")
     out["p_bh"] = adjust_pvalues(out["welch_p"], "bh")
     return out
 
 
-def compare_all(df: pd.DataFrame, pairs: list[tuple[str, str]] | None = None, primary_only: bool = True) -> pd.DataFrame:
+def compare_all(
+    df: pd.DataFrame, pairs: list[tuple[str, str]] | None = None, primary_only: bool = True
+) -> pd.DataFrame:
     """:func:`compare_inits` for each pair of inits (default: every pair present, in the order first seen) over
     the primary metrics of a :func:`rtl_core.results.results_table`; pairs with too few runs are skipped."""
     import itertools
@@ -314,7 +332,9 @@ def runs_needed(effect_d: float, alpha: float, power: float = 0.8) -> int | None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            n = float(np.squeeze(TTestIndPower().solve_power(effect_size=abs(effect_d), alpha=alpha, power=power, ratio=1.0)))
+            n = float(
+                np.squeeze(TTestIndPower().solve_power(effect_size=abs(effect_d), alpha=alpha, power=power, ratio=1.0))
+            )
         except (ValueError, RuntimeError):
             n = math.nan
     if not np.isfinite(n):
@@ -330,8 +350,18 @@ def paper_table(comparisons: pd.DataFrame, *, digits: int = 5, delta_digits: int
     if missing:
         raise DataError(f"paper_table needs the output of compare_inits; column(s) {missing} are missing.")
     stat_cols = set(need) | {
-        "n_a", "n_b", "delta_abs", "welch_t", "welch_dof", "paired_n", "paired_t", "paired_p", "ci_low", "ci_high",
-        "welch_ci_low", "welch_ci_high",
+        "n_a",
+        "n_b",
+        "delta_abs",
+        "welch_t",
+        "welch_dof",
+        "paired_n",
+        "paired_t",
+        "paired_p",
+        "ci_low",
+        "ci_high",
+        "welch_ci_low",
+        "welch_ci_high",
     }
     keys = [c for c in comparisons.columns if c not in stat_cols]
     pairs = comparisons[["init_a", "init_b"]].drop_duplicates()

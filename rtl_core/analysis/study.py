@@ -70,8 +70,10 @@ def init_domains(config: StudyConfig) -> dict[str, str | None]:
     from rtl_core.names import parse_init
 
     details = config.evaluate.init_details
-    return {init: (details[init].domain if init in details and details[init].domain else parse_init(init).default_domain())
-            for init in config.evaluate.inits}
+    return {
+        init: (details[init].domain if init in details and details[init].domain else parse_init(init).default_domain())
+        for init in config.evaluate.inits
+    }
 
 
 def _normalised_batches(images: torch.Tensor, stats: tuple, batch_size: int = 128):
@@ -95,8 +97,17 @@ def cka_tables(config: StudyConfig, encoders, stats, n_images: int) -> pd.DataFr
                 matrix = _paired_cka(encoders[a], encoders[b], loader)
                 for la, row in zip(CKA_LAYERS, matrix):
                     for lb, value in zip(CKA_LAYERS, row):
-                        rows.append({"model_a": a, "model_b": b, "inputs": domain, "layer_a": la, "layer_b": lb,
-                                     "cka": float(value), "n_images": len(sample.images)})
+                        rows.append(
+                            {
+                                "model_a": a,
+                                "model_b": b,
+                                "inputs": domain,
+                                "layer_a": la,
+                                "layer_b": lb,
+                                "cka": float(value),
+                                "n_images": len(sample.images),
+                            }
+                        )
     return pd.DataFrame(rows)
 
 
@@ -106,7 +117,10 @@ def _paired_cka(model_a: nn.Module, model_b: nn.Module, loader) -> np.ndarray:
 
     engine = LayerwiseCKA(CKA_LAYERS, CKA_LAYERS, kernel="linear", debiased=False)
     with eval_mode(model_a, model_b), torch.no_grad():
-        with ActivationRecorder(model_a, CKA_LAYERS, "avg") as rec_a, ActivationRecorder(model_b, CKA_LAYERS, "avg") as rec_b:
+        with (
+            ActivationRecorder(model_a, CKA_LAYERS, "avg") as rec_a,
+            ActivationRecorder(model_b, CKA_LAYERS, "avg") as rec_b,
+        ):
             for xa, xb in loader:
                 model_a(xa)
                 model_b(xb)
@@ -122,7 +136,9 @@ def weight_reuse_table(config: StudyConfig, encoders) -> pd.DataFrame:
         for path in sorted(finetuned_root.glob(f"{init_slug(init)}/*/*.pt")):
             state = torch.load(path, map_location="cpu", weights_only=True)
             for layer, value in weight_cka(model.state_dict(), state).items():
-                rows.append({"init": init, "task": path.parent.name, "run": path.stem, "layer": layer, "weight_cka": value})
+                rows.append(
+                    {"init": init, "task": path.parent.name, "run": path.stem, "layer": layer, "weight_cka": value}
+                )
     return pd.DataFrame(rows, columns=["init", "task", "run", "layer", "weight_cka"])
 
 
@@ -131,7 +147,7 @@ def weight_uniqueness_table(encoders) -> pd.DataFrame:
     pretraining sources left different filters in conv1 / layer1)."""
     names, rows = list(encoders), []
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             for layer, value in weight_cka(encoders[a].state_dict(), encoders[b].state_dict()).items():
                 rows.append({"init_a": a, "init_b": b, "layer": layer, "weight_cka": value})
     return pd.DataFrame(rows, columns=["init_a", "init_b", "layer", "weight_cka"])
@@ -167,9 +183,15 @@ def _is_current(out: Path, config: StudyConfig) -> bool:
 
 def _sanity_check(config: StudyConfig, encoders: dict[str, nn.Module], stats: dict[str, tuple]) -> pd.DataFrame:
     pretrained = {init: model for init, model in encoders.items() if init != "scratch"}
-    return sanity_table(pretrained, config.pretrain.backbone, knn_image_size(config.pretrain.crop_size),
-                        seeds=range(config.analysis.sanity_random_seeds), alpha=config.analysis.alpha,
-                        domains=init_domains(config), stats=stats)
+    return sanity_table(
+        pretrained,
+        config.pretrain.backbone,
+        knn_image_size(config.pretrain.crop_size),
+        seeds=range(config.analysis.sanity_random_seeds),
+        alpha=config.analysis.alpha,
+        domains=init_domains(config),
+        stats=stats,
+    )
 
 
 def sanity_results(config: StudyConfig) -> pd.DataFrame:
@@ -210,12 +232,24 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
     frame.to_csv(out / "umap.csv", index=False)
     thumbs = thumbnail_uris(sample.images, size=48, fmt="webp")
     for init, part in frame.groupby("init", sort=False):
-        html = interactive_embedding_html(part.reset_index(drop=True), [thumbs[i] for i in part["image_index"]],
-                                          color="domain", title=f"{init}: layer4 features of every domain (UMAP)",
-                                          include_plotlyjs=True, full_html=False)
+        html = interactive_embedding_html(
+            part.reset_index(drop=True),
+            [thumbs[i] for i in part["image_index"]],
+            color="domain",
+            title=f"{init}: layer4 features of every domain (UMAP)",
+            include_plotlyjs=True,
+            full_html=False,
+        )
         atomic_write(out / f"embedding_{init_slug(init)}.html", lambda tmp, h=html: tmp.write_text(h))
-    write_json(done, {"config_hash": config.hash(), "inits": list(encoders), "images": len(sample.images),
-                      "version": ANALYSIS_VERSION})
+    write_json(
+        done,
+        {
+            "config_hash": config.hash(),
+            "inits": list(encoders),
+            "images": len(sample.images),
+            "version": ANALYSIS_VERSION,
+        },
+    )
     return out
 
 
@@ -227,9 +261,20 @@ def load_analysis(study: str) -> dict:
     info = json.loads((out / "done.json").read_text()) if (out / "done.json").is_file() else {}
     if info.get("version") != ANALYSIS_VERSION:
         raise RtlError(f"No current analysis for study {study!r} in {out}; run `rtl analyze` for it first.")
-    tables = {name: pd.read_csv(out / f"{name}.csv") for name in
-              ("cka", "weight_cka", "weight_uniqueness", "overlap", "separability", "separability_task", "probes", "umap",
-               "sanity")}
+    tables = {
+        name: pd.read_csv(out / f"{name}.csv")
+        for name in (
+            "cka",
+            "weight_cka",
+            "weight_uniqueness",
+            "overlap",
+            "separability",
+            "separability_task",
+            "probes",
+            "umap",
+            "sanity",
+        )
+    }
     tables["info"] = info
     pages = {init: out / f"embedding_{init_slug(init)}.html" for init in info.get("inits", [])}
     tables["embedding_html"] = {init: page.read_text() for init, page in pages.items() if page.is_file()}

@@ -31,7 +31,9 @@ from sklearn.model_selection import StratifiedGroupKFold
 from rtl_core.errors import DataError
 
 
-def logme_target(features: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-5) -> tuple[float, float, float]:
+def logme_target(
+    features: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-5
+) -> tuple[float, float, float]:
     """LogME of one real-valued target ``y`` (n,): ``(evidence / n, alpha, beta)`` at the fixed point.
 
     With ``F = U diag(s) Vᵀ`` and σ = s², the evidence of (α, β) is
@@ -61,8 +63,14 @@ def logme_target(features: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: 
     res2 = float(np.sum((alpha * uy / (alpha + beta * sigma)) ** 2)) + residual_outside
     # log|αI + βFᵀF| over d dimensions: the r non-zero σ, and α for the d − r others
     logdet = float(np.sum(np.log(alpha + beta * sigma))) + (d - len(sigma)) * np.log(alpha)
-    evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
-                - beta / 2 * res2 - alpha / 2 * m2 - logdet / 2)
+    evidence = (
+        n / 2 * np.log(beta)
+        + d / 2 * np.log(alpha)
+        - n / 2 * np.log(2 * np.pi)
+        - beta / 2 * res2
+        - alpha / 2 * m2
+        - logdet / 2
+    )
     return float(evidence / n), float(alpha), float(beta)
 
 
@@ -75,7 +83,9 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean([logme_target(features, (labels == c).astype(np.float64))[0] for c in classes]))
 
 
-def grouped_folds(labels: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def grouped_folds(
+    labels: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) index pairs of a stratified K-fold grouped by ``groups`` (no group on both sides)."""
     n_groups = len(np.unique(groups))
     if n_groups < 2:
@@ -101,8 +111,9 @@ def _cosine_knn_predict(train: np.ndarray, train_y: np.ndarray, test: np.ndarray
     return classes[np.argmax(counts, axis=1)]
 
 
-def knn_accuracy(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int = 20, folds: int = 5,
-                 seed: int = 0) -> float:
+def knn_accuracy(
+    features: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int = 20, folds: int = 5, seed: int = 0
+) -> float:
     """Out-of-fold accuracy of cosine kNN, folds grouped by patient (see the module doc)."""
     features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
     correct = np.zeros(len(labels), dtype=bool)
@@ -111,8 +122,9 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, k
     return float(correct.mean())
 
 
-def probe_accuracy(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, shots: int = 10, folds: int = 5,
-                   seed: int = 0) -> float:
+def probe_accuracy(
+    features: np.ndarray, labels: np.ndarray, groups: np.ndarray, shots: int = 10, folds: int = 5, seed: int = 0
+) -> float:
     """Out-of-fold accuracy of a logistic-regression probe fitted on ``shots`` images per class of each fold."""
     features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
     rng = np.random.default_rng(seed)

@@ -93,17 +93,31 @@ def _stream_child(rounds: int = 3) -> None:
         n = _jpeg_tree(root)
         index = index_image_folder(root)
         for name, size in STREAM_SIZES.items():
-            reference = datasets.ImageFolder(root, transform=transforms.Compose([
-                transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
-                transforms.CenterCrop(size), transforms.ToTensor()]))
+            reference = datasets.ImageFolder(
+                root,
+                transform=transforms.Compose(
+                    [
+                        transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+                        transforms.CenterCrop(size),
+                        transforms.ToTensor(),
+                    ]
+                ),
+            )
             ours = ImageFolderStream(index, size, dtype="uint8")
             runs = {"ours": [], "reference": []}
             for _ in range(rounds):
                 runs["ours"].append(_images_per_s(ours))
                 runs["reference"].append(_images_per_s(reference))
             ratios = [o / r for o, r in zip(runs["ours"], runs["reference"])]
-            out[name] = {"size": size, "ours": statistics.median(runs["ours"]), "reference": statistics.median(runs["reference"]),
-                         "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios), "images": n}
+            out[name] = {
+                "size": size,
+                "ours": statistics.median(runs["ours"]),
+                "reference": statistics.median(runs["reference"]),
+                "ratio": statistics.median(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+                "images": n,
+            }
     print(json.dumps(out))
 
 
@@ -137,8 +151,17 @@ def _index_child(root: str) -> None:
     index_image_folder(root)
     traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
-    print(json.dumps({"files": n, "seconds": seconds, "rss_growth_mb": peak - before, "peak_alloc_mb": traced_peak,
-                      "index_mb": index_mb}))
+    print(
+        json.dumps(
+            {
+                "files": n,
+                "seconds": seconds,
+                "rss_growth_mb": peak - before,
+                "peak_alloc_mb": traced_peak,
+                "index_mb": index_mb,
+            }
+        )
+    )
 
 
 def _child_json(code: str) -> dict:
@@ -153,9 +176,11 @@ def stream() -> dict[str, float]:
     result = _child_json("from rtl_core.bench.data_bench import _stream_child; _stream_child()")
     figures: dict[str, float] = {}
     for name, r in result.items():
-        print(f"  stream {name} ({r['size']} px from {STREAM_SOURCE_PX[0]}x{STREAM_SOURCE_PX[1]} JPEGs, 1 worker): ours "
-              f"{r['ours']:.0f} img/s, torchvision ImageFolder {r['reference']:.0f} img/s -> {r['ratio']:.2f}x "
-              f"(median of 3, {r['ratio_min']:.2f}-{r['ratio_max']:.2f}x)")
+        print(
+            f"  stream {name} ({r['size']} px from {STREAM_SOURCE_PX[0]}x{STREAM_SOURCE_PX[1]} JPEGs, 1 worker): ours "
+            f"{r['ours']:.0f} img/s, torchvision ImageFolder {r['reference']:.0f} img/s -> {r['ratio']:.2f}x "
+            f"(median of 3, {r['ratio_min']:.2f}-{r['ratio_max']:.2f}x)"
+        )
         figures[f"data.stream_images_per_s_per_worker.{name}"] = round(r["ours"], 1)
         figures[f"data.stream_reference_images_per_s_per_worker.{name}"] = round(r["reference"], 1)
         figures[f"data.stream_speedup.{name}"] = round(r["ratio"], 2)
@@ -172,19 +197,25 @@ def index() -> dict[str, float]:
             _child_json(f"from rtl_core.bench.data_bench import _make_tree; _make_tree({root!r}, {n})")
             rows.append(_child_json(f"from rtl_core.bench.data_bench import _index_child; _index_child({root!r})"))
     for r in rows:
-        print(f"  index {r['files']:>8} files: {r['seconds']:.2f} s, peak allocation {r['peak_alloc_mb']:.0f} MB "
-              f"(RSS growth {r['rss_growth_mb']:.0f} MB; the index itself {r['index_mb']:.0f} MB)")
+        print(
+            f"  index {r['files']:>8} files: {r['seconds']:.2f} s, peak allocation {r['peak_alloc_mb']:.0f} MB "
+            f"(RSS growth {r['rss_growth_mb']:.0f} MB; the index itself {r['index_mb']:.0f} MB)"
+        )
     big, small = rows[-1], rows[0]
     per_million = 1e6 / big["files"]
     marginal = (big["peak_alloc_mb"] - small["peak_alloc_mb"]) / (big["files"] - small["files"]) * 1e6
-    print(f"  per million files: {big['seconds'] * per_million:.1f} s, {big['peak_alloc_mb'] * per_million:.0f} MB peak "
-          f"allocation (marginal {marginal:.0f} MB per million between the two trees: linear; a 12 M-file tree "
-          f"≈ {12 * big['peak_alloc_mb'] * per_million / 1024:.1f} GB)")
-    return {"data.index_seconds_per_million_files": round(big["seconds"] * per_million, 2),
-            "data.index_mb_per_million_files": round(big["peak_alloc_mb"] * per_million, 1),
-            "data.index_marginal_mb_per_million_files": round(marginal, 1),
-            "data.index_result_mb_per_million_files": round(big["index_mb"] * per_million, 1),
-            "data.index_files_measured": big["files"]}
+    print(
+        f"  per million files: {big['seconds'] * per_million:.1f} s, {big['peak_alloc_mb'] * per_million:.0f} MB peak "
+        f"allocation (marginal {marginal:.0f} MB per million between the two trees: linear; a 12 M-file tree "
+        f"≈ {12 * big['peak_alloc_mb'] * per_million / 1024:.1f} GB)"
+    )
+    return {
+        "data.index_seconds_per_million_files": round(big["seconds"] * per_million, 2),
+        "data.index_mb_per_million_files": round(big["peak_alloc_mb"] * per_million, 1),
+        "data.index_marginal_mb_per_million_files": round(marginal, 1),
+        "data.index_result_mb_per_million_files": round(big["index_mb"] * per_million, 1),
+        "data.index_files_measured": big["files"],
+    }
 
 
 def run() -> dict[str, float]:
@@ -201,7 +232,10 @@ def load() -> dict[str, float]:
         env = dict(os.environ, RTL_OUTPUT_DIR=out)
         proc = subprocess.run(
             [sys.executable, "-c", "from rtl_core.bench.data_bench import _child; _child()"],
-            env=env, capture_output=True, text=True, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     if proc.returncode != 0:
         raise RuntimeError(f"data benchmark failed:\n{proc.stderr[-4000:]}")
@@ -209,8 +243,10 @@ def load() -> dict[str, float]:
     print("data layer: load into memory (cold: checksums + decoding; pools include rendering to 64 px)")
     for kind, name, n, seconds in result["rows"]:
         print(f"  {kind:<5}{name:<20}{n:>7} images {seconds:>7.2f} s")
-    print(f"  pack total: {sum(r[2] for r in result['rows'] if r[0] == 'task')} task images + pools, "
-          f"{result['total']:.1f} s, peak RSS {result['peak_mb']:.0f} MB")
+    print(
+        f"  pack total: {sum(r[2] for r in result['rows'] if r[0] == 'task')} task images + pools, "
+        f"{result['total']:.1f} s, peak RSS {result['peak_mb']:.0f} MB"
+    )
     figures = {"data.load_seconds_total": round(result["total"], 3), "data.peak_rss_mb": round(result["peak_mb"], 1)}
     for kind, name, _, seconds in result["rows"]:
         figures[f"data.load_seconds.{kind}.{name}"] = round(seconds, 3)

@@ -49,8 +49,14 @@ def _child(threads: int | None) -> None:
     config = load_config("default")
     ev = config.evaluate
     for pool in ("ct", "natural"):
-        save_encoder(encoder_stem(pool, "simclr", "default"), build_backbone(config.pretrain.backbone), config.pretrain.backbone,
-                     method="simclr", pool=pool, profile="default")
+        save_encoder(
+            encoder_stem(pool, "simclr", "default"),
+            build_backbone(config.pretrain.backbone),
+            config.pretrain.backbone,
+            method="simclr",
+            pool=pool,
+            profile="default",
+        )
     start = time.perf_counter()
     for task in ev.tasks:
         load_task_data(task, ev.image_size or config.data.image_size, config.data.split_seed)
@@ -59,16 +65,38 @@ def _child(threads: int | None) -> None:
     for task in ev.tasks:
         keys = [RunKey(task, "ssl:ct:simclr", p, ev.seeds[0]) for p in ev.protocols]
         if "linear" in ev.protocols:
-            keys += [RunKey(task, "ssl:ct:simclr", "linear", ev.seeds[1]), RunKey(task, "scratch", "linear", ev.seeds[0])]
+            keys += [
+                RunKey(task, "ssl:ct:simclr", "linear", ev.seeds[1]),
+                RunKey(task, "scratch", "linear", ev.seeds[0]),
+            ]
         for key in keys:
             r = run_one(config, key)
             precision = r["precision"]
-            runs.append({"task": task, "init": key.init, "protocol": key.protocol, "seed": key.seed, "wall": r["wall_seconds"],
-                         "cpu": r["cpu_seconds"], "model": r["model_seconds"], "epoch_seconds": r["curves"]["epoch_seconds"],
-                         "n_train": r["n_train"]})
+            runs.append(
+                {
+                    "task": task,
+                    "init": key.init,
+                    "protocol": key.protocol,
+                    "seed": key.seed,
+                    "wall": r["wall_seconds"],
+                    "cpu": r["cpu_seconds"],
+                    "model": r["model_seconds"],
+                    "epoch_seconds": r["curves"]["epoch_seconds"],
+                    "n_train": r["n_train"],
+                }
+            )
     grid = {"tasks": ev.tasks, "inits": ev.inits, "protocols": ev.protocols, "seeds": ev.seeds}
-    print(json.dumps({"runs": runs, "load_seconds": load_seconds, "grid": grid, "threads": torch.get_num_threads(),
-                      "precision": precision}))
+    print(
+        json.dumps(
+            {
+                "runs": runs,
+                "load_seconds": load_seconds,
+                "grid": grid,
+                "threads": torch.get_num_threads(),
+                "precision": precision,
+            }
+        )
+    )
 
 
 def run(threads: int | None = None) -> dict[str, float]:
@@ -77,32 +105,50 @@ def run(threads: int | None = None) -> dict[str, float]:
         env = dict(os.environ, RTL_OUTPUT_DIR=out)
         proc = subprocess.run(
             [sys.executable, "-c", f"from rtl_core.bench.evaluate_bench import _child; _child({threads!r})"],
-            env=env, capture_output=True, text=True, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     if proc.returncode != 0:
         raise RuntimeError(f"evaluation benchmark failed:\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     runs, grid = result["runs"], result["grid"]
-    print(f"evaluation (default profile, {result['threads']} torch thread(s)); task loading {result['load_seconds']:.1f} s")
+    print(
+        f"evaluation (default profile, {result['threads']} torch thread(s)); task loading {result['load_seconds']:.1f} s"
+    )
     print(f"  {'task':<14}{'init':<16}{'protocol':<12}{'seed':>5}{'n_train':>8}{'wall s':>8}{'cpu s':>8}{'model s':>9}")
     for r in runs:
-        print(f"  {r['task']:<14}{r['init']:<16}{r['protocol']:<12}{r['seed']:>5}{r['n_train']:>8}{r['wall']:>8.2f}{r['cpu']:>8.2f}{r['model']:>9.2f}")
-    cls_epochs = [s for r in runs if r["protocol"] == "finetune" and r["task"] != "ct_liver_seg" for s in r["epoch_seconds"]]
-    seg_epochs = [s for r in runs if r["protocol"] == "finetune" and r["task"] == "ct_liver_seg" for s in r["epoch_seconds"]]
+        print(
+            f"  {r['task']:<14}{r['init']:<16}{r['protocol']:<12}{r['seed']:>5}{r['n_train']:>8}{r['wall']:>8.2f}{r['cpu']:>8.2f}{r['model']:>9.2f}"
+        )
+    cls_epochs = [
+        s for r in runs if r["protocol"] == "finetune" and r["task"] != "ct_liver_seg" for s in r["epoch_seconds"]
+    ]
+    seg_epochs = [
+        s for r in runs if r["protocol"] == "finetune" and r["task"] == "ct_liver_seg" for s in r["epoch_seconds"]
+    ]
     wall = sum(r["wall"] for r in runs) + result["load_seconds"]
     outside = 1 - sum(r["model"] for r in runs) / wall  # task loading counts as outside
-    print(f"  fine-tune epoch: {sum(cls_epochs) / len(cls_epochs):.2f} s (classification), "
-          f"{sum(seg_epochs) / max(len(seg_epochs), 1):.2f} s (segmentation); outside the model: {100 * outside:.1f} % "
-          f"of these runs' time (precision {result['precision']})")
+    print(
+        f"  fine-tune epoch: {sum(cls_epochs) / len(cls_epochs):.2f} s (classification), "
+        f"{sum(seg_epochs) / max(len(seg_epochs), 1):.2f} s (segmentation); outside the model: {100 * outside:.1f} % "
+        f"of these runs' time (precision {result['precision']})"
+    )
     figures = {
         "evaluate.epoch_seconds": round(sum(cls_epochs) / len(cls_epochs), 3),
         "evaluate.seg_epoch_seconds": round(sum(seg_epochs) / max(len(seg_epochs), 1), 3),
         "evaluate.outside_model_fraction": round(outside, 4),
         "evaluate.precision": result["precision"],
         "evaluate.torch_threads": result["threads"],
-        **{f"evaluate.run_seconds.{p}": round(sum(r["wall"] for r in runs if r["protocol"] == p and r["init"] != "scratch")
-                                            / max(1, sum(1 for r in runs if r["protocol"] == p and r["init"] != "scratch")), 3)
-           for p in grid["protocols"]},
+        **{
+            f"evaluate.run_seconds.{p}": round(
+                sum(r["wall"] for r in runs if r["protocol"] == p and r["init"] != "scratch")
+                / max(1, sum(1 for r in runs if r["protocol"] == p and r["init"] != "scratch")),
+                3,
+            )
+            for p in grid["protocols"]
+        },
     }
     figures.update(grid_throughput())
     return figures
@@ -134,8 +180,14 @@ def _grid_child(rounds: int, full: bool = False) -> None:
 
     base = load_config("default")
     for pool in ("ct", "natural"):
-        save_encoder(encoder_stem(pool, "simclr", "default"), build_backbone(base.pretrain.backbone), base.pretrain.backbone,
-                     method="simclr", pool=pool, profile="default")
+        save_encoder(
+            encoder_stem(pool, "simclr", "default"),
+            build_backbone(base.pretrain.backbone),
+            base.pretrain.backbone,
+            method="simclr",
+            pool=pool,
+            profile="default",
+        )
     size = base.evaluate.image_size or base.data.image_size
     for task in base.evaluate.tasks:  # warm the decoded-task cache on disk (a grid decodes each task once)
         data.load_task_data(task, size, base.data.split_seed, base.data)
@@ -145,7 +197,9 @@ def _grid_child(rounds: int, full: bool = False) -> None:
     def timed(name: str, evaluate: dict, kind: str, workers: int, round_: int) -> float:
         data._load_task_data.cache_clear()  # every path loads its tasks itself (from the warm disk cache)
         classification._FEATURE_CACHE.clear()
-        config = load_config("default", overrides={"evaluate": evaluate, "launcher": {"kind": kind, "workers": workers}})
+        config = load_config(
+            "default", overrides={"evaluate": evaluate, "launcher": {"kind": kind, "workers": workers}}
+        )
         torch.set_num_threads(cores)
         start = time.perf_counter()
         report = launch(config, keys=keys, root=Path(output_root()) / "bench_grid" / f"{name}{round_}", progress=False)
@@ -163,15 +217,32 @@ def _grid_child(rounds: int, full: bool = False) -> None:
     speedups = [n / o for n, o in zip(rates["new"], rates["old"])]
     parallel = [n / w / cores for n, w in zip(rates["new"], rates["one_worker"])] or [float("nan")]
     rates["one_worker"] = rates["one_worker"] or [float("nan")]
-    print(json.dumps({"runs": len(keys), "workers": cores, "rates": {k: statistics.median(v) for k, v in rates.items()},
-                      "speedup": statistics.median(speedups), "speedup_min": min(speedups), "speedup_max": max(speedups),
-                      "efficiency": statistics.median(parallel), "efficiency_min": min(parallel), "efficiency_max": max(parallel)}))
+    print(
+        json.dumps(
+            {
+                "runs": len(keys),
+                "workers": cores,
+                "rates": {k: statistics.median(v) for k, v in rates.items()},
+                "speedup": statistics.median(speedups),
+                "speedup_min": min(speedups),
+                "speedup_max": max(speedups),
+                "efficiency": statistics.median(parallel),
+                "efficiency_min": min(parallel),
+                "efficiency_max": max(parallel),
+            }
+        )
+    )
 
 
 def grid_full() -> dict[str, float]:
     """The whole default grid, old path then new path, once each (``rtl bench --only grid_full``)."""
     figures = grid_throughput(rounds=1, full=True)
-    keep = ("evaluate.grid_runs_per_minute_old", "evaluate.grid_runs_per_minute", "evaluate.grid_speedup", "evaluate.grid_sample_runs")
+    keep = (
+        "evaluate.grid_runs_per_minute_old",
+        "evaluate.grid_runs_per_minute",
+        "evaluate.grid_speedup",
+        "evaluate.grid_sample_runs",
+    )
     return {k.replace("evaluate.grid", "evaluate.full_grid"): v for k, v in figures.items() if k in keep}
 
 
@@ -180,17 +251,18 @@ def grid_throughput(rounds: int = 2, full: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as out:
         env = dict(os.environ, RTL_OUTPUT_DIR=out)
         code = f"from rtl_core.bench.evaluate_bench import _grid_child; _grid_child({rounds}, {full})"
-        proc = subprocess.run([sys.executable, "-c", code],
-                              env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"grid benchmark failed:\n{proc.stderr[-4000:]}")
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     rates = r["rates"]
-    print(f"  grid throughput on {r['runs']} runs of the default grid (median of {rounds} alternating rounds): old path "
-          f"(fp32, one process) {rates['old']:.1f} runs/min, new path ({r['workers']} local workers, bf16 where the CPU "
-          f"has it, fused AdamW) {rates['new']:.1f} runs/min -> {r['speedup']:.2f}x ({r['speedup_min']:.2f}-"
-          f"{r['speedup_max']:.2f}x); 1 worker {rates['one_worker']:.1f} runs/min -> parallel efficiency "
-          f"{r['efficiency']:.2f} ({r['efficiency_min']:.2f}-{r['efficiency_max']:.2f})")
+    print(
+        f"  grid throughput on {r['runs']} runs of the default grid (median of {rounds} alternating rounds): old path "
+        f"(fp32, one process) {rates['old']:.1f} runs/min, new path ({r['workers']} local workers, bf16 where the CPU "
+        f"has it, fused AdamW) {rates['new']:.1f} runs/min -> {r['speedup']:.2f}x ({r['speedup_min']:.2f}-"
+        f"{r['speedup_max']:.2f}x); 1 worker {rates['one_worker']:.1f} runs/min -> parallel efficiency "
+        f"{r['efficiency']:.2f} ({r['efficiency_min']:.2f}-{r['efficiency_max']:.2f})"
+    )
     return {
         "evaluate.grid_runs_per_minute_old": round(rates["old"], 2),
         "evaluate.grid_runs_per_minute": round(rates["new"], 2),

@@ -26,8 +26,15 @@ def peak_tflops(device_name: str) -> float | None:
     return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in device_name), None)
 
 
-def measure(config=None, device: str = "cuda", batch_per_device: int = 512, warmup: int = 5, steps: int = 20,
-            images: torch.Tensor | None = None, compile_model: bool = False) -> dict[str, float | str | None]:
+def measure(
+    config=None,
+    device: str = "cuda",
+    batch_per_device: int = 512,
+    warmup: int = 5,
+    steps: int = 20,
+    images: torch.Tensor | None = None,
+    compile_model: bool = False,
+) -> dict[str, float | str | None]:
     """Pairs/s, FLOPs per pair, MFU and peak memory of the pretraining step of ``config`` (default: ``paper``).
 
     ``images``: uint8 ``(N, 3, S, S)`` pool images (default: the ``natural`` pool at ``data.image_size``).
@@ -51,8 +58,11 @@ def measure(config=None, device: str = "cuda", batch_per_device: int = 512, warm
         images = load_pretrain_pool(config, "natural").dataset.images
     images = images.to(device)
     torch.manual_seed(config.seed)
-    method = build_method("simclr", build_backbone(p.backbone),
-                          MethodContext(feature_dim(p.backbone), p.projection_dim, p.temperature, batch_size=batch_per_device))
+    method = build_method(
+        "simclr",
+        build_backbone(p.backbone),
+        MethodContext(feature_dim(p.backbone), p.projection_dim, p.temperature, batch_size=batch_per_device),
+    )
     method = prepare_for_device(method.to(device), method.backbone, p, kind, precision)
     loss_of = torch.compile(method.loss) if compile_model else method.loss
     augment = BatchAugment(augment_config(p))
@@ -90,8 +100,13 @@ def measure(config=None, device: str = "cuda", batch_per_device: int = 512, warm
     name = torch.cuda.get_device_name(device) if kind == "cuda" else "cpu"
     peak = peak_tflops(name) if kind == "cuda" else None
     return {
-        "device": name, "backbone": p.backbone, "crop_size": p.crop_size, "batch_per_device": batch_per_device,
-        "precision": precision, "compiled": compile_model, "pairs_per_s": round(pairs_per_s, 1),
+        "device": name,
+        "backbone": p.backbone,
+        "crop_size": p.crop_size,
+        "batch_per_device": batch_per_device,
+        "precision": precision,
+        "compiled": compile_model,
+        "pairs_per_s": round(pairs_per_s, 1),
         "gflops_per_pair": round(flops_per_pair / 1e9, 2),
         "mfu": round(pairs_per_s * flops_per_pair / (peak * 1e12), 4) if peak else None,
         "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if kind == "cuda" else None,
@@ -109,9 +124,11 @@ def run() -> dict[str, float | str | None]:
         result = measure(compile_model=compiled)
         tag = "compiled" if compiled else "eager"
         mfu = f"{result['mfu']:.1%}" if result["mfu"] is not None else "n/a"
-        print(f"paper pretraining step on {result['device']} ({tag}, {result['backbone']} {result['crop_size']} px, "
-              f"{result['batch_per_device']} pairs/step, {result['precision']}): {result['pairs_per_s']:.0f} pairs/s "
-              f"({result['pairs_per_s'] / PAPER_PAIRS_PER_S:.2f}x the 4,000 target), {result['gflops_per_pair']} GFLOP/pair, "
-              f"MFU {mfu}, peak {result['peak_memory_gb']} GB")
+        print(
+            f"paper pretraining step on {result['device']} ({tag}, {result['backbone']} {result['crop_size']} px, "
+            f"{result['batch_per_device']} pairs/step, {result['precision']}): {result['pairs_per_s']:.0f} pairs/s "
+            f"({result['pairs_per_s'] / PAPER_PAIRS_PER_S:.2f}x the 4,000 target), {result['gflops_per_pair']} GFLOP/pair, "
+            f"MFU {mfu}, peak {result['peak_memory_gb']} GB"
+        )
         figures.update({f"pretrain_gpu.{tag}.{key}": value for key, value in result.items()})
     return figures

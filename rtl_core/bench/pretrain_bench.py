@@ -42,8 +42,14 @@ def _ours() -> dict:
     from rtl_core.config import load_config
 
     config = load_config(PROFILE)
-    result = measure(config, device="cpu", batch_per_device=config.pretrain.batch_size, warmup=WARMUP_STEPS,
-                     steps=TIMED_STEPS, images=_pool_images(config))
+    result = measure(
+        config,
+        device="cpu",
+        batch_per_device=config.pretrain.batch_size,
+        warmup=WARMUP_STEPS,
+        steps=TIMED_STEPS,
+        images=_pool_images(config),
+    )
     return {"pairs_per_s": result["pairs_per_s"], "peak_rss_mb": _peak_rss_mb(), "precision": result["precision"]}
 
 
@@ -75,8 +81,14 @@ def _reference() -> dict:
 
     torch.manual_seed(0)
     transform = SimCLRTransform(input_size=p.crop_size, gaussian_blur=0.0, min_scale=p.min_scale)
-    loader = DataLoader(PILPool(transform), batch_size=p.batch_size, shuffle=True, drop_last=True,
-                        num_workers=min(2, os.cpu_count() or 1), persistent_workers=True)
+    loader = DataLoader(
+        PILPool(transform),
+        batch_size=p.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=min(2, os.cpu_count() or 1),
+        persistent_workers=True,
+    )
     backbone = build_backbone(p.backbone)
     head = SimCLRProjectionHead(feature_dim(p.backbone), feature_dim(p.backbone), p.projection_dim)
     model = nn.Sequential(backbone, head)
@@ -121,8 +133,12 @@ def _child(which: str) -> None:
 
 
 def _run_child(which: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", f"from rtl_core.bench.pretrain_bench import _child; _child({which!r})"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"from rtl_core.bench.pretrain_bench import _child; _child({which!r})"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"pretrain benchmark ({which}) failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -142,7 +158,9 @@ def quality(config=None) -> dict[str, float]:
     encoders = {}
     for pool in dict.fromkeys(QUALITY.values()):
         weights = pretrain(config, pool, "simclr")
-        encoders[f"ssl:{pool}:simclr"], _ = load_encoder(weights, expect={"arch": config.pretrain.backbone, "in_channels": 3})
+        encoders[f"ssl:{pool}:simclr"], _ = load_encoder(
+            weights, expect={"arch": config.pretrain.backbone, "in_channels": 3}
+        )
     table = sanity_table(encoders, config.pretrain.backbone, knn_image_size(config.pretrain.crop_size), RANDOM_SEEDS)
     figures = {}
     for task, pool in QUALITY.items():
@@ -186,16 +204,20 @@ def speed(rounds: int = 3) -> dict[str, float]:
 def run() -> dict[str, float]:
     """Speed (fresh child processes) and kNN quality; prints a table; returns the figures for ``bench.json``."""
     figures = speed()
-    print(f"pretraining ({PROFILE} profile, SimCLR step): ours {figures['pretrain.pairs_per_s']:.1f} pairs/s, "
-          f"reference (PIL transforms in DataLoader workers, fp32) {figures['pretrain.reference_pairs_per_s']:.1f} pairs/s "
-          f"-> speedup {figures['pretrain.speedup']:.2f}x (median of {figures['pretrain.speedup_repeats']} alternating "
-          f"repeats, {figures['pretrain.speedup_min']:.2f}-{figures['pretrain.speedup_max']:.2f}x; ours in "
-          f"{figures['pretrain.precision']}); peak RSS {figures['pretrain.peak_rss_mb']:.0f} MB "
-          f"(reference {figures['pretrain.reference_peak_rss_mb']:.0f} MB)")
+    print(
+        f"pretraining ({PROFILE} profile, SimCLR step): ours {figures['pretrain.pairs_per_s']:.1f} pairs/s, "
+        f"reference (PIL transforms in DataLoader workers, fp32) {figures['pretrain.reference_pairs_per_s']:.1f} pairs/s "
+        f"-> speedup {figures['pretrain.speedup']:.2f}x (median of {figures['pretrain.speedup_repeats']} alternating "
+        f"repeats, {figures['pretrain.speedup_min']:.2f}-{figures['pretrain.speedup_max']:.2f}x; ours in "
+        f"{figures['pretrain.precision']}); peak RSS {figures['pretrain.peak_rss_mb']:.0f} MB "
+        f"(reference {figures['pretrain.reference_peak_rss_mb']:.0f} MB)"
+    )
     figures.update(quality())
     for task in QUALITY:
-        print(f"  kNN (k=20, cosine) {task}: SimCLR {figures[f'pretrain.knn_{task}_ssl']:.3f} "
-              f"vs random init {figures[f'pretrain.knn_{task}_random']:.3f} (mean of {len(RANDOM_SEEDS)} seeds) "
-              f"({figures[f'pretrain.knn_{task}_test_images']} test images, exact McNemar p "
-              f"{figures[f'pretrain.knn_{task}_mcnemar_p']:.3g})")
+        print(
+            f"  kNN (k=20, cosine) {task}: SimCLR {figures[f'pretrain.knn_{task}_ssl']:.3f} "
+            f"vs random init {figures[f'pretrain.knn_{task}_random']:.3f} (mean of {len(RANDOM_SEEDS)} seeds) "
+            f"({figures[f'pretrain.knn_{task}_test_images']} test images, exact McNemar p "
+            f"{figures[f'pretrain.knn_{task}_mcnemar_p']:.3g})"
+        )
     return figures

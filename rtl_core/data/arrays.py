@@ -39,8 +39,15 @@ class ImageSet:
     def __post_init__(self) -> None:
         n = len(self.images)
         if self.images.ndim not in (3, 4) or (self.images.ndim == 4 and self.images.shape[-1] != 3):
-            raise DataError(f"{self.source or self.name}: images must be (N,H,W) or (N,H,W,3), got {self.images.shape}.")
-        for key, value in (("groups", self.groups), ("splits", self.splits), ("labels", self.labels), ("masks", self.masks)):
+            raise DataError(
+                f"{self.source or self.name}: images must be (N,H,W) or (N,H,W,3), got {self.images.shape}."
+            )
+        for key, value in (
+            ("groups", self.groups),
+            ("splits", self.splits),
+            ("labels", self.labels),
+            ("masks", self.masks),
+        ):
             if value is not None and len(value) != n:
                 raise DataError(f"{self.source or self.name}: {key} has {len(value)} entries for {n} images.")
         if self.masks is not None and self.masks.shape[1:3] != self.images.shape[1:3]:
@@ -50,7 +57,9 @@ class ImageSet:
             )
         for key, value in self.extras.items():
             if len(value) != n:
-                raise DataError(f"{self.source or self.name}: extra array {key!r} has {len(value)} entries for {n} images.")
+                raise DataError(
+                    f"{self.source or self.name}: extra array {key!r} has {len(value)} entries for {n} images."
+                )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -95,7 +104,9 @@ def concat(sets: list[ImageSet], name: str) -> ImageSet:
     first = sets[0]
     for other in sets[1:]:
         if other.images.shape[1:] != first.images.shape[1:] or other.intensity != first.intensity:
-            raise DataError(f"{name}: cannot concatenate {first.name} {first.images.shape[1:]} with {other.name} {other.images.shape[1:]}.")
+            raise DataError(
+                f"{name}: cannot concatenate {first.name} {first.images.shape[1:]} with {other.name} {other.images.shape[1:]}."
+            )
     has_labels = all(s.labels is not None for s in sets)
     return ImageSet(
         name=name,

@@ -65,7 +65,9 @@ def task_dataset(
     return TensorImageDataset(images, targets, name=f"{name}:{split}")
 
 
-def pool_dataset(name: str, size: int = 64, pool_size: int | None = None, seed: int = 0, **kwargs) -> TensorImageDataset:
+def pool_dataset(
+    name: str, size: int = 64, pool_size: int | None = None, seed: int = 0, **kwargs
+) -> TensorImageDataset:
     """An unlabelled pretraining pool (items are images only)."""
     pool = load_pool(name, size=size, pool_size=pool_size, seed=seed, **kwargs)
     images = torch.from_numpy(pool.images).permute(0, 3, 1, 2).contiguous()

@@ -72,7 +72,9 @@ class FolderIndex:
 
     def counts(self) -> dict[str, int]:
         """Number of images per class."""
-        return {name: int(n) for name, n in zip(self.class_names, np.bincount(self.labels, minlength=len(self.class_names)))}
+        return {
+            name: int(n) for name, n in zip(self.class_names, np.bincount(self.labels, minlength=len(self.class_names)))
+        }
 
 
 def _scan_files(folder: Path, extensions: tuple[str, ...]) -> list[str]:
@@ -121,7 +123,9 @@ def index_image_folder(root: PathLike, extensions: Sequence[str] = IMG_EXTENSION
             )
         rel_paths.append(_encode([f"{name}/{f}" for f in files]))
         labels.append(np.full(len(files), label, dtype=np.int64))
-    return FolderIndex(root=root, rel_paths=np.concatenate(rel_paths), labels=np.concatenate(labels), class_names=classes)
+    return FolderIndex(
+        root=root, rel_paths=np.concatenate(rel_paths), labels=np.concatenate(labels), class_names=classes
+    )
 
 
 class ImageFolderStream(Dataset):
@@ -176,8 +180,16 @@ class ImageFolderStream(Dataset):
         x = torch.from_numpy(np.array(img))
         x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
         # torchvision's uint8 bicubic with antialias: PIL's filter on the tensor, about twice as fast as PIL's resize
-        return resized_crop(x, (h - side) // 2, (w - side) // 2, side, side, [self.size, self.size],
-                            interpolation=InterpolationMode.BICUBIC, antialias=True)
+        return resized_crop(
+            x,
+            (h - side) // 2,
+            (w - side) // 2,
+            side,
+            side,
+            [self.size, self.size],
+            interpolation=InterpolationMode.BICUBIC,
+            antialias=True,
+        )
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         x = self.decode(self.index.path(i))
@@ -195,8 +207,9 @@ def _to_square_rgb(x: torch.Tensor, size: int) -> torch.Tensor:
         top, left = (side - h) // 2, (side - w) // 2
         x = F.pad(x, (left, side - w - left, top, side - h - top))
     if side != size:
-        x = F.interpolate(x[None, None], size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=side > size)[0, 0].clamp_(0.0, 1.0)
+        x = F.interpolate(
+            x[None, None], size=(size, size), mode="bilinear", align_corners=False, antialias=side > size
+        )[0, 0].clamp_(0.0, 1.0)
     return x.expand(3, -1, -1).contiguous()
 
 
@@ -217,8 +230,13 @@ class DicomSliceStream(Dataset):
     A corrupt file raises :class:`DataError` naming it.
     """
 
-    def __init__(self, files: Sequence[PathLike] | PathLike, window: str | CTWindow | tuple[float, float], size: int,
-                 read_headers: bool = True) -> None:
+    def __init__(
+        self,
+        files: Sequence[PathLike] | PathLike,
+        window: str | CTWindow | tuple[float, float],
+        size: int,
+        read_headers: bool = True,
+    ) -> None:
         if isinstance(files, (str, os.PathLike)):
             files = list_dicom_files(files, recursive=True)
         paths = [Path(f) for f in files]

@@ -32,7 +32,9 @@ def read_manifest(root: Path) -> dict[str, str]:
             continue
         parts = line.split(maxsplit=1)
         if len(parts) != 2:
-            raise DataError(f"{manifest}:{number}: expected '<sha256>  <path>', got {line!r}. Restore the pack's manifest.")
+            raise DataError(
+                f"{manifest}:{number}: expected '<sha256>  <path>', got {line!r}. Restore the pack's manifest."
+            )
         digest, rel = parts
         entries[rel.strip().lstrip("*").removeprefix("./")] = digest.lower()
     return entries

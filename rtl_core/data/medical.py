@@ -46,8 +46,27 @@ DISPLAY_AXCODES = ("S", "P", "L")
 """Axis codes of every :class:`CTVolume` array: slices first, rows anterior->posterior, columns right->left."""
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 NON_DICOM_SUFFIXES = frozenset(
-    {".txt", ".csv", ".json", ".md", ".xml", ".html", ".pdf", ".png", ".jpg", ".jpeg", ".nii", ".gz", ".zip",
-     ".log", ".ini", ".yaml", ".yml", ".npy", ".npz"}
+    {
+        ".txt",
+        ".csv",
+        ".json",
+        ".md",
+        ".xml",
+        ".html",
+        ".pdf",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".nii",
+        ".gz",
+        ".zip",
+        ".log",
+        ".ini",
+        ".yaml",
+        ".yml",
+        ".npy",
+        ".npz",
+    }
 )
 """Files with these suffixes in a DICOM folder are skipped instead of reported as broken DICOM."""
 
@@ -141,8 +160,9 @@ def _geometry(ds: pydicom.Dataset, path: Path) -> tuple[np.ndarray, np.ndarray, 
     return iop[:3], iop[3:], spacing
 
 
-def _dicom_affine(row_cos: np.ndarray, col_cos: np.ndarray, pixel_spacing: np.ndarray, origin: np.ndarray,
-                  slice_step: np.ndarray) -> np.ndarray:
+def _dicom_affine(
+    row_cos: np.ndarray, col_cos: np.ndarray, pixel_spacing: np.ndarray, origin: np.ndarray, slice_step: np.ndarray
+) -> np.ndarray:
     """RAS affine for array index (z, row, col) from DICOM LPS geometry.
 
     Increasing column index moves along ``row_cos`` by PixelSpacing[1]; increasing row index moves along
@@ -212,8 +232,9 @@ def read_dicom_series(folder: PathLike, series_uid: str | None = None, spacing_t
             raise DataError(f"{root}: no slice has SeriesInstanceUID {series_uid!r}; found {sorted(uids)}.")
         headers = [(p, ds) for p, ds in headers if str(ds.get("SeriesInstanceUID", "")) == series_uid]
     elif len(uids) > 1:
-        listing = "; ".join(f"{uid or '<missing>'} ({len(paths)} files, e.g. {paths[0].name})"
-                            for uid, paths in sorted(uids.items()))
+        listing = "; ".join(
+            f"{uid or '<missing>'} ({len(paths)} files, e.g. {paths[0].name})" for uid, paths in sorted(uids.items())
+        )
         raise DataError(
             f"{root}: holds {len(uids)} DICOM series: {listing}. Put each series in its own folder or pass "
             "series_uid=... to pick one."
@@ -238,11 +259,15 @@ def read_dicom_series(folder: PathLike, series_uid: str | None = None, spacing_t
                 "Remove localizer / reformatted images from the folder."
             )
         if not np.allclose(s, pixel_spacing, rtol=1e-4):
-            raise DataError(f"{path}: PixelSpacing {s.tolist()} differs from {first_path.name} {pixel_spacing.tolist()}.")
+            raise DataError(
+                f"{path}: PixelSpacing {s.tolist()} differs from {first_path.name} {pixel_spacing.tolist()}."
+            )
         try:
             ipp = np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)
         except (AttributeError, TypeError, ValueError) as exc:
-            raise DataError(f"{path}: missing ImagePositionPatient; cannot order the slice. Re-export the series.") from exc
+            raise DataError(
+                f"{path}: missing ImagePositionPatient; cannot order the slice. Re-export the series."
+            ) from exc
         positions.append(ipp)
     positions_arr = np.stack(positions)
     along = positions_arr @ normal
@@ -351,8 +376,9 @@ def _nifti_data(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
         ) from exc
 
 
-def to_display_orientation(data: np.ndarray, affine: np.ndarray,
-                           target: Sequence[str] = DISPLAY_AXCODES) -> tuple[np.ndarray, np.ndarray]:
+def to_display_orientation(
+    data: np.ndarray, affine: np.ndarray, target: Sequence[str] = DISPLAY_AXCODES
+) -> tuple[np.ndarray, np.ndarray]:
     """Permute / flip a 3-D array (no interpolation) so its axes follow ``target`` axis codes.
 
     Returns the reoriented array and its affine (nibabel ``io_orientation`` / ``ornt_transform`` /
@@ -420,7 +446,9 @@ def read_nifti_volume(path: PathLike, label_path: PathLike | None = None, affine
 
 def _grid_mismatch_voxels(affine_a: np.ndarray, affine_b: np.ndarray, shape: Sequence[int]) -> float:
     """Largest index offset (in voxels) between grid A and grid B over the 8 corners of A's grid."""
-    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    corners = np.array(
+        [[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)]
+    )
     in_b = (np.linalg.inv(affine_b) @ affine_a @ corners.T).T[:, :3]
     return float(np.abs(in_b - corners[:, :3]).max())
 
@@ -482,8 +510,14 @@ class SliceFolder:
         from rtl_core.data.arrays import ImageSet
 
         return ImageSet(
-            name=name, images=self.images, groups=self.groups, splits=np.full(len(self), "all"),
-            masks=self.masks, class_names=["background", "foreground"], intensity="uint8", domain=domain,
+            name=name,
+            images=self.images,
+            groups=self.groups,
+            splits=np.full(len(self), "all"),
+            masks=self.masks,
+            class_names=["background", "foreground"],
+            intensity="uint8",
+            domain=domain,
             source=str(self.root),
         )
 
@@ -493,7 +527,9 @@ def _open_png(path: Path) -> Image.Image:
         img = Image.open(path)
         img.load()
     except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError ...
-        raise DataError(f"{path}: cannot decode the image ({type(exc).__name__}: {exc}); remove or re-export it.") from exc
+        raise DataError(
+            f"{path}: cannot decode the image ({type(exc).__name__}: {exc}); remove or re-export it."
+        ) from exc
     return img
 
 
@@ -550,8 +586,11 @@ def read_png_slice_folder(
 
     def listing(folder: Path) -> dict[str, Path]:
         with os.scandir(folder) as entries:
-            return {e.name: Path(e.path) for e in entries
-                    if e.is_file() and not e.name.startswith(".") and Path(e.name).suffix.lower() in exts}
+            return {
+                e.name: Path(e.path)
+                for e in entries
+                if e.is_file() and not e.name.startswith(".") and Path(e.name).suffix.lower() in exts
+            }
 
     images, masks = listing(img_root), listing(mask_root)
     if not images:
@@ -590,5 +629,6 @@ def read_png_slice_folder(
         out_img.append(image)
         out_mask.append(mask)
         groups.append(match.group(1) if match.groups() else match.group(0))
-    return SliceFolder(images=np.stack(out_img), masks=np.stack(out_mask), groups=np.asarray(groups),
-                       names=names, root=root)
+    return SliceFolder(
+        images=np.stack(out_img), masks=np.stack(out_mask), groups=np.asarray(groups), names=names, root=root
+    )

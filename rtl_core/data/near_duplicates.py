@@ -54,8 +54,12 @@ def phash_bits(grey: np.ndarray) -> np.ndarray:
 
     if len(grey) == 0:
         return np.zeros((0, HASH_SIZE * HASH_SIZE), dtype=bool)
-    return np.stack([imagehash.phash(Image.fromarray(np.clip(g, 0, 255).astype(np.uint8)), hash_size=HASH_SIZE).hash.reshape(-1)
-                     for g in grey]).astype(bool)
+    return np.stack(
+        [
+            imagehash.phash(Image.fromarray(np.clip(g, 0, 255).astype(np.uint8)), hash_size=HASH_SIZE).hash.reshape(-1)
+            for g in grey
+        ]
+    ).astype(bool)
 
 
 class Fingerprints:
@@ -73,8 +77,9 @@ class Fingerprints:
         return len(self.bits)
 
 
-def near_duplicate_pairs(a: Fingerprints, b: Fingerprints | None = None, max_bits: int = MAX_BITS,
-                         min_correlation: float = MIN_CORRELATION) -> np.ndarray:
+def near_duplicate_pairs(
+    a: Fingerprints, b: Fingerprints | None = None, max_bits: int = MAX_BITS, min_correlation: float = MIN_CORRELATION
+) -> np.ndarray:
     """(K, 2) index pairs ``(i, j)`` of near-duplicates between ``a`` and ``b`` (or within ``a``, ``i < j``)."""
     within = b is None
     b = a if b is None else b
@@ -83,7 +88,7 @@ def near_duplicate_pairs(a: Fingerprints, b: Fingerprints | None = None, max_bit
     bits_b = b.bits.astype(np.float32)
     found = []
     for start in range(0, len(a), _CHUNK):  # Hamming distance as two matrix products, a chunk of rows at a time
-        rows = a.bits[start:start + _CHUNK].astype(np.float32)
+        rows = a.bits[start : start + _CHUNK].astype(np.float32)
         dist = rows @ (1 - bits_b).T + (1 - rows) @ bits_b.T
         i, j = np.nonzero(dist <= max_bits)
         i += start

@@ -17,8 +17,24 @@ def task_table(split_seed: int = 0) -> pd.DataFrame:
     rows = [task_summary(name, split_seed) for name in TASKS]
     frame = pd.DataFrame(rows)
     frame["metrics"] = frame["metrics"].map(", ".join)
-    return frame[["task", "kind", "metrics", "images", "shape", "intensity", "classes", "n_train", "n_val", "n_test",
-                  "groups_train", "groups_val", "groups_test", "fingerprint"]]
+    return frame[
+        [
+            "task",
+            "kind",
+            "metrics",
+            "images",
+            "shape",
+            "intensity",
+            "classes",
+            "n_train",
+            "n_val",
+            "n_test",
+            "groups_train",
+            "groups_val",
+            "groups_test",
+            "fingerprint",
+        ]
+    ]
 
 
 def pool_table(size: int = 64, pool_size: int | None = None) -> pd.DataFrame:
@@ -89,7 +105,9 @@ def hu_histograms() -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for rel, prefix in (("ct/ircadb_p17_liver", ""), ("ct/tcga_ct_kaggle100", ""), ("ct/totalseg_examples", "ct3mm_")):
         data = read_arrays(data_root(), rel, prefix)
-        ax.hist(data.images.ravel()[::17], bins=200, range=(-1100, 1500), histtype="step", density=True, label=data.name)
+        ax.hist(
+            data.images.ravel()[::17], bins=200, range=(-1100, 1500), histtype="step", density=True, label=data.name
+        )
     for name in ("lung", "abdomen", "bone"):
         window = WINDOWS[name]
         ax.axvspan(window.low, window.low + window.width, alpha=0.06)

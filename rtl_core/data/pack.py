@@ -50,9 +50,11 @@ def read_arrays(root: Path, rel: str, prefix: str = "") -> ImageSet:
     folder = root / rel
     meta = read_meta(folder, root)
     path = folder / "arrays.npz"
-    arrays = {k[len(prefix):]: v for k, v in _load_npz(path, root).items() if k.startswith(prefix)}
+    arrays = {k[len(prefix) :]: v for k, v in _load_npz(path, root).items() if k.startswith(prefix)}
     if "images" not in arrays:
-        raise DataError(f"{path} has no '{prefix}images' array (keys: {sorted(arrays)}). Is this the right dataset folder?")
+        raise DataError(
+            f"{path} has no '{prefix}images' array (keys: {sorted(arrays)}). Is this the right dataset folder?"
+        )
     images = arrays.pop("images")
     n = len(images)
     groups = arrays.pop("group_id", None)
@@ -62,7 +64,9 @@ def read_arrays(root: Path, rel: str, prefix: str = "") -> ImageSet:
     masks = arrays.pop("masks", None)
     intensity = "hu" if images.dtype == np.int16 else "uint8"
     if images.dtype not in (np.int16, np.uint8):
-        raise DataError(f"{path}: images have dtype {images.dtype}; expected uint8 (8-bit) or int16 (Hounsfield units).")
+        raise DataError(
+            f"{path}: images have dtype {images.dtype}; expected uint8 (8-bit) or int16 (Hounsfield units)."
+        )
     class_names = list(meta.get("class_names", []))
     return ImageSet(
         name=meta.get("name", folder.name) + (f":{prefix.rstrip('_')}" if prefix else ""),
@@ -87,7 +91,9 @@ def _decode(blob: bytes, member: str, zip_path: Path) -> np.ndarray:
             mode = "L" if image.mode in ("L", "I;16", "I", "1", "LA") else "RGB"
             return np.asarray(image.convert(mode))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"{zip_path}: member {member} is not a readable image ({exc}). Restore the zip from the data pack.") from exc
+        raise DataError(
+            f"{zip_path}: member {member} is not a readable image ({exc}). Restore the zip from the data pack."
+        ) from exc
 
 
 def _cache_key(path: Path, root: Path) -> str:
@@ -156,7 +162,9 @@ def read_folder(root: Path, rel: str, use_cache: bool | None = None) -> ImageSet
             decoded = [load(row["path"]) for row in rows]
             shapes = {d.shape for d in decoded}
             if len(shapes) != 1:
-                raise DataError(f"{zip_path}: images have differing shapes {sorted(shapes)[:4]}; the pack stores one size per set.")
+                raise DataError(
+                    f"{zip_path}: images have differing shapes {sorted(shapes)[:4]}; the pack stores one size per set."
+                )
             images = np.stack(decoded)
             if has_masks:
                 mask_list = []
@@ -214,7 +222,9 @@ def read_medmnist(root: Path, name: str) -> ImageSet:
         if key_i not in arrays or key_l not in arrays:
             raise DataError(f"{path} lacks {key_i!r}/{key_l!r} (keys: {sorted(arrays)}); expected MedMNIST's layout.")
         if len(arrays[key_i]) != len(arrays[key_l]):
-            raise DataError(f"{path}: {key_i} has {len(arrays[key_i])} images but {key_l} has {len(arrays[key_l])} labels.")
+            raise DataError(
+                f"{path}: {key_i} has {len(arrays[key_i])} images but {key_l} has {len(arrays[key_l])} labels."
+            )
         images.append(arrays[key_i])
         labels.append(arrays[key_l].reshape(len(arrays[key_l]), -1)[:, 0].astype(np.int64))
         splits.append(np.full(len(arrays[key_i]), split, dtype="<U8"))

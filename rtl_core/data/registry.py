@@ -80,7 +80,9 @@ LESS_FRACTION = 0.25
 
 def register_task(spec: TaskSpec) -> TaskSpec:
     if spec.name not in DEMO_TASKS:
-        raise ValueError(f"task {spec.name!r} is not in rtl_core.names.DEMO_TASKS (the names a config is checked against)")
+        raise ValueError(
+            f"task {spec.name!r} is not in rtl_core.names.DEMO_TASKS (the names a config is checked against)"
+        )
     if spec.name in TASKS:
         raise ValueError(f"task {spec.name!r} registered twice")
     TASKS[spec.name] = spec
@@ -120,9 +122,16 @@ def _near_duplicates(data: ImageSet, official: bool) -> ImageSet:
     pairs = nd.near_duplicate_pairs(fingerprints)
     before = len(np.unique(data.groups))
     data.groups = nd.link_groups(data.groups, pairs)
-    data.meta = {**data.meta, "near_duplicates": {
-        "max_bits": nd.MAX_BITS, "min_correlation": nd.MIN_CORRELATION, "pairs": int(len(pairs)),
-        "groups_merged": int(before - len(np.unique(data.groups))), "held_out_dropped": dropped}}
+    data.meta = {
+        **data.meta,
+        "near_duplicates": {
+            "max_bits": nd.MAX_BITS,
+            "min_correlation": nd.MIN_CORRELATION,
+            "pairs": int(len(pairs)),
+            "groups_merged": int(before - len(np.unique(data.groups))),
+            "held_out_dropped": dropped,
+        },
+    }
     return data
 
 
@@ -133,17 +142,23 @@ def _build_ct_cls(root: Path, seed: int) -> ImageSet:
     full = _with_index(read_arrays(root, "ct/covid_ct_cvt"))
     names = full.meta.get("group_names", [])
     if "sarscov2_ctscan" not in names:
-        raise DataError(f"{full.source}: meta.json group_names lacks 'sarscov2_ctscan'; is this the pack's covid_ct_cvt?")
+        raise DataError(
+            f"{full.source}: meta.json group_names lacks 'sarscov2_ctscan'; is this the pack's covid_ct_cvt?"
+        )
     data = full.subset(full.extras["source_group"] == names.index("sarscov2_ctscan"), name="ct_cls")
     per_slice = [full.meta["per_slice"][i] for i in data.extras["source_index"]]
     crops = np.stack([_crop_resize(img, p.get("content_box_tlhw")) for img, p in zip(data.images, per_slice)])
     data.groups = exact_duplicate_groups(crops, _sarscov2_scans(per_slice, data.labels, data.source))
     data = _near_duplicates(data, official=False)
     data.splits = grouped_split(data.labels, data.groups, seed=seed, name="ct_cls")
-    data.meta = {**data.meta, "grouping": (
-        "scans: runs of consecutively numbered files whose original size changes by at most 20 % from slice to "
-        "slice (per class), merged with exact and near-duplicate slices (rtl_core.data.near_duplicates)"),
-        "scan_runs": int(len(np.unique(data.groups)))}
+    data.meta = {
+        **data.meta,
+        "grouping": (
+            "scans: runs of consecutively numbered files whose original size changes by at most 20 % from slice to "
+            "slice (per class), merged with exact and near-duplicate slices (rtl_core.data.near_duplicates)"
+        ),
+        "scan_runs": int(len(np.unique(data.groups))),
+    }
     return data
 
 
@@ -156,8 +171,10 @@ def _sarscov2_scans(per_slice: list[dict], labels: np.ndarray, source: str) -> n
     for p in per_slice:
         found = re.search(r"\((\d+)\)\.\w+$", p.get("file", ""))
         if found is None or "orig_size_hw" not in p:
-            raise DataError(f"{source}: slice {p.get('file')!r} has no '(N)' file number or orig_size_hw in meta.json "
-                            "per_slice; ct_cls groups slices into scans by them. Is this the pack's covid_ct_cvt?")
+            raise DataError(
+                f"{source}: slice {p.get('file')!r} has no '(N)' file number or orig_size_hw in meta.json "
+                "per_slice; ct_cls groups slices into scans by them. Is this the pack's covid_ct_cvt?"
+            )
         numbers.append(int(found.group(1)))
     numbers, sizes = np.array(numbers), np.array([p["orig_size_hw"] for p in per_slice])
     groups = np.empty(len(per_slice), dtype=object)
@@ -185,7 +202,9 @@ def _build_liver_seg(root: Path, seed: int) -> ImageSet:
     return data
 
 
-def _official_with_val(rel: str, name: str, reader=read_folder, drop: tuple[str, ...] = ()) -> Callable[[Path, int], ImageSet]:
+def _official_with_val(
+    rel: str, name: str, reader=read_folder, drop: tuple[str, ...] = ()
+) -> Callable[[Path, int], ImageSet]:
     """A task keeping the source's train/test split, with a validation part carved out of train.
 
     Rows flagged by any ``drop`` column are removed; exact duplicates are grouped so they never straddle splits,
@@ -280,28 +299,110 @@ def _fundus_names(data: ImageSet) -> ImageSet:
     return data
 
 
-register_task(TaskSpec("ct_cls", "COVID vs non-COVID CT (SARS-CoV-2 CT-scan group)", "classification", ("accuracy", "auc"), _build_ct_cls))
-register_task(TaskSpec("ct_liver_seg", "Liver segmentation on MSD/LiTS CT slices", "segmentation", ("dice",), _build_liver_seg))
-register_task(TaskSpec("xray_cls", "Chest X-ray pneumonia vs normal (Kermany)", "classification", ("auc", "accuracy"),
-                       _official_with_val("xray/chest_xray_pneumonia_kermany_64", "xray_cls")))
-register_task(TaskSpec("mri_cls", "Brain tumour MRI, 4 classes (deduplicated, re-split)", "classification",
-                       ("accuracy", "balanced_accuracy"), lambda root, seed: _deduplicated_resplit("mri/brain_tumor_mri_4class_64", "mri_cls", root, seed)))
-register_task(TaskSpec("natural_cls", "CUB-200 birds, first 50 species", "classification", ("accuracy",),
-                       _official_with_val("natural/cub200_first50_birds_64", "natural_cls")))
-register_task(TaskSpec("imagenette_cls", "Imagenette, 10 ImageNet classes (the natural pool's own source)",
-                       "classification", ("accuracy",), _official_with_val("natural/imagenette_64", "imagenette_cls"), extra=True))
-register_task(TaskSpec("derm_cls", "ISIC dermoscopy, 9 classes", "classification", ("balanced_accuracy", "accuracy"),
-                       lambda root, seed: _deduplicated_resplit("dermatology/isic_skin_9class_64", "derm_cls", root, seed, drop=("label_conflict",)),
-                       extra=True))
-register_task(TaskSpec("fundus_cls", "Fundus DR grade (6 grades), split by patient", "classification", ("balanced_accuracy", "accuracy"),
-                       lambda root, seed: _fundus_names(_grouped_task("fundus/fundus_dr_srahim_96", "fundus_cls", "labels_grade")(root, seed)),
-                       extra=True))
-register_task(TaskSpec("pneumoniamnist_cls", "PneumoniaMNIST chest X-ray, 28 px", "classification", ("auc", "accuracy"),
-                       lambda root, seed: _medmnist_task(root, "pneumoniamnist", "pneumoniamnist_cls"), extra=True))
-register_task(TaskSpec("breastmnist_cls", "BreastMNIST ultrasound, 28 px", "classification", ("auc", "accuracy"),
-                       lambda root, seed: _medmnist_task(root, "breastmnist", "breastmnist_cls"), extra=True))
-register_task(TaskSpec("ct_contrast_cls", "TCGA CT, IV contrast yes/no (HU), split by patient", "classification", ("auc", "accuracy"),
-                       _grouped_task("ct/tcga_ct_kaggle100", "ct_contrast_cls", reader=read_arrays), window="mediastinum", extra=True))
+register_task(
+    TaskSpec(
+        "ct_cls",
+        "COVID vs non-COVID CT (SARS-CoV-2 CT-scan group)",
+        "classification",
+        ("accuracy", "auc"),
+        _build_ct_cls,
+    )
+)
+register_task(
+    TaskSpec("ct_liver_seg", "Liver segmentation on MSD/LiTS CT slices", "segmentation", ("dice",), _build_liver_seg)
+)
+register_task(
+    TaskSpec(
+        "xray_cls",
+        "Chest X-ray pneumonia vs normal (Kermany)",
+        "classification",
+        ("auc", "accuracy"),
+        _official_with_val("xray/chest_xray_pneumonia_kermany_64", "xray_cls"),
+    )
+)
+register_task(
+    TaskSpec(
+        "mri_cls",
+        "Brain tumour MRI, 4 classes (deduplicated, re-split)",
+        "classification",
+        ("accuracy", "balanced_accuracy"),
+        lambda root, seed: _deduplicated_resplit("mri/brain_tumor_mri_4class_64", "mri_cls", root, seed),
+    )
+)
+register_task(
+    TaskSpec(
+        "natural_cls",
+        "CUB-200 birds, first 50 species",
+        "classification",
+        ("accuracy",),
+        _official_with_val("natural/cub200_first50_birds_64", "natural_cls"),
+    )
+)
+register_task(
+    TaskSpec(
+        "imagenette_cls",
+        "Imagenette, 10 ImageNet classes (the natural pool's own source)",
+        "classification",
+        ("accuracy",),
+        _official_with_val("natural/imagenette_64", "imagenette_cls"),
+        extra=True,
+    )
+)
+register_task(
+    TaskSpec(
+        "derm_cls",
+        "ISIC dermoscopy, 9 classes",
+        "classification",
+        ("balanced_accuracy", "accuracy"),
+        lambda root, seed: _deduplicated_resplit(
+            "dermatology/isic_skin_9class_64", "derm_cls", root, seed, drop=("label_conflict",)
+        ),
+        extra=True,
+    )
+)
+register_task(
+    TaskSpec(
+        "fundus_cls",
+        "Fundus DR grade (6 grades), split by patient",
+        "classification",
+        ("balanced_accuracy", "accuracy"),
+        lambda root, seed: _fundus_names(
+            _grouped_task("fundus/fundus_dr_srahim_96", "fundus_cls", "labels_grade")(root, seed)
+        ),
+        extra=True,
+    )
+)
+register_task(
+    TaskSpec(
+        "pneumoniamnist_cls",
+        "PneumoniaMNIST chest X-ray, 28 px",
+        "classification",
+        ("auc", "accuracy"),
+        lambda root, seed: _medmnist_task(root, "pneumoniamnist", "pneumoniamnist_cls"),
+        extra=True,
+    )
+)
+register_task(
+    TaskSpec(
+        "breastmnist_cls",
+        "BreastMNIST ultrasound, 28 px",
+        "classification",
+        ("auc", "accuracy"),
+        lambda root, seed: _medmnist_task(root, "breastmnist", "breastmnist_cls"),
+        extra=True,
+    )
+)
+register_task(
+    TaskSpec(
+        "ct_contrast_cls",
+        "TCGA CT, IV contrast yes/no (HU), split by patient",
+        "classification",
+        ("auc", "accuracy"),
+        _grouped_task("ct/tcga_ct_kaggle100", "ct_contrast_cls", reader=read_arrays),
+        window="mediastinum",
+        extra=True,
+    )
+)
 
 
 def _medmnist_task(root: Path, file: str, name: str) -> ImageSet:
@@ -389,8 +490,12 @@ def held_out_fingerprints(root: str, split_seed: int):
     """Near-duplicate fingerprints (:mod:`rtl_core.data.near_duplicates`) of every downstream val/test image."""
     from rtl_core.data import near_duplicates as nd
 
-    return nd.concatenate([nd.Fingerprints(data.images[data.splits != "train"])
-                           for data in (_load_task_cached(name, root, split_seed) for name in TASKS)])
+    return nd.concatenate(
+        [
+            nd.Fingerprints(data.images[data.splits != "train"])
+            for data in (_load_task_cached(name, root, split_seed) for name in TASKS)
+        ]
+    )
 
 
 @lru_cache(maxsize=8)
@@ -457,7 +562,9 @@ def load_pool(
     available = min(len(ct), len(natural))
     n = available if pool_size is None else int(pool_size)
     if n < 1 or n > available:
-        raise ConfigError(f"pool_size={pool_size} is not possible: the pack offers {len(ct)} CT and {len(natural)} natural images.")
+        raise ConfigError(
+            f"pool_size={pool_size} is not possible: the pack offers {len(ct)} CT and {len(natural)} natural images."
+        )
     rng = np.random.default_rng(seed)
     if name == "mixed":
         half = n // 2
@@ -478,8 +585,10 @@ def load_pool(
     if name != "ct_less":
         return pool
     if not 0 < less_fraction < 1:
-        raise ConfigError(f"data.less_fraction={less_fraction} must lie strictly between 0 and 1 (the ct_less pool's "
-                          "share of the ct pool).")
+        raise ConfigError(
+            f"data.less_fraction={less_fraction} must lie strictly between 0 and 1 (the ct_less pool's "
+            "share of the ct pool)."
+        )
     keep = max(1, round(less_fraction * n))
     less = np.random.default_rng([seed, 1]).choice(n, keep, replace=False)  # nested: ct_less is part of ct
     return pool.subset(np.sort(less), name=name)

@@ -26,7 +26,10 @@ from rtl_core.errors import DataError
 def content_hashes(images: np.ndarray) -> np.ndarray:
     """SHA-1 of each image's pixels (shape and dtype included): equal hashes mean identical images."""
     return np.array(
-        [hashlib.sha1(f"{img.shape}{img.dtype}".encode() + np.ascontiguousarray(img).tobytes()).hexdigest() for img in images]
+        [
+            hashlib.sha1(f"{img.shape}{img.dtype}".encode() + np.ascontiguousarray(img).tobytes()).hexdigest()
+            for img in images
+        ]
     )
 
 
@@ -145,7 +148,9 @@ def _hold_out(labels: np.ndarray | None, groups: np.ndarray, share: float, seed:
             digest.update(b"none")
             continue
         uniques, codes = np.unique(np.asarray(values), return_inverse=True)
-        digest.update(f"{np.asarray(values).dtype}|{len(uniques)}|".encode() + "\0".join(map(repr, uniques.tolist())).encode())
+        digest.update(
+            f"{np.asarray(values).dtype}|{len(uniques)}|".encode() + "\0".join(map(repr, uniques.tolist())).encode()
+        )
         digest.update(np.ascontiguousarray(codes.astype(np.int64)).tobytes())
     path = cache_dir() / "holdout" / f"{digest.hexdigest()[:24]}.npy"
     try:
@@ -223,7 +228,9 @@ def check_split(labels: np.ndarray | None, splits: np.ndarray, name: str, groups
             raise DataError(f"{name}: group {group!r} is in several splits {parts}; splits must be grouped.")
 
 
-def lowlabel_subsets(labels: np.ndarray, fractions: tuple[float, ...] = (0.01, 0.1), seed: int = 42) -> dict[float, np.ndarray]:
+def lowlabel_subsets(
+    labels: np.ndarray, fractions: tuple[float, ...] = (0.01, 0.1), seed: int = 42
+) -> dict[float, np.ndarray]:
     """Nested, class-stratified subsets of a training split (indices into it): 1 % ⊂ 10 % ⊂ 100 %.
 
     Each class is permuted once with ``seed``; a fraction f takes the first ``max(1, ceil(f·n_c))`` of each

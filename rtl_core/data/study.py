@@ -82,27 +82,56 @@ def study_task(data: DataConfig, name: str, size: int, split_seed: int | None = 
 
         spec = data.tasks[name]
         task = user_task(name, spec, size, split_seed, data.num_workers)
-        fingerprint = fingerprint_arrays(*(np.asarray(task.files[p]).astype(str) for p in SPLITS),
-                                         *(np.asarray(task.groups[p]).astype(str) for p in SPLITS))
-        return TaskSplits(name, task.kind, tuple(spec.metrics), tuple(task.class_names) if task.class_names else None,
-                          task.splits["train"], task.splits["val"], task.splits["test"], task.groups, task.files,
-                          fingerprint, user=True)
+        fingerprint = fingerprint_arrays(
+            *(np.asarray(task.files[p]).astype(str) for p in SPLITS),
+            *(np.asarray(task.groups[p]).astype(str) for p in SPLITS),
+        )
+        return TaskSplits(
+            name,
+            task.kind,
+            tuple(spec.metrics),
+            tuple(task.class_names) if task.class_names else None,
+            task.splits["train"],
+            task.splits["val"],
+            task.splits["test"],
+            task.groups,
+            task.files,
+            fingerprint,
+            user=True,
+        )
     if name not in TASKS:
-        raise ConfigError(f"Unknown task {name!r}; known: {sorted(TASKS) + sorted(data.tasks)}. Add your own under "
-                          "data.tasks in the config.")
+        raise ConfigError(
+            f"Unknown task {name!r}; known: {sorted(TASKS) + sorted(data.tasks)}. Add your own under "
+            "data.tasks in the config."
+        )
     cache = _rendered_task_path(data, name, size, split_seed)
     cached = _read_rendered_task(cache) if cache is not None else None
     if cached is not None:
         return cached
     spec = get_task(name)
     full = load_task(name, split_seed=split_seed, root=data.data_dir)
-    parts = {p: task_dataset(name, p, size=size, split_seed=split_seed, root=data.data_dir) for p in ("train", "val", "test")}
+    parts = {
+        p: task_dataset(name, p, size=size, split_seed=split_seed, root=data.data_dir) for p in ("train", "val", "test")
+    }
     groups = {p: np.asarray(full.split(p).groups).astype(str) for p in parts}
-    files = {p: np.char.add(f"{full.source}#", np.asarray(full.split(p).extras["source_index"]).astype(str)) for p in parts}
+    files = {
+        p: np.char.add(f"{full.source}#", np.asarray(full.split(p).extras["source_index"]).astype(str)) for p in parts
+    }
     fingerprint = fingerprint_arrays(full.extras["source_index"], full.splits, full.groups)
     names = tuple(full.class_names) if full.class_names is not None else None
-    task = TaskSplits(name, spec.kind, tuple(spec.metrics), names, parts["train"], parts["val"], parts["test"], groups,
-                      files, fingerprint, user=False)
+    task = TaskSplits(
+        name,
+        spec.kind,
+        tuple(spec.metrics),
+        names,
+        parts["train"],
+        parts["val"],
+        parts["test"],
+        groups,
+        files,
+        fingerprint,
+        user=False,
+    )
     if cache is not None:
         _write_rendered_task(cache, task)
     return task
@@ -134,8 +163,19 @@ _PARTS = ("train", "val", "test")
 
 
 def _write_rendered_task(path: Path, task: TaskSplits) -> None:
-    arrays = {"meta": np.array(json.dumps({"name": task.name, "kind": task.kind, "metrics": task.metrics,
-                                           "class_names": task.class_names, "fingerprint": task.fingerprint}))}
+    arrays = {
+        "meta": np.array(
+            json.dumps(
+                {
+                    "name": task.name,
+                    "kind": task.kind,
+                    "metrics": task.metrics,
+                    "class_names": task.class_names,
+                    "fingerprint": task.fingerprint,
+                }
+            )
+        )
+    }
     for part in _PARTS:
         dataset = getattr(task, part)
         arrays[f"{part}_images"] = dataset.images.numpy()
@@ -160,17 +200,33 @@ def _read_rendered_task(path: Path) -> TaskSplits | None:
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
-            parts = {p: TensorImageDataset(torch.from_numpy(npz[f"{p}_images"]),
-                                           torch.from_numpy(npz[f"{p}_targets"]) if f"{p}_targets" in npz.files else None,
-                                           name=f"{meta['name']}:{p}") for p in _PARTS}
+            parts = {
+                p: TensorImageDataset(
+                    torch.from_numpy(npz[f"{p}_images"]),
+                    torch.from_numpy(npz[f"{p}_targets"]) if f"{p}_targets" in npz.files else None,
+                    name=f"{meta['name']}:{p}",
+                )
+                for p in _PARTS
+            }
             groups = {p: npz[f"{p}_groups"] for p in _PARTS}
             files = {p: npz[f"{p}_files"] for p in _PARTS}
     except Exception as exc:  # damaged or foreign file: render again (and overwrite it)
         log.warning("ignoring the unreadable task cache %s (%s: %s)", path, type(exc).__name__, exc)
         return None
     names = tuple(meta["class_names"]) if meta["class_names"] is not None else None
-    return TaskSplits(meta["name"], meta["kind"], tuple(meta["metrics"]), names, parts["train"], parts["val"],
-                      parts["test"], groups, files, meta["fingerprint"], user=False)
+    return TaskSplits(
+        meta["name"],
+        meta["kind"],
+        tuple(meta["metrics"]),
+        names,
+        parts["train"],
+        parts["val"],
+        parts["test"],
+        groups,
+        files,
+        meta["fingerprint"],
+        user=False,
+    )
 
 
 def save_task_split(config: StudyConfig, name: str) -> Path:
@@ -181,8 +237,7 @@ def save_task_split(config: StudyConfig, name: str) -> Path:
 
         return save_splits(name, config.data.split_seed)
     task = study_task(config.data, name, 8)
-    path = (splits_dir(config.study) /
-            f"{name}-split{config.data.split_seed}-{task.fingerprint}.csv")
+    path = splits_dir(config.study) / f"{name}-split{config.data.split_seed}-{task.fingerprint}.csv"
     if path.exists():
         return path
     buffer = io.StringIO()
@@ -225,11 +280,20 @@ def study_pool(config: StudyConfig, name: str, seed: int | None = None) -> Study
         pool = user_pool(name, data.pools[name], data.image_size, held_out_files(data.tasks, data.split_seed))
         return StudyPool(name, pool.dataset, np.asarray(pool.files), streaming=True, excluded=pool.excluded)
     if name not in DEMO_POOLS:
-        raise ConfigError(f"Unknown pool {name!r} (--pool / pretrain.pools). Known pools: "
-                          f"{', '.join(sorted(set(DEMO_POOLS) | set(data.pools)))}; add your own under data.pools.")
-    images = pool_dataset(name, size=data.image_size, pool_size=data.pool_size,
-                          seed=data.split_seed if seed is None else seed, split_seed=data.split_seed,
-                          ct_window=data.ct_window, root=data.data_dir, less_fraction=data.less_fraction)
+        raise ConfigError(
+            f"Unknown pool {name!r} (--pool / pretrain.pools). Known pools: "
+            f"{', '.join(sorted(set(DEMO_POOLS) | set(data.pools)))}; add your own under data.pools."
+        )
+    images = pool_dataset(
+        name,
+        size=data.image_size,
+        pool_size=data.pool_size,
+        seed=data.split_seed if seed is None else seed,
+        split_seed=data.split_seed,
+        ct_window=data.ct_window,
+        root=data.data_dir,
+        less_fraction=data.less_fraction,
+    )
     return StudyPool(name, images, np.asarray([len(images)]), streaming=False)
 
 
@@ -247,15 +311,30 @@ def study_data_table(config: StudyConfig) -> "pd.DataFrame":
     rows = []
     for name, spec in config.data.pools.items():
         pool = study_pool(config, name)
-        rows.append({"name": name, "role": "pool", "format": spec.format, "images": len(pool),
-                     "held-out files left out": pool.excluded, "path": spec.path})
+        rows.append(
+            {
+                "name": name,
+                "role": "pool",
+                "format": spec.format,
+                "images": len(pool),
+                "held-out files left out": pool.excluded,
+                "path": spec.path,
+            }
+        )
     for name, spec in config.data.tasks.items():
         task = study_task(config.data, name, 8)
-        rows.append({"name": name, "role": f"task ({task.kind})", "format": spec.format,
-                     "images": len(task.train) + len(task.val) + len(task.test),
-                     "train/val/test": f"{len(task.train)}/{len(task.val)}/{len(task.test)}",
-                     "groups train/val/test": "/".join(str(len(set(task.groups[p]))) for p in ("train", "val", "test")),
-                     "split": task.fingerprint, "path": spec.path})
+        rows.append(
+            {
+                "name": name,
+                "role": f"task ({task.kind})",
+                "format": spec.format,
+                "images": len(task.train) + len(task.val) + len(task.test),
+                "train/val/test": f"{len(task.train)}/{len(task.val)}/{len(task.test)}",
+                "groups train/val/test": "/".join(str(len(set(task.groups[p]))) for p in ("train", "val", "test")),
+                "split": task.fingerprint,
+                "path": spec.path,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -61,7 +61,9 @@ def save_splits(name: str, split_seed: int = 0, directory: Path | None = None) -
     writer.writerow(["source", "source_index", "group", "split", "label", "sha1"])
     labels = data.labels if data.labels is not None else np.full(len(data), -1)
     for i, sha in zip(range(len(data)), content_hashes(data.images)):
-        writer.writerow([data.source, int(data.extras["source_index"][i]), data.groups[i], data.splits[i], int(labels[i]), sha])
+        writer.writerow(
+            [data.source, int(data.extras["source_index"][i]), data.groups[i], data.splits[i], int(labels[i]), sha]
+        )
     return atomic_write(path, lambda tmp: tmp.write_text(buffer.getvalue()))
 
 

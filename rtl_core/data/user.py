@@ -101,7 +101,9 @@ def user_pool(name: str, spec: UserDataset, size: int, held_out: frozenset[str] 
         index = FolderIndex(index.root, index.rel_paths[keep], index.labels[keep], index.class_names)
         return UserPool(ImagesOnly(ImageFolderStream(index, size)), [str(p) for p in index.paths], int((~keep).sum()))
     if spec.format in ("dicom", "nifti") and spec.window is None:
-        raise ConfigError(f"data.pools.{name}: HU data need a CT window, e.g. `window: abdomen` or `window: [40, 400]`.")
+        raise ConfigError(
+            f"data.pools.{name}: HU data need a CT window, e.g. `window: abdomen` or `window: [40, 400]`."
+        )
     if spec.format == "dicom":
         files = [Path(f) for f in list_dicom_files(path, recursive=True)]
         keep = _keep(files, held_out)
@@ -114,7 +116,9 @@ def user_pool(name: str, spec: UserDataset, size: int, held_out: frozenset[str] 
         return UserPool(NiftiSliceStream(files, spec.window, size), [str(f) for f in files])
     folder = read_png_slice_folder(path)
     images, _ = render_set(folder.to_image_set(name), size)
-    return UserPool(TensorImageDataset(images, None, name=f"pool:{name}"), [str(folder.root / "images" / n) for n in folder.names])
+    return UserPool(
+        TensorImageDataset(images, None, name=f"pool:{name}"), [str(folder.root / "images" / n) for n in folder.names]
+    )
 
 
 def _groups_from_paths(paths: list[Path], regex: str | None) -> np.ndarray:
@@ -154,7 +158,9 @@ def user_task(name: str, spec: UserDataset, size: int, split_seed: int = 0, num_
     if spec.format == "imagefolder":
         return _imagefolder_task(name, spec, path, size, split_seed, num_workers)
     if spec.format == "dicom":
-        raise ConfigError(f"data.tasks.{name}: DICOM folders are supported as pools; for a task use nifti or png_slices.")
+        raise ConfigError(
+            f"data.tasks.{name}: DICOM folders are supported as pools; for a task use nifti or png_slices."
+        )
     if spec.kind != "segmentation":
         raise ConfigError(f"data.tasks.{name}: format {spec.format} holds masks; set `kind: segmentation`.")
     if spec.format == "png_slices":
@@ -208,7 +214,9 @@ def _materialise(dataset: Dataset, name: str, num_workers: int) -> TensorImageDa
 
 def _nifti_slices(name: str, spec: UserDataset, path: Path) -> ImageSet:
     if spec.labels_path is None:
-        raise ConfigError(f"data.tasks.{name}: a NIfTI segmentation task needs `labels_path` (label maps with the same names).")
+        raise ConfigError(
+            f"data.tasks.{name}: a NIfTI segmentation task needs `labels_path` (label maps with the same names)."
+        )
     if spec.window is None:
         raise ConfigError(f"data.tasks.{name}: HU data need a CT window, e.g. `window: liver`.")
     labels_root = expand(spec.labels_path)
@@ -221,21 +229,39 @@ def _nifti_slices(name: str, spec: UserDataset, path: Path) -> ImageSet:
         groups += [file.name] * len(volume.hu)
     shapes = {im.shape[1:] for im in images}
     if len(shapes) > 1:
-        raise DataError(f"{path}: volumes have different in-plane sizes {sorted(shapes)}; resample them to one grid first.")
-    return ImageSet(name=name, images=np.concatenate(images), groups=np.array(groups), splits=np.full(len(groups), "all"),
-                    masks=np.concatenate(masks), intensity="hu", domain="ct", source=str(path))
+        raise DataError(
+            f"{path}: volumes have different in-plane sizes {sorted(shapes)}; resample them to one grid first."
+        )
+    return ImageSet(
+        name=name,
+        images=np.concatenate(images),
+        groups=np.array(groups),
+        splits=np.full(len(groups), "all"),
+        masks=np.concatenate(masks),
+        intensity="hu",
+        domain="ct",
+        source=str(path),
+    )
 
 
-def _imagefolder_task(name: str, spec: UserDataset, path: Path, size: int, split_seed: int, num_workers: int) -> UserTask:
+def _imagefolder_task(
+    name: str, spec: UserDataset, path: Path, size: int, split_seed: int, num_workers: int
+) -> UserTask:
     parts = {p: path / p for p in SPLITS if (path / p).is_dir()}
     if "train" not in parts:
-        raise DataError(f"{path}: an imagefolder task needs a train/ sub-folder (and optionally val/, test/), each in ImageNet layout.")
+        raise DataError(
+            f"{path}: an imagefolder task needs a train/ sub-folder (and optionally val/, test/), each in ImageNet layout."
+        )
     indexes = {p: index_image_folder(folder) for p, folder in parts.items()}
     classes = indexes["train"].class_names
     for p, index in indexes.items():
         if index.class_names != classes:
-            raise DataError(f"{parts[p]}: classes {index.class_names} differ from train/'s {classes}; use the same class folders.")
-    chosen: dict[str, tuple[FolderIndex, np.ndarray]] = {p: (index, np.arange(len(index))) for p, index in indexes.items()}
+            raise DataError(
+                f"{parts[p]}: classes {index.class_names} differ from train/'s {classes}; use the same class folders."
+            )
+    chosen: dict[str, tuple[FolderIndex, np.ndarray]] = {
+        p: (index, np.arange(len(index))) for p, index in indexes.items()
+    }
     missing = [p for p in ("val", "test") if p not in indexes]
     if missing:
         train = indexes["train"]

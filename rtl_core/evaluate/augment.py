@@ -42,7 +42,9 @@ class CropFlip:
         crop = torch.rand(n, generator=g) < self.p
         flip = torch.rand(n, generator=g) < self.p
         area = torch.rand(n, generator=g) * (1 - self.min_scale) + self.min_scale
-        log_ratio = torch.rand(n, generator=g) * (math.log(self.ratio[1]) - math.log(self.ratio[0])) + math.log(self.ratio[0])
+        log_ratio = torch.rand(n, generator=g) * (math.log(self.ratio[1]) - math.log(self.ratio[0])) + math.log(
+            self.ratio[0]
+        )
         aspect = log_ratio.exp()
         # crop width / height as shares of the image side, clamped to the image (torchvision retries instead)
         w = torch.where(crop, (area * aspect).sqrt().clamp(max=1), torch.ones(n))
@@ -54,8 +56,9 @@ class CropFlip:
         theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, h, cy
         return F.affine_grid(theta, [n, 1, height, width], align_corners=False)
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor | None, g: torch.Generator
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def __call__(
+        self, images: torch.Tensor, targets: torch.Tensor | None, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Augment float images ``(N, C, H, W)`` and, when ``targets`` are masks ``(N, H, W)``, the masks alike;
         class labels (``(N,)``) pass through unchanged."""
         if self.p == 0 or len(images) == 0:
@@ -64,7 +67,8 @@ class CropFlip:
         grid = self.grids(n, height, width, g).to(images.device, images.dtype)
         out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
         if targets is not None and targets.ndim == 3:
-            masks = F.grid_sample(targets[:, None].to(images.dtype), grid, mode="nearest", padding_mode="border",
-                                  align_corners=False)
+            masks = F.grid_sample(
+                targets[:, None].to(images.dtype), grid, mode="nearest", padding_mode="border", align_corners=False
+            )
             targets = masks[:, 0].round().to(targets.dtype)
         return out, targets

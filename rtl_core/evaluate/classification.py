@@ -44,8 +44,9 @@ class RunOutput:
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, data, batch_size: int, timer: Timer, plan: ComputePlan,
-                  forward: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict_probs(
+    model: nn.Module, data, batch_size: int, timer: Timer, plan: ComputePlan, forward: Callable | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (N, C) and targets (N,) of a whole split, model in eval mode."""
     forward = forward or (lambda m, x: m(x))
     model.eval()
@@ -82,8 +83,15 @@ def _extract(model: Classifier, data, batch_size: int, timer: Timer, plan: Compu
     return _Features(torch.cat(feats), data.targets)
 
 
-def cached_features(key: tuple, model: Classifier, task: TaskData, train_indices: np.ndarray, batch_size: int,
-                    timer: Timer, plan: ComputePlan) -> dict[str, _Features]:
+def cached_features(
+    key: tuple,
+    model: Classifier,
+    task: TaskData,
+    train_indices: np.ndarray,
+    batch_size: int,
+    timer: Timer,
+    plan: ComputePlan,
+) -> dict[str, _Features]:
     """Features of the training images in ``train_indices`` (in that order) and of the validation and test splits,
     under ``key`` plus the indices (kept for the last few keys of this process)."""
     key = (*key, len(train_indices), hashlib.sha1(np.ascontiguousarray(train_indices).tobytes()).hexdigest())
@@ -93,20 +101,37 @@ def cached_features(key: tuple, model: Classifier, task: TaskData, train_indices
         index = torch.as_tensor(train_indices, dtype=torch.long)
         train = _Features(task.train.images[index], task.train.targets[index])
         bs = max(batch_size, 256)
-        _FEATURE_CACHE[key] = {"train": _extract(model, train, bs, timer, plan),
-                               "val": _extract(model, task.val, bs, timer, plan),
-                               "test": _extract(model, task.test, bs, timer, plan)}
+        _FEATURE_CACHE[key] = {
+            "train": _extract(model, train, bs, timer, plan),
+            "val": _extract(model, task.val, bs, timer, plan),
+            "test": _extract(model, task.test, bs, timer, plan),
+        }
     return _FEATURE_CACHE[key]
 
 
 def run_classification(
-    task: TaskData, protocol: Protocol, encoder: nn.Module, init_info: dict, cfg: EvaluateConfig, arch: str,
-    seed: int, plan: ComputePlan, timer: Timer, feature_key: tuple | None = None,
+    task: TaskData,
+    protocol: Protocol,
+    encoder: nn.Module,
+    init_info: dict,
+    cfg: EvaluateConfig,
+    arch: str,
+    seed: int,
+    plan: ComputePlan,
+    timer: Timer,
+    feature_key: tuple | None = None,
 ) -> RunOutput:
     """Train and test one classification run; the encoder is modified in place."""
     torch.manual_seed(seed)  # the head's initialisation
-    model = Classifier(encoder, feature_dim(arch), task.num_classes, init_info["mean"], init_info["std"],
-                       probe=protocol.frozen_encoder and cfg.linear_probe_norm, bias=cfg.head_bias)
+    model = Classifier(
+        encoder,
+        feature_dim(arch),
+        task.num_classes,
+        init_info["mean"],
+        init_info["std"],
+        probe=protocol.frozen_encoder and cfg.linear_probe_norm,
+        bias=cfg.head_bias,
+    )
     model = plan.prepare(model, encoder, task.train.images.shape[-1])
     freeze_encoder(model, protocol)
     indices = task.train_indices(protocol, seed, cfg.max_train_images)
@@ -122,10 +147,23 @@ def run_classification(
             p, t = predict_probs(head, feats["val"], bs, timer, plan)
             return classification_metrics(t, p, names)
 
-        result = fit(head, list(head.parameters()), loader, epochs_for(cfg.linear_epochs, len(loader), cfg.min_steps),
-                     cfg.linear_lr, cfg.weight_decay, head.train, validate, primary, cfg.selection, timer, plan,
-                     validate_every_epoch=cfg.learning_curves, warmup_epochs=cfg.warmup_epochs,
-                     decay_per_epoch=cfg.lr_decay_per_epoch)
+        result = fit(
+            head,
+            list(head.parameters()),
+            loader,
+            epochs_for(cfg.linear_epochs, len(loader), cfg.min_steps),
+            cfg.linear_lr,
+            cfg.weight_decay,
+            head.train,
+            validate,
+            primary,
+            cfg.selection,
+            timer,
+            plan,
+            validate_every_epoch=cfg.learning_curves,
+            warmup_epochs=cfg.warmup_epochs,
+            decay_per_epoch=cfg.lr_decay_per_epoch,
+        )
         p, t = predict_probs(head, feats["test"], bs, timer, plan)
         return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 
@@ -140,17 +178,37 @@ def run_classification(
     # A frozen encoder means only the linear head trains: one set of head hyper-parameters for every linear protocol,
     # whether its features are cached or recomputed through the encoder (linear_bn_train, linear_on_features=False).
     epochs, lr = (cfg.linear_epochs, cfg.linear_lr) if protocol.frozen_encoder else (cfg.epochs, cfg.lr)
-    result = fit(model, trainable_parameters(model), loader, epochs_for(epochs, len(loader), cfg.min_steps), lr,
-                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, primary, cfg.selection, timer, plan,
-                 validate_every_epoch=cfg.learning_curves, warmup_epochs=cfg.warmup_epochs,
-                 decay_per_epoch=cfg.lr_decay_per_epoch)
+    result = fit(
+        model,
+        trainable_parameters(model),
+        loader,
+        epochs_for(epochs, len(loader), cfg.min_steps),
+        lr,
+        cfg.weight_decay,
+        lambda: set_train_mode(model, protocol),
+        validate,
+        primary,
+        cfg.selection,
+        timer,
+        plan,
+        validate_every_epoch=cfg.learning_curves,
+        warmup_epochs=cfg.warmup_epochs,
+        decay_per_epoch=cfg.lr_decay_per_epoch,
+    )
     calibrate()
     p, t = predict_probs(model, task.test, max(cfg.batch_size, 256), timer, plan)
     return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 
 
-def batchnorm_calibration(model: nn.Module, task: TaskData, indices: np.ndarray, protocol: Protocol,
-                          cfg: EvaluateConfig, plan: ComputePlan, timer: Timer) -> Callable[[], None]:
+def batchnorm_calibration(
+    model: nn.Module,
+    task: TaskData,
+    indices: np.ndarray,
+    protocol: Protocol,
+    cfg: EvaluateConfig,
+    plan: ComputePlan,
+    timer: Timer,
+) -> Callable[[], None]:
     """What to run before each validation and the test: precise BatchNorm on the training images when
     ``evaluate.precise_bn`` and the encoder trains (a frozen encoder keeps the statistics its protocol defines)."""
     if not cfg.precise_bn or protocol.frozen_encoder:

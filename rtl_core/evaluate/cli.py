@@ -20,15 +20,23 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--profile", default=None, help="smoke | default | paper (default: the config's, else default)")
     p.add_argument("--config", default=None, help="a YAML config overriding the profile")
     p.add_argument("--tasks", nargs="+", default=None, help="subset of evaluate.tasks")
-    p.add_argument("--inits", nargs="+", default=None, help="subset of evaluate.inits (scratch, ssl:<pool>:<method>, …)")
+    p.add_argument(
+        "--inits", nargs="+", default=None, help="subset of evaluate.inits (scratch, ssl:<pool>:<method>, …)"
+    )
     p.add_argument("--protocols", nargs="+", default=None, help="subset of evaluate.protocols")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="subset of evaluate.seeds")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--launcher", choices=["inline", "local", "submitit"], default=None,
-                   help="inline (this process), local (--workers processes) or submitit (a SLURM job array); "
-                        "default: the config's launcher.kind")
-    p.add_argument("--workers", type=int, default=None, help="local launcher: worker processes (default launcher.workers)")
+    p.add_argument(
+        "--launcher",
+        choices=["inline", "local", "submitit"],
+        default=None,
+        help="inline (this process), local (--workers processes) or submitit (a SLURM job array); "
+        "default: the config's launcher.kind",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="local launcher: worker processes (default launcher.workers)"
+    )
     p.set_defaults(func=evaluate_command)  # rtl_core.cli adds the comparison printout
     return p
 

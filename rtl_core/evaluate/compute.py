@@ -54,8 +54,13 @@ class ComputePlan:
     def for_config(cls, evaluate_config, device: torch.device | None = None) -> "ComputePlan":
         device = device or default_device()
         precision = resolve_precision(evaluate_config.precision, device.type)
-        return cls(device, precision, evaluate_config.channels_last and (device.type == "cuda" or precision == "bf16"),
-                   evaluate_config.fused_optimizer, evaluate_config.single_pixel_matmul)
+        return cls(
+            device,
+            precision,
+            evaluate_config.channels_last and (device.type == "cuda" or precision == "bf16"),
+            evaluate_config.fused_optimizer,
+            evaluate_config.single_pixel_matmul,
+        )
 
     @property
     def bf16(self) -> bool:
@@ -85,4 +90,6 @@ class ComputePlan:
 
     def optimizer(self, parameters, lr: float, weight_decay: float) -> torch.optim.Optimizer:
         """AdamW, fused when configured."""
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, **({"fused": True} if self.fused_optimizer else {}))
+        return torch.optim.AdamW(
+            parameters, lr=lr, weight_decay=weight_decay, **({"fused": True} if self.fused_optimizer else {})
+        )

@@ -86,8 +86,20 @@ def _load_task_data(name: str, size: int, split_seed: int, data_json: str) -> Ta
         num_classes = int(max(int(p.targets.max()) for p in (task.train, task.val, task.test))) + 1
     else:
         num_classes = len(task.class_names or ()) or int(task.train.targets.max()) + 1
-    return TaskData(name, task.kind, task.metrics, max(num_classes, 2), task.train, task.val, task.test,
-                    task.groups["val"], task.groups["test"], split_seed, task.fingerprint, task.groups.get("train"))
+    return TaskData(
+        name,
+        task.kind,
+        task.metrics,
+        max(num_classes, 2),
+        task.train,
+        task.val,
+        task.test,
+        task.groups["val"],
+        task.groups["test"],
+        split_seed,
+        task.fingerprint,
+        task.groups.get("train"),
+    )
 
 
 class BatchLoader:
@@ -100,8 +112,15 @@ class BatchLoader:
     single image is dropped (BatchNorm in train mode cannot normalise one value per channel).
     """
 
-    def __init__(self, data: TensorImageDataset, indices: np.ndarray, batch_size: int, seed: int, shuffle: bool = True,
-                 augment: CropFlip | None = None) -> None:
+    def __init__(
+        self,
+        data: TensorImageDataset,
+        indices: np.ndarray,
+        batch_size: int,
+        seed: int,
+        shuffle: bool = True,
+        augment: CropFlip | None = None,
+    ) -> None:
         self.images, self.targets = data.images, data.targets
         self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         self.batch_size = max(1, min(batch_size, len(self.indices)))
@@ -116,7 +135,9 @@ class BatchLoader:
         return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
 
     def __iter__(self):
-        order = self.indices[torch.randperm(len(self.indices), generator=self.generator)] if self.shuffle else self.indices
+        order = (
+            self.indices[torch.randperm(len(self.indices), generator=self.generator)] if self.shuffle else self.indices
+        )
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             images, targets = as_float(self.images[idx]), self.targets[idx]

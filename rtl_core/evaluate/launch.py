@@ -65,7 +65,7 @@ def worker_order(runs: Sequence[RunKey], index: int, workers: int) -> list[RunKe
 
     ordered = sorted(runs, key=cost_rank)  # stable: plan order within a rank
     trained = [k for k in ordered if not get_protocol(k.protocol).frozen_encoder]
-    frozen = ordered[len(trained):]
+    frozen = ordered[len(trained) :]
     shift = (index * len(frozen)) // max(1, workers)
     return trained + frozen[shift:] + frozen[:shift]
 
@@ -79,8 +79,14 @@ def run_array_task(config_json: str, key: tuple, root: str) -> GridReport:
     return work(config, [RunKey(*key)], Path(root), raise_errors=False)
 
 
-def launch(config: StudyConfig, kind: str | None = None, workers: int | None = None, keys: Sequence[RunKey] | None = None,
-           root: Path | None = None, progress: bool = True) -> GridReport:
+def launch(
+    config: StudyConfig,
+    kind: str | None = None,
+    workers: int | None = None,
+    keys: Sequence[RunKey] | None = None,
+    root: Path | None = None,
+    progress: bool = True,
+) -> GridReport:
     """Run the grid of ``config`` (or ``keys``) with launcher ``kind`` (default ``config.launcher.kind``)."""
     from rtl_core.models.inits import check_checkpoint
     from rtl_core.names import parse_init
@@ -144,7 +150,9 @@ def _in_this_process(config: StudyConfig, runs: list[RunKey], root: Path, thread
     try:
         if torch.cuda.is_available():
             torch.cuda.set_device(0)
-        return work(config, worker_order(runs, 0, config.launcher.workers), root, raise_errors=False, failed_since=since)
+        return work(
+            config, worker_order(runs, 0, config.launcher.workers), root, raise_errors=False, failed_since=since
+        )
     finally:
         torch.set_num_threads(before)
 
@@ -155,8 +163,14 @@ def _watch(stop, workers: int, runs: list[RunKey], root: Path, progress: bool, e
 
     paths = [k.path(root) for k in runs]
     done_before = sum(p.is_file() for p in paths)
-    with tqdm(total=len(paths), initial=done_before, desc=f"rtl evaluate ({workers} workers)", unit="run",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(paths),
+        initial=done_before,
+        desc=f"rtl evaluate ({workers} workers)",
+        unit="run",
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
         while not stop.wait(every):
             bar.update(sum(p.is_file() for p in paths) - bar.n)
         bar.update(sum(p.is_file() for p in paths) - bar.n)
@@ -192,13 +206,19 @@ def _launch_submitit(config: StudyConfig, runs: list[RunKey], root: Path) -> Gri
             parameters["slurm_partition"] = lc.partition
     executor.update_parameters(**parameters)
     payload = config.model_dump_json()
-    jobs = executor.map_array(run_array_task, [payload] * len(todo),
-                              [(k.task, k.init, k.protocol, k.seed) for k in todo], [str(root)] * len(todo))
+    jobs = executor.map_array(
+        run_array_task,
+        [payload] * len(todo),
+        [(k.task, k.init, k.protocol, k.seed) for k in todo],
+        [str(root)] * len(todo),
+    )
     for job in jobs:
         try:
             report.merge(job.result())
         except Exception as exc:  # a task that died outside the run (node failure, time limit): say where its log is
-            report.failed.append((RunKey(*job.submission().args[1]), f"{type(exc).__name__}: {exc}; logs in {job.paths.folder}"))
+            report.failed.append(
+                (RunKey(*job.submission().args[1]), f"{type(exc).__name__}: {exc}; logs in {job.paths.folder}")
+            )
     return _dedupe(report)
 
 

@@ -48,7 +48,9 @@ def auc(targets: np.ndarray, probs: np.ndarray) -> float:
             return float(skm.roc_auc_score(targets, probs, average="macro"))
         if probs.shape[1] == 2:
             return float(skm.roc_auc_score(targets, probs[:, 1]))
-        return float(skm.roc_auc_score(targets, probs, multi_class="ovr", average="macro", labels=np.arange(probs.shape[1])))
+        return float(
+            skm.roc_auc_score(targets, probs, multi_class="ovr", average="macro", labels=np.arange(probs.shape[1]))
+        )
     except ValueError as exc:
         log.warning("AUC undefined (%s); reported as NaN", exc)
         return float("nan")
@@ -57,7 +59,9 @@ def auc(targets: np.ndarray, probs: np.ndarray) -> float:
 _CLASSIFIERS = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy, "auc": auc}
 
 
-def classification_metrics(targets: np.ndarray, probs: np.ndarray, names: Sequence[str] = CLASSIFICATION_METRICS) -> dict[str, float]:
+def classification_metrics(
+    targets: np.ndarray, probs: np.ndarray, names: Sequence[str] = CLASSIFICATION_METRICS
+) -> dict[str, float]:
     """The named metrics of class probabilities ``probs`` (N, C) against integer ``targets`` (N,)."""
     targets, probs = np.asarray(targets), np.asarray(probs)
     if len(targets) != len(probs):
@@ -95,7 +99,9 @@ def dice_per_scan(pred: torch.Tensor, target: torch.Tensor, scans: Sequence[str]
     return float(np.mean(scores))
 
 
-def segmentation_metrics(pred: torch.Tensor, target: torch.Tensor, scans: Sequence[str] | np.ndarray, batch_size: int) -> dict[str, float]:
+def segmentation_metrics(
+    pred: torch.Tensor, target: torch.Tensor, scans: Sequence[str] | np.ndarray, batch_size: int
+) -> dict[str, float]:
     """``dice_scan`` (per scan) and ``dice_batch`` (per slice batch of ``batch_size``) of label maps (N, H, W)."""
     return {"dice_scan": dice_per_scan(pred, target, scans), "dice_batch": dice_per_batch(pred, target, batch_size)}
 

@@ -37,8 +37,16 @@ class Classifier(nn.Module):
     bias=False)``, their ``pkgs/FTE/network.py``).
     """
 
-    def __init__(self, encoder: nn.Module, feature_dim: int, num_classes: int, mean: Sequence[float], std: Sequence[float],
-                 probe: bool = False, bias: bool = True) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        probe: bool = False,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.encoder = encoder
@@ -66,7 +74,11 @@ class Segmenter(nn.Module):
 
 
 def build_segmenter(
-    encoder: nn.Module, arch: str, num_classes: int, mean: Sequence[float], std: Sequence[float],
+    encoder: nn.Module,
+    arch: str,
+    num_classes: int,
+    mean: Sequence[float],
+    std: Sequence[float],
     decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
 ) -> Segmenter:
     """A U-Net on a ResNet ``arch`` whose encoder gets ``encoder``'s weights (torchvision key names; ``fc`` dropped).
@@ -74,12 +86,20 @@ def build_segmenter(
     smp's ResNet encoder subclasses torchvision's ResNet, so the state dicts share their keys; loading is strict
     apart from the absent ``fc``.
     """
-    unet = smp.Unet(encoder_name=arch, encoder_weights=None, in_channels=3, classes=num_classes, decoder_channels=list(decoder_channels))
+    unet = smp.Unet(
+        encoder_name=arch,
+        encoder_weights=None,
+        in_channels=3,
+        classes=num_classes,
+        decoder_channels=list(decoder_channels),
+    )
     state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("fc.")}
     target_keys = {k for k in unet.encoder.state_dict() if not k.startswith("fc.")}
     if set(state) != target_keys:
         missing, unexpected = sorted(target_keys - set(state))[:5], sorted(set(state) - target_keys)[:5]
-        raise CheckpointError(f"Encoder weights do not fit smp's {arch} encoder: missing {missing}, unexpected {unexpected}.")
+        raise CheckpointError(
+            f"Encoder weights do not fit smp's {arch} encoder: missing {missing}, unexpected {unexpected}."
+        )
     nn.Module.load_state_dict(unet.encoder, state, strict=True)
     return Segmenter(unet, mean, std)
 

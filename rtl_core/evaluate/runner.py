@@ -64,8 +64,10 @@ class GridReport:
 
     def summary(self) -> str:
         busy = f", {len(self.busy)} held by other workers (not run here)" if self.busy else ""
-        return (f"{len(self.ran)} run(s) done, {len(self.skipped)} already finished, {len(self.redone)} redone, "
-                f"{len(self.failed)} failed{busy}")
+        return (
+            f"{len(self.ran)} run(s) done, {len(self.skipped)} already finished, {len(self.redone)} redone, "
+            f"{len(self.failed)} failed{busy}"
+        )
 
 
 def settings_hash(config: StudyConfig, device_type: str | None = None) -> str:
@@ -82,8 +84,10 @@ def settings_hash(config: StudyConfig, device_type: str | None = None) -> str:
     for spec in [*values["data"].get("tasks", {}).values(), *values["data"].get("pools", {}).values()]:
         spec.pop("domain", None)  # a name for the advisor, not a setting of any run
     # Of an init's details only a file init's input normalisation changes its runs (labels and domains are names).
-    norms = {init: {k: d[k] for k in ("mean", "std") if d.get(k) is not None}
-             for init, d in values["evaluate"].pop("init_details", {}).items()}
+    norms = {
+        init: {k: d[k] for k in ("mean", "std") if d.get(k) is not None}
+        for init, d in values["evaluate"].pop("init_details", {}).items()
+    }
     if any(norms.values()):
         values["evaluate"]["init_normalisation"] = {k: v for k, v in norms.items() if v}
     return settings_digest(values)
@@ -94,13 +98,19 @@ def settings_hashes(config: StudyConfig) -> dict[str, str]:
     or ``bf16``; both for ``auto``, whose runs differ between a GPU node and a CPU without bf16 units)."""
     if config.evaluate.precision != "auto":
         return {config.evaluate.precision: settings_hash(config)}
-    pinned = {p: config.model_copy(update={"evaluate": config.evaluate.model_copy(update={"precision": p})}) for p in ("bf16", "32")}
+    pinned = {
+        p: config.model_copy(update={"evaluate": config.evaluate.model_copy(update={"precision": p})})
+        for p in ("bf16", "32")
+    }
     return {p: settings_hash(c) for p, c in pinned.items()}
 
 
 def plan_grid(
-    config: StudyConfig, tasks: Sequence[str] | None = None, inits: Sequence[str] | None = None,
-    protocols: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
+    config: StudyConfig,
+    tasks: Sequence[str] | None = None,
+    inits: Sequence[str] | None = None,
+    protocols: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[RunKey]:
     """Every run of the grid, ordered task → init → protocol → seed (so cached features are reused)."""
     ev = config.evaluate
@@ -136,7 +146,9 @@ def _keep_finetuned(encoder: torch.nn.Module, profile: str, key: RunKey) -> None
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: torch.device | None = None) -> dict[str, Any]:
+def run_one(
+    config: StudyConfig, key: RunKey, root: Path | None = None, device: torch.device | None = None
+) -> dict[str, Any]:
     """Train and test one run, write its record atomically and return it."""
     start, cpu_start = time.perf_counter(), time.process_time()
     ev, arch = config.evaluate, config.pretrain.backbone
@@ -153,27 +165,55 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
         out = run_segmentation(task, protocol, encoder, info, ev, arch, key.seed, plan, timer)
     else:
         scratch = parse_init(key.init).kind == "scratch"
-        feature_key = (key.init, info["checkpoint"], key.task, size, config.data.split_seed, key.seed if scratch else None,
-                       plan.precision)
+        feature_key = (
+            key.init,
+            info["checkpoint"],
+            key.task,
+            size,
+            config.data.split_seed,
+            key.seed if scratch else None,
+            plan.precision,
+        )
         out = run_classification(task, protocol, encoder, info, ev, arch, key.seed, plan, timer, feature_key)
     if key.protocol == "finetune" and task.kind != "segmentation":
         _keep_finetuned(encoder, config.study, key)  # for the feature-reuse analysis (weight-space CKA, claim C7)
     meta = _provenance()
     record = {
         "record_version": RECORD_VERSION,
-        "task": key.task, "init": key.init, "protocol": key.protocol, "seed": key.seed,
-        "data_fraction": protocol.data_fraction, "profile": config.profile, "study": config.study,
-        "metrics": out.metrics, "primary_metric": task.metric_names[0], "val_metrics": out.fit.val_metrics,
-        "selection": ev.selection, "selected_epoch": out.fit.selected_epoch, "curves": out.fit.curves,
-        "n_train": out.n_train, "n_val": len(task.val), "n_test": len(task.test), "n_test_scans": int(len(set(task.test_scans))),
-        "image_size": size, "arch": arch, "init_info": {k: v for k, v in info.items() if k != "init"},
+        "task": key.task,
+        "init": key.init,
+        "protocol": key.protocol,
+        "seed": key.seed,
+        "data_fraction": protocol.data_fraction,
+        "profile": config.profile,
+        "study": config.study,
+        "metrics": out.metrics,
+        "primary_metric": task.metric_names[0],
+        "val_metrics": out.fit.val_metrics,
+        "selection": ev.selection,
+        "selected_epoch": out.fit.selected_epoch,
+        "curves": out.fit.curves,
+        "n_train": out.n_train,
+        "n_val": len(task.val),
+        "n_test": len(task.test),
+        "n_test_scans": int(len(set(task.test_scans))),
+        "image_size": size,
+        "arch": arch,
+        "init_info": {k: v for k, v in info.items() if k != "init"},
         "split_fingerprint": task.fingerprint,
-        "settings_hash": settings_hash(config, plan.device.type), "config_hash": config.hash(),
-        "config": config.model_dump(mode="json"), "device": str(plan.device), "torch_threads": torch.get_num_threads(),
-        "precision": plan.precision, "channels_last": plan.channels_last, "fused_optimizer": plan.fused_optimizer,
+        "settings_hash": settings_hash(config, plan.device.type),
+        "config_hash": config.hash(),
+        "config": config.model_dump(mode="json"),
+        "device": str(plan.device),
+        "torch_threads": torch.get_num_threads(),
+        "precision": plan.precision,
+        "channels_last": plan.channels_last,
+        "fused_optimizer": plan.fused_optimizer,
         "single_pixel_matmul": plan.single_pixel_matmul,
         "model_seconds": timer.model_seconds,
-        "git_commit": meta["git_commit"], "machine": meta["machine"], "packages": meta["packages"],
+        "git_commit": meta["git_commit"],
+        "machine": meta["machine"],
+        "packages": meta["packages"],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "test_correct": getattr(out, "test_correct", None),
     }
@@ -184,9 +224,14 @@ def run_one(config: StudyConfig, key: RunKey, root: Path | None = None, device: 
 
 
 def run_grid(
-    config: StudyConfig, tasks: Sequence[str] | None = None, inits: Sequence[str] | None = None,
-    protocols: Sequence[str] | None = None, seeds: Sequence[int] | None = None, root: Path | None = None,
-    progress: bool = True, on_run_done: Callable[[RunKey, dict[str, Any]], None] | None = None,
+    config: StudyConfig,
+    tasks: Sequence[str] | None = None,
+    inits: Sequence[str] | None = None,
+    protocols: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    root: Path | None = None,
+    progress: bool = True,
+    on_run_done: Callable[[RunKey, dict[str, Any]], None] | None = None,
 ) -> GridReport:
     """Run every unfinished run of the grid in this process (see the module doc); ``on_run_done(key, record)``
     after each run. Runs are claimed first (:mod:`rtl_core.evaluate.leases`), so other workers may share the
@@ -197,9 +242,15 @@ def run_grid(
     return work(config, keys, root, progress=progress, on_run_done=on_run_done)
 
 
-def work(config: StudyConfig, keys: Sequence[RunKey], root: Path | None = None, progress: bool = False,
-         on_run_done: Callable[[RunKey, dict[str, Any]], None] | None = None, raise_errors: bool = True,
-         failed_since: float | None = None) -> GridReport:
+def work(
+    config: StudyConfig,
+    keys: Sequence[RunKey],
+    root: Path | None = None,
+    progress: bool = False,
+    on_run_done: Callable[[RunKey, dict[str, Any]], None] | None = None,
+    raise_errors: bool = True,
+    failed_since: float | None = None,
+) -> GridReport:
     """One worker's pass over ``keys``: skip finished runs, claim each other run, train it, release it.
 
     A run that raises has its traceback written to ``<record>.failed.txt`` beside its claim; with
@@ -224,7 +275,13 @@ def work(config: StudyConfig, keys: Sequence[RunKey], root: Path | None = None, 
             report.skipped.append(key)
         else:
             todo.append((key, problem))
-    log.info("evaluation grid: %d runs, %d finished already, %d to run; records in %s", len(keys), len(report.skipped), len(todo), root)
+    log.info(
+        "evaluation grid: %d runs, %d finished already, %d to run; records in %s",
+        len(keys),
+        len(report.skipped),
+        len(todo),
+        root,
+    )
     bar = tqdm(todo, desc="rtl evaluate", unit="run", disable=not progress, dynamic_ncols=True)
     for key, problem in bar:
         bar.set_postfix_str(str(key))
@@ -273,8 +330,18 @@ def _journal(root: Path, key: RunKey, token: str) -> None:
     import os
     import socket
 
-    line = json.dumps({"run": str(key), "host": socket.gethostname(), "pid": os.getpid(), "claim": token,
-                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
+    line = (
+        json.dumps(
+            {
+                "run": str(key),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "claim": token,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+        + "\n"
+    )
     fd = os.open(root / "executions.log", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o644)
     try:
         os.write(fd, line.encode())

@@ -23,7 +23,9 @@ from rtl_core.evaluate.train import Timer, epochs_for, fit
 
 
 @torch.no_grad()
-def predict_masks(model: nn.Module, data, batch_size: int, timer: Timer, plan: ComputePlan) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_masks(
+    model: nn.Module, data, batch_size: int, timer: Timer, plan: ComputePlan
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Arg-max label maps (N, H, W) and targets of a whole split."""
     model.eval()
     preds, targets = [], []
@@ -37,8 +39,15 @@ def predict_masks(model: nn.Module, data, batch_size: int, timer: Timer, plan: C
 
 
 def run_segmentation(
-    task: TaskData, protocol: Protocol, encoder: nn.Module, init_info: dict, cfg: EvaluateConfig, arch: str,
-    seed: int, plan: ComputePlan, timer: Timer,
+    task: TaskData,
+    protocol: Protocol,
+    encoder: nn.Module,
+    init_info: dict,
+    cfg: EvaluateConfig,
+    arch: str,
+    seed: int,
+    plan: ComputePlan,
+    timer: Timer,
 ) -> RunOutput:
     """Train and test one segmentation run."""
     size = task.train.images.shape[-1]
@@ -59,10 +68,23 @@ def run_segmentation(
         pred, target = predict_masks(model, task.val, bs, timer, plan)
         return segmentation_metrics(pred, target, task.val_scans, bs)
 
-    result = fit(model, trainable_parameters(model), loader, epochs_for(cfg.epochs, len(loader), cfg.min_steps), cfg.lr,
-                 cfg.weight_decay, lambda: set_train_mode(model, protocol), validate, task.metric_names[0], cfg.selection, timer, plan,
-                 validate_every_epoch=cfg.learning_curves, warmup_epochs=cfg.warmup_epochs,
-                 decay_per_epoch=cfg.lr_decay_per_epoch)
+    result = fit(
+        model,
+        trainable_parameters(model),
+        loader,
+        epochs_for(cfg.epochs, len(loader), cfg.min_steps),
+        cfg.lr,
+        cfg.weight_decay,
+        lambda: set_train_mode(model, protocol),
+        validate,
+        task.metric_names[0],
+        cfg.selection,
+        timer,
+        plan,
+        validate_every_epoch=cfg.learning_curves,
+        warmup_epochs=cfg.warmup_epochs,
+        decay_per_epoch=cfg.lr_decay_per_epoch,
+    )
     calibrate()
     pred, target = predict_masks(model, task.test, bs, timer, plan)
     return RunOutput(segmentation_metrics(pred, target, task.test_scans, bs), result, len(indices))

@@ -51,11 +51,15 @@ def save_encoder(stem: str | Path, encoder: nn.Module, arch: str, in_channels: i
 def read_sidecar(stem: str | Path) -> dict[str, Any]:
     weights_path, sidecar_path = checkpoint_paths(stem)
     if not sidecar_path.is_file():
-        raise CheckpointError(f"Checkpoint sidecar {sidecar_path} is missing; the checkpoint is incomplete. Rerun pretraining.")
+        raise CheckpointError(
+            f"Checkpoint sidecar {sidecar_path} is missing; the checkpoint is incomplete. Rerun pretraining."
+        )
     try:
         sidecar = json.loads(sidecar_path.read_text())
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"Checkpoint sidecar {sidecar_path} is not valid JSON ({exc}). Rerun pretraining.") from exc
+        raise CheckpointError(
+            f"Checkpoint sidecar {sidecar_path} is not valid JSON ({exc}). Rerun pretraining."
+        ) from exc
     missing = [k for k in REQUIRED_KEYS if k not in sidecar]
     if missing:
         raise CheckpointError(f"Checkpoint sidecar {sidecar_path} lacks {missing}. Rerun pretraining.")
@@ -76,11 +80,15 @@ def load_encoder(stem: str | Path, expect: dict[str, Any] | None = None) -> tupl
                 f"(sidecar {sidecar_path}). Use a checkpoint pretrained with {key}={wanted!r} or change the config."
             )
     if not weights_path.is_file():
-        raise CheckpointError(f"Checkpoint weights {weights_path} are missing (sidecar {sidecar_path} exists). Rerun pretraining.")
+        raise CheckpointError(
+            f"Checkpoint weights {weights_path} are missing (sidecar {sidecar_path} exists). Rerun pretraining."
+        )
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged files
-        raise CheckpointError(f"Checkpoint {weights_path} cannot be read ({exc}). Delete it and rerun pretraining.") from exc
+        raise CheckpointError(
+            f"Checkpoint {weights_path} cannot be read ({exc}). Delete it and rerun pretraining."
+        ) from exc
     # assign=True keeps the file's tensors as they are: make them float32 and NCHW, as copying into a built model would
     state = {k: v.float().contiguous() if v.is_floating_point() else v for k, v in state.items()}
     with torch.device("meta"):  # no random init to overwrite (0.1 s per ResNet-18, once per downstream run)

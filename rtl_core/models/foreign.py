@@ -35,10 +35,29 @@ from rtl_core.errors import CheckpointError
 from rtl_core.models.backbones import BACKBONES, build_backbone
 
 #: First key components outside the encoder that a layout drops on purpose (heads, projectors, momentum copies).
-DROPPED_HEADS = ("fc", "head", "heads", "classifier", "projection_head", "prediction_head", "projector", "predictor",
-                 "backbone_momentum", "head_momentum", "projection_head_momentum", "momentum_backbone",
-                 "momentum_projection_head", "teacher", "teacher_backbone", "teacher_head", "student_head", "decoder",
-                 "segmentation_head", "criterion", "loss")
+DROPPED_HEADS = (
+    "fc",
+    "head",
+    "heads",
+    "classifier",
+    "projection_head",
+    "prediction_head",
+    "projector",
+    "predictor",
+    "backbone_momentum",
+    "head_momentum",
+    "projection_head_momentum",
+    "momentum_backbone",
+    "momentum_projection_head",
+    "teacher",
+    "teacher_backbone",
+    "teacher_head",
+    "student_head",
+    "decoder",
+    "segmentation_head",
+    "criterion",
+    "loss",
+)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -48,8 +67,10 @@ def infer_arch(state: dict[str, torch.Tensor]) -> str:
         blocks = {int(k.split(".")[1]) for k in state if k.startswith("layer3.")}
         if len(blocks) == 6:
             return "resnet50"
-        raise CheckpointError(f"a bottleneck ResNet with {len(blocks)} blocks in layer3 is not supported; "
-                              f"supported: {', '.join(BACKBONES)}.")
+        raise CheckpointError(
+            f"a bottleneck ResNet with {len(blocks)} blocks in layer3 is not supported; "
+            f"supported: {', '.join(BACKBONES)}."
+        )
     if "layer1.0.conv1.weight" not in state:
         raise CheckpointError("no ResNet encoder keys (layer1.0.conv1.weight) found.")
     blocks = {int(k.split(".")[1]) for k in state if k.startswith("layer3.")}
@@ -88,11 +109,17 @@ def read_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str, 
     layout = []
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj, layout = obj["state_dict"], ["Lightning/lightly checkpoint (state_dict)"]
-    elif isinstance(obj, dict) and isinstance(obj.get("model"), dict) and not any(torch.is_tensor(v) for v in obj.values()):
+    elif (
+        isinstance(obj, dict)
+        and isinstance(obj.get("model"), dict)
+        and not any(torch.is_tensor(v) for v in obj.values())
+    ):
         obj, layout = obj["model"], ["checkpoint dict (model)"]
     if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors (found {type(obj).__name__}); save "
-                              "`model.state_dict()` of a torchvision ResNet.")
+        raise CheckpointError(
+            f"{path} holds no state dict of tensors (found {type(obj).__name__}); save "
+            "`model.state_dict()` of a torchvision ResNet."
+        )
     state = dict(obj)
     if all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -102,15 +129,17 @@ def read_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str, 
     prefixes = [p for p in prefixes if not any(part in DROPPED_HEADS for part in p.split(".")[:-1])]
     if not prefixes:
         sample = sorted(state)[:6]
-        raise CheckpointError(f"{path}: no ResNet encoder found (no key ending in {anchor} outside a head; keys start "
-                              f"with {sample}). Expected torchvision ResNet keys, optionally under a prefix such as "
-                              "'backbone.', 'encoder.' or 'unet.backbone.'.")
+        raise CheckpointError(
+            f"{path}: no ResNet encoder found (no key ending in {anchor} outside a head; keys start "
+            f"with {sample}). Expected torchvision ResNet keys, optionally under a prefix such as "
+            "'backbone.', 'encoder.' or 'unet.backbone.'."
+        )
     prefix = prefixes[0]
     encoder, dropped, unexpected = {}, set(), []
     for key, value in state.items():
         parts = key.split(".")
         if key.startswith(prefix) and not (prefix == "" and parts[0] in DROPPED_HEADS):
-            inner = key[len(prefix):]
+            inner = key[len(prefix) :]
             if inner.split(".")[0] == "fc":
                 dropped.add(f"{prefix}fc")
             else:
@@ -122,9 +151,11 @@ def read_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str, 
         else:
             dropped.add(".".join(parts[: head + 1]))
     if unexpected:
-        raise CheckpointError(f"{path}: keys outside the encoder ({prefix or 'no prefix'!r}) that no rule drops: "
-                              f"{unexpected[:10]}{' …' if len(unexpected) > 10 else ''}. Remove them or save the "
-                              "encoder alone.")
+        raise CheckpointError(
+            f"{path}: keys outside the encoder ({prefix or 'no prefix'!r}) that no rule drops: "
+            f"{unexpected[:10]}{' …' if len(unexpected) > 10 else ''}. Remove them or save the "
+            "encoder alone."
+        )
     layout.append(f"encoder keys under {prefix!r}" if prefix else "plain torchvision state dict")
     if dropped:
         layout.append(f"dropped: {', '.join(sorted(dropped))}")
@@ -137,24 +168,32 @@ def load_strict(encoder_state: dict[str, torch.Tensor], arch: str, source: str) 
     """``build_backbone(arch)`` with ``encoder_state`` loaded strictly; the error lists missing / unexpected keys."""
     found = infer_arch(encoder_state)
     if found != arch:
-        raise CheckpointError(f"{source} holds a {found} encoder but the study's backbone is {arch}; set "
-                              f"pretrain.backbone: {found} in the config (or use a {arch} file).")
+        raise CheckpointError(
+            f"{source} holds a {found} encoder but the study's backbone is {arch}; set "
+            f"pretrain.backbone: {found} in the config (or use a {arch} file)."
+        )
     model = build_backbone(arch)
     wanted = set(model.state_dict())
     # BatchNorm's step counter is absent from files saved before PyTorch 0.4.1 (torchvision's older ImageNet
     # weights among them); it is unused in eval mode and with a momentum, so it is the one key filled in (zeros).
-    encoder_state = {**{k: torch.zeros((), dtype=torch.long) for k in wanted if k.endswith(".num_batches_tracked")},
-                     **encoder_state}
+    encoder_state = {
+        **{k: torch.zeros((), dtype=torch.long) for k in wanted if k.endswith(".num_batches_tracked")},
+        **encoder_state,
+    }
     missing, unexpected = sorted(wanted - set(encoder_state)), sorted(set(encoder_state) - wanted)
     if missing or unexpected:
-        raise CheckpointError(f"{source}: the encoder does not match torchvision's {arch}: missing keys {missing[:10]}"
-                              f"{' …' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
-                              f"{' …' if len(unexpected) > 10 else ''}. No layer is left at random: fix the file.")
+        raise CheckpointError(
+            f"{source}: the encoder does not match torchvision's {arch}: missing keys {missing[:10]}"
+            f"{' …' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
+            f"{' …' if len(unexpected) > 10 else ''}. No layer is left at random: fix the file."
+        )
     shapes = [k for k, v in model.state_dict().items() if tuple(v.shape) != tuple(encoder_state[k].shape)]
     if shapes:
         k = shapes[0]
-        raise CheckpointError(f"{source}: {len(shapes)} tensor(s) have the wrong shape, e.g. {k}: "
-                              f"{tuple(encoder_state[k].shape)} vs {tuple(model.state_dict()[k].shape)}.")
+        raise CheckpointError(
+            f"{source}: {len(shapes)} tensor(s) have the wrong shape, e.g. {k}: "
+            f"{tuple(encoder_state[k].shape)} vs {tuple(model.state_dict()[k].shape)}."
+        )
     model.load_state_dict(encoder_state, strict=True)
     return model
 
@@ -184,8 +223,9 @@ def torchvision_weights(arch: str, weights: str):
     try:
         return enum[weights]
     except KeyError:
-        raise CheckpointError(f"torchvision:{arch}:{weights}: unknown weights; {arch} has "
-                              f"{[w.name for w in enum]}.") from None
+        raise CheckpointError(
+            f"torchvision:{arch}:{weights}: unknown weights; {arch} has {[w.name for w in enum]}."
+        ) from None
 
 
 def torchvision_file(arch: str, weights: str) -> Path:
@@ -214,5 +254,9 @@ def load_torchvision_encoder(arch: str, weights: str, download: bool = True) -> 
     state, layout, _ = read_encoder_state(path)
     model = load_strict(state, arch, f"torchvision:{arch}:{weights} ({path})")
     preprocessing = entry.transforms()
-    return model, {"checkpoint": str(path), "layout": f"torchvision {arch} {weights} ({layout})",
-                   "mean": tuple(float(v) for v in preprocessing.mean), "std": tuple(float(v) for v in preprocessing.std)}
+    return model, {
+        "checkpoint": str(path),
+        "layout": f"torchvision {arch} {weights} ({layout})",
+        "mean": tuple(float(v) for v in preprocessing.mean),
+        "std": tuple(float(v) for v in preprocessing.std),
+    }

@@ -21,8 +21,10 @@ def check_checkpoint(init: Init, profile: str) -> None:
     command for ours, the file for ``file:``, the hub folder for ``torchvision:`` (nothing is downloaded here)."""
     if init.kind == "file":
         if not init.file.is_file():
-            raise CheckpointError(f"Init {init.name!r}: weights file {init.file} does not exist. "
-                                  "Fix the path (or the variables in it) or drop the init from evaluate.inits.")
+            raise CheckpointError(
+                f"Init {init.name!r}: weights file {init.file} does not exist. "
+                "Fix the path (or the variables in it) or drop the init from evaluate.inits."
+            )
         return
     if init.kind == "torchvision":
         from rtl_core.models.foreign import torchvision_file
@@ -41,8 +43,7 @@ def check_checkpoint(init: Init, profile: str) -> None:
         )
 
 
-def load_init(name: str, profile: str, arch: str, seed: int,
-              details: dict | None = None) -> tuple[nn.Module, dict]:
+def load_init(name: str, profile: str, arch: str, seed: int, details: dict | None = None) -> tuple[nn.Module, dict]:
     """The encoder an init starts from (pooled-feature torchvision ResNet, ``fc`` = identity) and its info
     (``{"init", "checkpoint", "mean", "std", "layout", "label", "domain", "sidecar"}``). ``details`` are the
     config's ``evaluate.init_details[name]`` (label, domain, mean / std for file inits)."""
@@ -55,8 +56,14 @@ def load_init(name: str, profile: str, arch: str, seed: int,
     base = {"init": name, "label": label, "domain": domain}
     if init.kind == "scratch":
         torch.manual_seed(seed)
-        return build_backbone(arch), {**base, "checkpoint": None, "mean": DEFAULT_MEAN, "std": DEFAULT_STD,
-                                      "layout": "random init", "sidecar": {}}
+        return build_backbone(arch), {
+            **base,
+            "checkpoint": None,
+            "mean": DEFAULT_MEAN,
+            "std": DEFAULT_STD,
+            "layout": "random init",
+            "sidecar": {},
+        }
     check_checkpoint(init, profile)
     if init.kind in ("file", "torchvision"):
         if init.kind == "file":
@@ -64,12 +71,20 @@ def load_init(name: str, profile: str, arch: str, seed: int,
         else:
             encoder, found = load_torchvision_encoder(init.arch, init.weights)
             if init.arch != arch:
-                raise CheckpointError(f"Init {name!r} is a {init.arch} but the study's backbone is {arch}; set "
-                                      f"pretrain.backbone: {init.arch} or pick {arch} weights.")
+                raise CheckpointError(
+                    f"Init {name!r} is a {init.arch} but the study's backbone is {arch}; set "
+                    f"pretrain.backbone: {init.arch} or pick {arch} weights."
+                )
         mean = tuple(details.get("mean") or found.get("mean", DEFAULT_MEAN))
         std = tuple(details.get("std") or found.get("std", DEFAULT_STD))
-        return encoder, {**base, "checkpoint": found["checkpoint"], "mean": mean, "std": std,
-                         "layout": found["layout"], "sidecar": found.get("sidecar", {})}
+        return encoder, {
+            **base,
+            "checkpoint": found["checkpoint"],
+            "mean": mean,
+            "std": std,
+            "layout": found["layout"],
+            "sidecar": found.get("sidecar", {}),
+        }
     stem = init.stem(profile)
     encoder, sidecar = load_encoder(stem, expect={"arch": arch, "in_channels": 3})
     mean, std = input_normalization(sidecar)
@@ -79,6 +94,9 @@ def load_init(name: str, profile: str, arch: str, seed: int,
         "mean": mean,
         "std": std,
         "layout": "rtl_core checkpoint",
-        "sidecar": {k: sidecar.get(k) for k in ("method", "pool", "epochs", "profile", "config_hash", "data_fingerprint", "git_commit")},
+        "sidecar": {
+            k: sidecar.get(k)
+            for k in ("method", "pool", "epochs", "profile", "config_hash", "data_fingerprint", "git_commit")
+        },
     }
     return encoder, info

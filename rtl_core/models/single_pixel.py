@@ -42,7 +42,7 @@ class SinglePixelConv2d(nn.Conv2d):
             return super().forward(x)
         rows, cols = window
         ph, pw = self.padding
-        taps = self.weight[:, :, ph:ph + rows, pw:pw + cols].reshape(self.out_channels, -1)
+        taps = self.weight[:, :, ph : ph + rows, pw : pw + cols].reshape(self.out_channels, -1)
         out = F.linear(x[:, :, :rows, :cols].reshape(x.shape[0], -1), taps, self.bias)
         return out.view(x.shape[0], self.out_channels, 1, 1)
 

@@ -58,7 +58,9 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.min_scale <= self.max_scale <= 1:
-            raise ValueError(f"crop scales must satisfy 0 < min_scale <= max_scale <= 1, got {self.min_scale}, {self.max_scale}")
+            raise ValueError(
+                f"crop scales must satisfy 0 < min_scale <= max_scale <= 1, got {self.min_scale}, {self.max_scale}"
+            )
         if self.crop_size < 1:
             raise ValueError(f"crop_size must be >= 1, got {self.crop_size}")
 
@@ -101,8 +103,14 @@ class BatchAugment(torch.nn.Module):
         n, _, height, width = images.shape
         grey = is_grey(images)
         x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
-        x = roi_align(x, self.crop_boxes(n, height, width, g, device), output_size=c.crop_size, spatial_scale=1.0,
-                      sampling_ratio=2, aligned=True)
+        x = roi_align(
+            x,
+            self.crop_boxes(n, height, width, g, device),
+            output_size=c.crop_size,
+            spatial_scale=1.0,
+            sampling_ratio=2,
+            aligned=True,
+        )
         flip = _coin(n, c.hflip_p, g, device)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         x = self._jitter(x, grey, g)
@@ -171,6 +179,8 @@ def augment_config(pretrain_config) -> AugmentConfig:
         min_scale=pretrain_config.min_scale,
         blur_p=0.5 if pretrain_config.gaussian_blur else 0.0,
         grey_strength=pretrain_config.grey_jitter_strength,
-        brightness=pretrain_config.jitter_brightness, contrast=pretrain_config.jitter_contrast,
-        saturation=pretrain_config.jitter_saturation, hue=pretrain_config.jitter_hue,
+        brightness=pretrain_config.jitter_brightness,
+        contrast=pretrain_config.jitter_contrast,
+        saturation=pretrain_config.jitter_saturation,
+        hue=pretrain_config.jitter_hue,
     )

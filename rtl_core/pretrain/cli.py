@@ -18,8 +18,12 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", nargs="*", default=None, help="SSL method(s): simclr, moco, byol, vicreg, dino")
     p.add_argument("--profile", default=None, help="smoke | default | paper (default: the config's, else default)")
     p.add_argument("--config", default=None, help="a YAML config overriding the profile")
-    p.add_argument("--sequential", action="store_true", help="continue from the natural encoder (init sequential:<pool>:<method>)")
-    p.add_argument("--force", action="store_true", help="retrain even if the encoder exists (discards the run's last.ckpt)")
+    p.add_argument(
+        "--sequential", action="store_true", help="continue from the natural encoder (init sequential:<pool>:<method>)"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="retrain even if the encoder exists (discards the run's last.ckpt)"
+    )
     p.add_argument("--epochs", type=int, default=None, help="override pretrain.epochs")
     p.set_defaults(func=run_pretrain_command)
     return p

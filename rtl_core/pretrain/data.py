@@ -77,11 +77,21 @@ def load_pretrain_pool(config: StudyConfig, pool: str) -> PretrainPool:
     return PretrainPool(pool, UInt8Images(images), fingerprint_arrays(images.numpy()), streaming=False)
 
 
-def pool_loader(pool: PretrainPool, batch_size: int, world_size: int, rank: int, seed: int,
-                num_workers: int = 0) -> DataLoader:
+def pool_loader(
+    pool: PretrainPool, batch_size: int, world_size: int, rank: int, seed: int, num_workers: int = 0
+) -> DataLoader:
     """Shuffled batches of ``batch_size`` per device; the order depends only on (seed, epoch), so a resumed
     run sees the batches an uninterrupted run would (Lightning calls ``set_epoch`` on the sampler)."""
-    sampler = DistributedSampler(pool.dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler = DistributedSampler(
+        pool.dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
     workers = num_workers if pool.streaming else 0
-    return DataLoader(pool.dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+    return DataLoader(
+        pool.dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+    )

@@ -31,8 +31,9 @@ def knn_image_size(crop_size: int) -> int:
 
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module, dataset: Dataset, batch_size: int = 256,
-                     device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    encoder: nn.Module, dataset: Dataset, batch_size: int = 256, device: str | torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """L2-normalised features ``(N, D)`` (float32, CPU) and labels ``(N,)`` of a labelled dataset."""
     device = default_device(device)
     was_training = encoder.training
@@ -46,21 +47,26 @@ def extract_features(encoder: nn.Module, dataset: Dataset, batch_size: int = 256
     return torch.cat(features), torch.cat(labels)
 
 
-def knn_correct(encoder: nn.Module, train_ds: Dataset, test_ds: Dataset, k: int = 20,
-                temperature: float = 0.1) -> torch.Tensor:
+def knn_correct(
+    encoder: nn.Module, train_ds: Dataset, test_ds: Dataset, k: int = 20, temperature: float = 0.1
+) -> torch.Tensor:
     """Per test image, whether weighted kNN (cosine, ``k`` neighbours, ``train_ds`` as the bank) is right."""
     bank, bank_labels = extract_features(encoder, train_ds)
     queries, labels = extract_features(encoder, test_ds)
     num_classes = int(max(bank_labels.max(), labels.max())) + 1
     k = min(k, len(bank))
-    predicted = torch.cat([
-        knn_predict(chunk, bank.T, bank_labels, num_classes, knn_k=k, knn_t=temperature)[:, 0]
-        for chunk in queries.split(1024)
-    ])
+    predicted = torch.cat(
+        [
+            knn_predict(chunk, bank.T, bank_labels, num_classes, knn_k=k, knn_t=temperature)[:, 0]
+            for chunk in queries.split(1024)
+        ]
+    )
     return predicted == labels
 
 
-def knn_accuracy(encoder: nn.Module, train_ds: Dataset, test_ds: Dataset, k: int = 20, temperature: float = 0.1) -> float:
+def knn_accuracy(
+    encoder: nn.Module, train_ds: Dataset, test_ds: Dataset, k: int = 20, temperature: float = 0.1
+) -> float:
     """Top-1 accuracy of weighted kNN (cosine, ``k`` neighbours) on ``test_ds`` with ``train_ds`` as the bank."""
     return float(knn_correct(encoder, train_ds, test_ds, k, temperature).float().mean())
 

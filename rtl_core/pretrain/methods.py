@@ -91,7 +91,9 @@ def register_method(name: str):
 
 def build_method(name: str, backbone: nn.Module, context: MethodContext) -> SSLMethod:
     if name not in METHODS:
-        raise ConfigError(f"Unknown SSL method {name!r} (pretrain.methods / --method); choose one of {', '.join(METHODS)}.")
+        raise ConfigError(
+            f"Unknown SSL method {name!r} (pretrain.methods / --method); choose one of {', '.join(METHODS)}."
+        )
     return METHODS[name](backbone, context)
 
 
@@ -122,9 +124,13 @@ class _MomentumMixin:
 def jonske_projection_head(feature_dim: int, projection_dim: int) -> nn.Sequential:
     """Jonske et al.'s SimCLR projector: Linear–ReLU–Linear–Sigmoid–Linear, hidden width = feature width, no biases,
     no BatchNorm (their ``pkgs/SimCLR/simclr/simclr.py``)."""
-    return nn.Sequential(nn.Linear(feature_dim, feature_dim, bias=False), nn.ReLU(),
-                         nn.Linear(feature_dim, feature_dim, bias=False), nn.Sigmoid(),
-                         nn.Linear(feature_dim, projection_dim, bias=False))
+    return nn.Sequential(
+        nn.Linear(feature_dim, feature_dim, bias=False),
+        nn.ReLU(),
+        nn.Linear(feature_dim, feature_dim, bias=False),
+        nn.Sigmoid(),
+        nn.Linear(feature_dim, projection_dim, bias=False),
+    )
 
 
 class SimCLR(SSLMethod):
@@ -146,8 +152,10 @@ class SimCLR(SSLMethod):
         self.criterion = NTXentLoss(temperature=ctx.temperature, gather_distributed=ctx.gather_distributed)
         self.group = ctx.loss_group_size
         if self.group is not None and ctx.batch_size % self.group:
-            raise ConfigError(f"pretrain.loss_group_size={self.group} must divide the per-device batch "
-                              f"({ctx.batch_size}): choose a divisor, or None for one group per device.")
+            raise ConfigError(
+                f"pretrain.loss_group_size={self.group} must divide the per-device batch "
+                f"({ctx.batch_size}): choose a divisor, or None for one group per device."
+            )
 
     def loss(self, view0: Tensor, view1: Tensor, step: int = 0, epoch: int = 0) -> Tensor:
         z0, z1 = self._both(self.backbone, self.head, view0, view1)
@@ -168,7 +176,9 @@ class MoCo(_MomentumMixin, SSLMethod):
         self.head = MoCoProjectionHead(ctx.feature_dim, ctx.feature_dim, 128)
         self._make_momentum()
         queue = max(ctx.batch_size, min(4096, ctx.pool_size // 2))
-        self.criterion = NTXentLoss(temperature=0.2, memory_bank_size=(queue, 128), gather_distributed=ctx.gather_distributed)
+        self.criterion = NTXentLoss(
+            temperature=0.2, memory_bank_size=(queue, 128), gather_distributed=ctx.gather_distributed
+        )
 
     def loss(self, view0: Tensor, view1: Tensor, step: int = 0, epoch: int = 0) -> Tensor:
         query = self.head(self.backbone(view0)).float()
@@ -212,6 +222,7 @@ class DINO(_MomentumMixin, SSLMethod):
 
     def __init__(self, backbone: nn.Module, ctx: MethodContext) -> None:
         super().__init__(backbone)
+
         def head() -> nn.Module:
             return DINOProjectionHead(ctx.feature_dim, 512, 64, 2048, batch_norm=True, freeze_last_layer=1)
 

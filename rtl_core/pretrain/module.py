@@ -25,7 +25,9 @@ from rtl_core.pretrain.precision import prepare_for_device
 def scaled_lr(config: PretrainConfig) -> float:
     """The learning rate after batch-size scaling: SimCLR's ``lr·sqrt(B)`` or ``lr·B/256``."""
     batch = config.batch_size
-    return {"sqrt": config.lr * math.sqrt(batch), "linear": config.lr * batch / 256, "none": config.lr}[config.lr_scaling]
+    return {"sqrt": config.lr * math.sqrt(batch), "linear": config.lr * batch / 256, "none": config.lr}[
+        config.lr_scaling
+    ]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -43,11 +45,15 @@ class PretrainModule(pl.LightningModule):
         self._tick: float | None = None
 
     def on_fit_start(self) -> None:
-        prepare_for_device(self.method, self.method.backbone, self.config, self.device.type, str(self.trainer.precision))
+        prepare_for_device(
+            self.method, self.method.backbone, self.config, self.device.type, str(self.trainer.precision)
+        )
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
-        generator = torch.Generator(device=images.device).manual_seed(step_seed(self.seed, self.global_step, self.global_rank))
+        generator = torch.Generator(device=images.device).manual_seed(
+            step_seed(self.seed, self.global_step, self.global_rank)
+        )
         view0, view1 = self.augment(images, generator), self.augment(images, generator)
         self.method.before_step(self.global_step, max(1, int(self.trainer.estimated_stepping_batches)))
         loss = self.method.loss(view0, view1, step=self.global_step, epoch=self.current_epoch)
@@ -58,7 +64,9 @@ class PretrainModule(pl.LightningModule):
         now = time.perf_counter()
         if self._tick is not None:
             images = batch[0] if isinstance(batch, (list, tuple)) else batch
-            self.log("pairs_per_s", len(images) * self.trainer.world_size / (now - self._tick), prog_bar=True, on_step=True)
+            self.log(
+                "pairs_per_s", len(images) * self.trainer.world_size / (now - self._tick), prog_bar=True, on_step=True
+            )
         self._tick = now
 
     def on_train_epoch_start(self) -> None:
@@ -83,8 +91,11 @@ class PretrainModule(pl.LightningModule):
         if cfg.schedule == "epoch":  # the authors': CosineAnnealingLR(T_max=epochs), stepped after each epoch
             epochs = max(1, self.trainer.max_epochs)
             schedule = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda epoch: cosine_warmup_schedule(min(epoch, epochs), epochs + 1, 1.0, 0.0,
-                                                               min(epochs - 1, cfg.warmup_epochs), 0.0))
+                optimizer,
+                lambda epoch: cosine_warmup_schedule(
+                    min(epoch, epochs), epochs + 1, 1.0, 0.0, min(epochs - 1, cfg.warmup_epochs), 0.0
+                ),
+            )
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(total - 1, int(total * cfg.warmup_epochs / max(1, self.trainer.max_epochs)))

@@ -9,7 +9,14 @@ from rtl_core.config import PretrainConfig
 from rtl_core.models.precision import TINY_MAP, compute_in_float32, cpu_has_bf16, float32_stages
 from rtl_core.models.single_pixel import use_single_pixel_matmuls
 
-__all__ = ["TINY_MAP", "compute_in_float32", "cpu_has_bf16", "float32_stages", "prepare_for_device", "resolve_precision"]
+__all__ = [
+    "TINY_MAP",
+    "compute_in_float32",
+    "cpu_has_bf16",
+    "float32_stages",
+    "prepare_for_device",
+    "resolve_precision",
+]
 
 
 def resolve_precision(requested: str, accelerator: str) -> str:
@@ -23,8 +30,9 @@ def resolve_precision(requested: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
 
 
-def prepare_for_device(model: nn.Module, backbone: nn.Module, config: PretrainConfig, device_type: str,
-                       precision: str) -> nn.Module:
+def prepare_for_device(
+    model: nn.Module, backbone: nn.Module, config: PretrainConfig, device_type: str, precision: str
+) -> nn.Module:
     """Memory layout and per-stage precision of ``model`` (whose encoder is ``backbone``) for one run."""
     bf16_cpu = device_type == "cpu" and precision.startswith("bf16")
     if config.channels_last and (device_type == "cuda" or bf16_cpu):

@@ -68,17 +68,23 @@ def plan_devices(config: StudyConfig) -> DevicePlan:
             raise ConfigError("pretrain.accelerator is 'gpu' but no CUDA GPU is visible; set accelerator: cpu or auto.")
         devices = gpus if p.devices == "auto" else int(p.devices)
         if devices > gpus:
-            raise ConfigError(f"pretrain.devices={devices} asks for {devices} GPUs but this machine has {gpus}; "
-                              f"set pretrain.devices to at most {gpus} (or auto).")
+            raise ConfigError(
+                f"pretrain.devices={devices} asks for {devices} GPUs but this machine has {gpus}; "
+                f"set pretrain.devices to at most {gpus} (or auto)."
+            )
     else:
         devices = 1 if p.devices == "auto" else int(p.devices)
         if devices > 1 and p.accelerator == "auto":
-            raise ConfigError(f"pretrain.devices={devices} asks for {devices} GPUs but none is visible; set "
-                              "pretrain.devices: 1, or accelerator: cpu to run that many CPU processes (gloo DDP).")
+            raise ConfigError(
+                f"pretrain.devices={devices} asks for {devices} GPUs but none is visible; set "
+                "pretrain.devices: 1, or accelerator: cpu to run that many CPU processes (gloo DDP)."
+            )
     world = devices * p.num_nodes
     if p.batch_size % world:
-        raise ConfigError(f"pretrain.batch_size={p.batch_size} is the global batch and must divide evenly over "
-                          f"{world} devices; choose a multiple of {world}.")
+        raise ConfigError(
+            f"pretrain.batch_size={p.batch_size} is the global batch and must divide evenly over "
+            f"{world} devices; choose a multiple of {world}."
+        )
     precision = resolve_precision(p.precision, accelerator)
     return DevicePlan(accelerator, devices, p.num_nodes, precision, p.batch_size // world)
 
@@ -86,15 +92,18 @@ def plan_devices(config: StudyConfig) -> DevicePlan:
 def run_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> str:
     """Hash of everything that determines the trained weights (not which pools/methods a study lists)."""
     pre = config.pretrain.model_dump(mode="json", exclude={"pools", "methods", "checkpoint_every_n_epochs"})
-    data = config.data.model_dump(mode="json", include={"data_dir", "image_size", "pool_size", "split_seed", "ct_window"})
+    data = config.data.model_dump(
+        mode="json", include={"data_dir", "image_size", "pool_size", "split_seed", "ct_window"}
+    )
     if pool == "ct_less":
         data["less_fraction"] = config.data.less_fraction
     if pool in config.data.pools:
         data["pool"] = config.data.pools[pool].model_dump(mode="json")
     # "auto" means bf16 on some CPUs, fp32 on others: the resolved precision changes the weights
     pre["precision"] = resolve_precision(config.pretrain.precision, resolve_accelerator(config.pretrain.accelerator))
-    return settings_digest({"pretrain": pre, "data": data, "seed": config.seed, "pool": pool, "method": method,
-                            "sequential": sequential})
+    return settings_digest(
+        {"pretrain": pre, "data": data, "seed": config.seed, "pool": pool, "method": method, "sequential": sequential}
+    )
 
 
 def run_dir(config: StudyConfig, pool: str, method: str, sequential: bool = False) -> Path:
@@ -106,20 +115,26 @@ def run_dir(config: StudyConfig, pool: str, method: str, sequential: bool = Fals
 def check_request(config: StudyConfig, pool: str, method: str) -> DevicePlan:
     """Every check that needs no data: method, pool name, devices, batch split."""
     if method not in METHODS:
-        raise ConfigError(f"Unknown SSL method {method!r} (--method / pretrain.methods); choose one of {', '.join(METHODS)}.")
+        raise ConfigError(
+            f"Unknown SSL method {method!r} (--method / pretrain.methods); choose one of {', '.join(METHODS)}."
+        )
     from rtl_core.pretrain.data import known_pools
 
     if pool not in known_pools(config):
-        raise ConfigError(f"Unknown pool {pool!r} (--pool / pretrain.pools). Known pools: {', '.join(known_pools(config))}; "
-                          "add your own under data.pools in the config file.")
+        raise ConfigError(
+            f"Unknown pool {pool!r} (--pool / pretrain.pools). Known pools: {', '.join(known_pools(config))}; "
+            "add your own under data.pools in the config file."
+        )
     return plan_devices(config)
 
 
 def _check_pool_size(config: StudyConfig, data: PretrainPool, plan: DevicePlan) -> int:
     n, batch = len(data), config.pretrain.batch_size
     if batch > n:
-        raise ConfigError(f"pretrain.batch_size={batch} is larger than pool {data.name!r} ({n} images); "
-                          f"set pretrain.batch_size to at most {n} (or data.pool_size larger).")
+        raise ConfigError(
+            f"pretrain.batch_size={batch} is larger than pool {data.name!r} ({n} images); "
+            f"set pretrain.batch_size to at most {n} (or data.pool_size larger)."
+        )
     return n // plan.world_size // plan.batch_per_device
 
 
@@ -161,15 +176,24 @@ def join_metrics(folder: Path) -> None:
     if not parts:
         return
     frames = [pd.read_csv(p) for p in parts] + ([pd.read_csv(folder / METRICS)] if (folder / METRICS).is_file() else [])
-    kept = [frame[frame["step"] < after["step"].min()] if len(after) else frame for frame, after in zip(frames, frames[1:])]
+    kept = [
+        frame[frame["step"] < after["step"].min()] if len(after) else frame for frame, after in zip(frames, frames[1:])
+    ]
     joined = pd.concat([*kept, frames[-1]], ignore_index=True)
     atomic_write(folder / METRICS, lambda tmp: joined.to_csv(tmp, index=False))
     for p in parts:
         p.unlink()
 
 
-def pretrain(config: StudyConfig, pool: str, method: str, sequential: bool = False, force: bool = False,
-             callbacks: Sequence = (), progress: bool = True) -> Path:
+def pretrain(
+    config: StudyConfig,
+    pool: str,
+    method: str,
+    sequential: bool = False,
+    force: bool = False,
+    callbacks: Sequence = (),
+    progress: bool = True,
+) -> Path:
     """Pretrain ``method`` on ``pool`` under ``config`` and return the encoder weights path.
 
     ``sequential=True`` starts from the ``natural`` encoder of the same method (trained first if missing) and
@@ -195,35 +219,75 @@ def pretrain(config: StudyConfig, pool: str, method: str, sequential: bool = Fal
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     p = config.pretrain
-    log.info("pretraining %s on pool %s (%d images, %d steps/epoch, %d epochs, %s x%d, %s); run dir %s",
-             method, pool, len(data), steps_per_epoch, p.epochs, plan.accelerator, plan.world_size, plan.precision, folder)
+    log.info(
+        "pretraining %s on pool %s (%d images, %d steps/epoch, %d epochs, %s x%d, %s); run dir %s",
+        method,
+        pool,
+        len(data),
+        steps_per_epoch,
+        p.epochs,
+        plan.accelerator,
+        plan.world_size,
+        plan.precision,
+        folder,
+    )
 
     pl.seed_everything(config.seed, workers=True, verbose=False)
     backbone = build_backbone(p.backbone)
     if init_from is not None:
         source, _ = load_encoder(init_from, expect={"arch": p.backbone, "in_channels": 3})
         backbone.load_state_dict(source.state_dict())
-    context = MethodContext(feature_dim=feature_dim(p.backbone), projection_dim=p.projection_dim,
-                            projection_head=p.projection_head, loss_group_size=p.loss_group_size, temperature=p.temperature,
-                            gather_distributed=p.gather_distributed, batch_size=plan.batch_per_device, pool_size=len(data),
-                            max_steps=steps_per_epoch * p.epochs)
+    context = MethodContext(
+        feature_dim=feature_dim(p.backbone),
+        projection_dim=p.projection_dim,
+        projection_head=p.projection_head,
+        loss_group_size=p.loss_group_size,
+        temperature=p.temperature,
+        gather_distributed=p.gather_distributed,
+        batch_size=plan.batch_per_device,
+        pool_size=len(data),
+        max_steps=steps_per_epoch * p.epochs,
+    )
     from rtl_core.pretrain.module import PretrainModule
 
     module = PretrainModule(build_method(method, backbone, context), p, seed=config.seed)
     trainer = pl.Trainer(
-        accelerator=plan.accelerator, devices=plan.devices, num_nodes=plan.num_nodes,
+        accelerator=plan.accelerator,
+        devices=plan.devices,
+        num_nodes=plan.num_nodes,
         # SyncBatchNorm needs CUDA: CPU processes (gloo) keep per-process BatchNorm statistics.
-        strategy="ddp" if plan.world_size > 1 else "auto", sync_batchnorm=plan.world_size > 1 and plan.accelerator == "gpu",
-        precision=plan.precision, max_epochs=p.epochs, default_root_dir=folder,
-        callbacks=[ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, every_n_epochs=p.checkpoint_every_n_epochs,
-                                   enable_version_counter=False),
-                   *([TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))] if progress else []), *callbacks],
-        logger=CSVLogger(folder, name="", version=""), log_every_n_steps=max(1, min(50, steps_per_epoch)),
-        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+        strategy="ddp" if plan.world_size > 1 else "auto",
+        sync_batchnorm=plan.world_size > 1 and plan.accelerator == "gpu",
+        precision=plan.precision,
+        max_epochs=p.epochs,
+        default_root_dir=folder,
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=folder,
+                filename="last",
+                save_top_k=1,
+                every_n_epochs=p.checkpoint_every_n_epochs,
+                enable_version_counter=False,
+            ),
+            *([TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))] if progress else []),
+            *callbacks,
+        ],
+        logger=CSVLogger(folder, name="", version=""),
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
         benchmark=plan.accelerator == "gpu",
     )
-    loader = pool_loader(data, plan.batch_per_device, trainer.world_size, trainer.global_rank, config.seed,
-                         num_workers=config.data.num_workers)
+    loader = pool_loader(
+        data,
+        plan.batch_per_device,
+        trainer.world_size,
+        trainer.global_rank,
+        config.seed,
+        num_workers=config.data.num_workers,
+    )
     last = folder / "last.ckpt"
     if last.is_file():
         log.info("resuming from %s", last)
@@ -236,12 +300,29 @@ def pretrain(config: StudyConfig, pool: str, method: str, sequential: bool = Fal
     if trainer.is_global_zero:
         join_metrics(folder)
         save_encoder(
-            stem, module.method.backbone, p.backbone, in_channels=3, method=method, pool=pool, epochs=p.epochs,
-            profile=config.profile, study=config.study, config_hash=config.hash(), run_key=run_key(config, pool, method, sequential),
-            data_fingerprint=data.fingerprint, pool_images=len(data), sequential=sequential,
-            init_from=str(init_from) if init_from else None, steps=int(trainer.global_step), batch_size=p.batch_size,
-            crop_size=p.crop_size, image_size=config.data.image_size, devices=plan.world_size, precision=plan.precision,
-            fit_seconds=round(seconds, 1), run_dir=str(folder),
+            stem,
+            module.method.backbone,
+            p.backbone,
+            in_channels=3,
+            method=method,
+            pool=pool,
+            epochs=p.epochs,
+            profile=config.profile,
+            study=config.study,
+            config_hash=config.hash(),
+            run_key=run_key(config, pool, method, sequential),
+            data_fingerprint=data.fingerprint,
+            pool_images=len(data),
+            sequential=sequential,
+            init_from=str(init_from) if init_from else None,
+            steps=int(trainer.global_step),
+            batch_size=p.batch_size,
+            crop_size=p.crop_size,
+            image_size=config.data.image_size,
+            devices=plan.world_size,
+            precision=plan.precision,
+            fit_seconds=round(seconds, 1),
+            run_dir=str(folder),
             normalize={"mean": list(IDENTITY_MEAN), "std": list(IDENTITY_STD)},  # inputs in [0, 1], as trained
         )
         log.info("encoder saved: %s (%.0f s)", weights, seconds)

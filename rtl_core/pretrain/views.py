@@ -42,14 +42,24 @@ def runs_table(study: str) -> pd.DataFrame:
         part = data[data["encoder"] == s["encoder"]] if len(data) else data
         steps = part.dropna(subset=["pairs_per_s"]) if "pairs_per_s" in part else part
         epochs = part.dropna(subset=["loss_epoch"]) if "loss_epoch" in part else part
-        rows.append({
-            "encoder": s["encoder"], "method": s.get("method"), "pool": s.get("pool"), "images": s.get("pool_images"),
-            "epochs": s.get("epochs"), "steps": s.get("steps"), "batch": s.get("batch_size"), "crop px": s.get("crop_size"),
-            "precision": s.get("precision"), "devices": s.get("devices"), "minutes": round(s.get("fit_seconds", 0) / 60, 2),
-            "pairs/s (median)": round(float(steps["pairs_per_s"].median()), 1) if len(steps) else None,
-            "final loss": round(float(epochs["loss_epoch"].iloc[-1]), 4) if len(epochs) else None,
-            "commit": str(s.get("git_commit", ""))[:10],
-        })
+        rows.append(
+            {
+                "encoder": s["encoder"],
+                "method": s.get("method"),
+                "pool": s.get("pool"),
+                "images": s.get("pool_images"),
+                "epochs": s.get("epochs"),
+                "steps": s.get("steps"),
+                "batch": s.get("batch_size"),
+                "crop px": s.get("crop_size"),
+                "precision": s.get("precision"),
+                "devices": s.get("devices"),
+                "minutes": round(s.get("fit_seconds", 0) / 60, 2),
+                "pairs/s (median)": round(float(steps["pairs_per_s"].median()), 1) if len(steps) else None,
+                "final loss": round(float(epochs["loss_epoch"].iloc[-1]), 4) if len(epochs) else None,
+                "commit": str(s.get("git_commit", ""))[:10],
+            }
+        )
     return pd.DataFrame(rows)
 
 

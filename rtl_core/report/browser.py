@@ -9,8 +9,17 @@ from pathlib import Path
 
 from rtl_core.errors import RtlError
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
 
 
 def chromium() -> str:
@@ -23,8 +32,14 @@ def chromium() -> str:
 def screenshot(page: Path, png: Path, width: int = 1200, height: int = 1600, timeout: float = 120) -> Path:
     """Render ``page`` headless and save a PNG screenshot."""
     with tempfile.TemporaryDirectory() as profile:
-        cmd = [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-               f"--screenshot={png}", page.resolve().as_uri()]
+        cmd = [
+            chromium(),
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            f"--screenshot={png}",
+            page.resolve().as_uri(),
+        ]
         subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     if not png.is_file():
         raise RtlError(f"Chromium produced no screenshot of {page}.")
@@ -34,5 +49,12 @@ def screenshot(page: Path, png: Path, width: int = 1200, height: int = 1600, tim
 def dump_dom(page: Path, timeout: float = 120) -> str:
     """The page's DOM after scripts ran (``--dump-dom``): what a reader's browser shows."""
     with tempfile.TemporaryDirectory() as profile:
-        cmd = [chromium(), *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()]
+        cmd = [
+            chromium(),
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False).stdout

@@ -23,7 +23,8 @@ def provenance_html(profile: str, seeds: list[int] | None = None, config: str = 
     parts = [
         f"{name}profile <b>{html.escape(profile)}</b> (config {study.hash()})",
         f"seeds {', '.join(map(str, seeds))}",
-        f"machine {html.escape(info['platform'])}, {info['cpus']} CPUs" + (f", {html.escape(info['gpus'])}" if "gpus" in info else ""),
+        f"machine {html.escape(info['platform'])}, {info['cpus']} CPUs"
+        + (f", {html.escape(info['gpus'])}" if "gpus" in info else ""),
         f"commit {git_commit()[:12]}",
         time.strftime("%Y-%m-%d %H:%M %Z"),
     ]

@@ -43,8 +43,14 @@ def pool_licences(pool: str) -> list[dict[str, str]]:
         seen.add(rel)
         meta_path = data_root() / rel / "meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        rows.append({"source": rel, "repository": str(meta.get("source_repo", "–")),
-                     "licence": str(meta.get("license", "not stated")), "citation": str(meta.get("citation", "–"))})
+        rows.append(
+            {
+                "source": rel,
+                "repository": str(meta.get("source_repo", "–")),
+                "licence": str(meta.get("license", "not stated")),
+                "citation": str(meta.get("citation", "–")),
+            }
+        )
     return rows
 
 
@@ -59,17 +65,23 @@ def export_encoder(config: StudyConfig, init: str, out: Path | None = None) -> P
 
     parsed = parse_init(init)
     if not parsed.ours:
-        raise ConfigError(f"rtl export: {init!r} is not one of this study's pretrained encoders (ssl:<pool>:<method> or "
-                          "sequential:<pool>:<method>); torchvision: and file: inits are files already.")
+        raise ConfigError(
+            f"rtl export: {init!r} is not one of this study's pretrained encoders (ssl:<pool>:<method> or "
+            "sequential:<pool>:<method>); torchvision: and file: inits are files already."
+        )
     check_checkpoint(parsed, config.study)
     encoder, sidecar = load_encoder(parsed.stem(config.study))
     mean, std = input_normalization(sidecar)
     out = Path(out) if out else export_dir(config, init)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    metadata = {"format": "pt", "arch": sidecar["arch"], "init": init,
-                "normalize": json.dumps({"mean": list(mean), "std": list(std)}),
-                "sidecar": json.dumps(sidecar, default=str)}
+    metadata = {
+        "format": "pt",
+        "arch": sidecar["arch"],
+        "init": init,
+        "normalize": json.dumps({"mean": list(mean), "std": list(std)}),
+        "sidecar": json.dumps(sidecar, default=str),
+    }
     atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     card = model_card(config, init, sidecar, mean, std)
     atomic_write(out / "README.md", lambda tmp: tmp.write_text(card))
@@ -83,8 +95,7 @@ def _results(config: StudyConfig, init: str) -> pd.DataFrame:
     part = table[(table["init"] == init) & table["primary"]] if len(table) else table
     if part.empty:
         return part
-    return (part.groupby(["task", "protocol", "metric"])["value"].agg(mean="mean", sd="std", n="count")
-            .reset_index())
+    return part.groupby(["task", "protocol", "metric"])["value"].agg(mean="mean", sd="std", n="count").reset_index()
 
 
 def _sanity(config: StudyConfig, init: str) -> pd.DataFrame:
@@ -118,36 +129,69 @@ def model_card(config: StudyConfig, init: str, sidecar: dict[str, Any], mean, st
         "| field | value |",
         "|---|---|",
     ]
-    for key in ("method", "pool", "arch", "epochs", "profile", "config_hash", "data_fingerprint", "git_commit", "created"):
+    for key in (
+        "method",
+        "pool",
+        "arch",
+        "epochs",
+        "profile",
+        "config_hash",
+        "data_fingerprint",
+        "git_commit",
+        "created",
+    ):
         parts.append(f"| {key} | {sidecar.get(key, '–')} |")
     parts.append(f"| input | RGB in [0, 1], normalised with mean {list(mean)} and std {list(std)} |")
     parts += ["", "## Does it know its domain? (kNN sanity check, k = 20, against random inits)", ""]
     sanity = _sanity(config, init)
-    parts.append(_md_table(sanity, ["task", "knn_init", "knn_random", "mcnemar_p", "random_seeds", "beats_random"])
-                 if len(sanity) else "Not measured: run `rtl analyze` before exporting.")
+    parts.append(
+        _md_table(sanity, ["task", "knn_init", "knn_random", "mcnemar_p", "random_seeds", "beats_random"])
+        if len(sanity)
+        else "Not measured: run `rtl analyze` before exporting."
+    )
     parts += ["", "## Downstream results in this study (primary metric, mean and SD with ddof = 1 over seeds)", ""]
     results = _results(config, init)
-    parts.append(_md_table(results, ["task", "protocol", "metric", "mean", "sd", "n"]) if len(results)
-                 else "No downstream runs of this encoder yet (`rtl evaluate`).")
+    parts.append(
+        _md_table(results, ["task", "protocol", "metric", "mean", "sd", "n"])
+        if len(results)
+        else "No downstream runs of this encoder yet (`rtl evaluate`)."
+    )
     parts += ["", "## Data and licences", ""]
     licences = pool_licences(pool) if pool else []
     if licences:
-        parts.append("The weights were trained on these sources; their terms (as the sources state them, in each "
-                     "folder's `meta.json`) bind what you may do with the weights. Several are research / "
-                     "non-commercial only.")
+        parts.append(
+            "The weights were trained on these sources; their terms (as the sources state them, in each "
+            "folder's `meta.json`) bind what you may do with the weights. Several are research / "
+            "non-commercial only."
+        )
         parts.append("")
         parts.append(_md_table(pd.DataFrame(licences), ["source", "repository", "licence"]))
     else:
         parts.append(f"Pool `{pool}` is not a demo pool: state its sources and licences here before sharing.")
     parts += [
-        "", "## How to load it", "", "Plain torchvision:", "", "```python",
-        "import torch, torchvision", "from safetensors.torch import load_file", "",
+        "",
+        "## How to load it",
+        "",
+        "Plain torchvision:",
+        "",
+        "```python",
+        "import torch, torchvision",
+        "from safetensors.torch import load_file",
+        "",
         f"model = torchvision.models.{arch}(weights=None)",
         "model.fc = torch.nn.Identity()  # pooled features",
         f"model.load_state_dict(load_file('{WEIGHTS_NAME}'), strict=True)",
         f"# inputs: x in [0, 1], then (x - {list(mean)}) / {list(std)} per channel",
-        "```", "", "As an init of an rtl_core study (strict loading, normalisation read from the file):", "",
-        "```yaml", "evaluate:", f"  inits: [scratch, \"file:/path/to/{WEIGHTS_NAME}\"]", "  init_details:",
-        f"    \"file:/path/to/{WEIGHTS_NAME}\": {{label: \"{method} on {pool}\", domain: {pool}}}", "```", "",
+        "```",
+        "",
+        "As an init of an rtl_core study (strict loading, normalisation read from the file):",
+        "",
+        "```yaml",
+        "evaluate:",
+        f'  inits: [scratch, "file:/path/to/{WEIGHTS_NAME}"]',
+        "  init_details:",
+        f'    "file:/path/to/{WEIGHTS_NAME}": {{label: "{method} on {pool}", domain: {pool}}}',
+        "```",
+        "",
     ]
     return "\n".join(parts)

@@ -43,7 +43,9 @@ CLAIMS_RULE = (
 
 def table_html(frame: pd.DataFrame) -> str:
     """A sortable HTML table."""
-    return frame.to_html(index=False, classes="sortable", border=0, escape=True, na_rep="–", float_format=lambda x: f"{x:.4g}")
+    return frame.to_html(
+        index=False, classes="sortable", border=0, escape=True, na_rep="–", float_format=lambda x: f"{x:.4g}"
+    )
 
 
 def build_index(
@@ -79,18 +81,31 @@ def build_index(
         + f" · commit {git_commit()[:12]} · built {time.strftime('%Y-%m-%d %H:%M %Z')}</p>",
     ]
     if wall_minutes is not None and complete_run:
-        parts.append(f"<p class='meta'>make reproduce: {wall_minutes:.1f} min wall time, peak memory {peak_rss_mb:.0f} MB.</p>")
+        parts.append(
+            f"<p class='meta'>make reproduce: {wall_minutes:.1f} min wall time, peak memory {peak_rss_mb:.0f} MB.</p>"
+        )
     elif wall_minutes is not None:
         last = bench or {}
-        full = (f"last complete run: {last['reproduce.wall_minutes']:.1f} min wall time, peak memory "
-                f"{last['reproduce.peak_rss_mb']:.0f} MB; " if "reproduce.wall_minutes" in last else "")
-        parts.append(f"<p class='meta'>make reproduce ({full}this run reused finished steps: {wall_minutes:.1f} min, "
-                     f"peak memory {peak_rss_mb:.0f} MB).</p>")
-    parts.append("<h2>Reports</h2><table><thead><tr><th>report</th><th>what it shows</th></tr></thead>" f"<tbody>{rows}</tbody></table>")
+        full = (
+            f"last complete run: {last['reproduce.wall_minutes']:.1f} min wall time, peak memory "
+            f"{last['reproduce.peak_rss_mb']:.0f} MB; "
+            if "reproduce.wall_minutes" in last
+            else ""
+        )
+        parts.append(
+            f"<p class='meta'>make reproduce ({full}this run reused finished steps: {wall_minutes:.1f} min, "
+            f"peak memory {peak_rss_mb:.0f} MB).</p>"
+        )
+    parts.append(
+        "<h2>Reports</h2><table><thead><tr><th>report</th><th>what it shows</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
     parts.append("<h2>Claims: the paper's, judged on our runs and on its own</h2>")
     if summary is not None and len(summary):
-        parts.append(f"<p class='meta'>{html.escape(CLAIMS_RULE)} Full rows: <a href='claims.json'>claims.json</a>; "
-                     "the reading: <a href='90_summary.html'>90 · Summary</a>.</p>")
+        parts.append(
+            f"<p class='meta'>{html.escape(CLAIMS_RULE)} Full rows: <a href='claims.json'>claims.json</a>; "
+            "the reading: <a href='90_summary.html'>90 · Summary</a>.</p>"
+        )
         if overview is not None and len(overview):
             parts.append(table_html(overview))
         parts.append(table_html(summary))

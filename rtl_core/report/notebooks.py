@@ -47,22 +47,41 @@ def _protocol_page(name: str, title: str, summary: str, protocol: str) -> Notebo
 #: In the order a reader meets them.
 NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("00_data", "Data", "What is in each pool and task: samples, intensities, split sizes by patient."),
-    NotebookSpec("10_pretrain", "Pretraining",
-                 "One SSL run per pool and method: settings, loss and throughput, kNN check."),
-    _protocol_page("20_finetune", "Full fine-tune",
-                   "Every task and init, all layers trained: results, statistics, learning curves.", "finetune"),
-    _protocol_page("21_linear_eval", "Linear evaluation",
-                   "Frozen encoders, linear heads: how good the pretrained features are as they are.", "linear"),
-    _protocol_page("22_low_label", "Low-label fine-tune",
-                   "1 % (and 10 %) of the labels: results, statistics, labels vs performance.", "lowlabel_1"),
-    NotebookSpec("23_segmentation", "Liver segmentation",
-                 "U-Net on each encoder: Dice per scan and per slice batch, statistics."),
-    NotebookSpec("30_feature_space", "Feature space",
-                 "CKA between encoders, domain separability, probes, interactive embedding."),
-    NotebookSpec("40_advisor", "Transfer advisor",
-                 "Which init should transfer best, from one forward pass, and how often that was right."),
-    NotebookSpec("90_summary", "Summary",
-                 "Every claim of the paper judged by one rule, on our runs and on the paper's; caveats."),
+    NotebookSpec(
+        "10_pretrain", "Pretraining", "One SSL run per pool and method: settings, loss and throughput, kNN check."
+    ),
+    _protocol_page(
+        "20_finetune",
+        "Full fine-tune",
+        "Every task and init, all layers trained: results, statistics, learning curves.",
+        "finetune",
+    ),
+    _protocol_page(
+        "21_linear_eval",
+        "Linear evaluation",
+        "Frozen encoders, linear heads: how good the pretrained features are as they are.",
+        "linear",
+    ),
+    _protocol_page(
+        "22_low_label",
+        "Low-label fine-tune",
+        "1 % (and 10 %) of the labels: results, statistics, labels vs performance.",
+        "lowlabel_1",
+    ),
+    NotebookSpec(
+        "23_segmentation", "Liver segmentation", "U-Net on each encoder: Dice per scan and per slice batch, statistics."
+    ),
+    NotebookSpec(
+        "30_feature_space", "Feature space", "CKA between encoders, domain separability, probes, interactive embedding."
+    ),
+    NotebookSpec(
+        "40_advisor",
+        "Transfer advisor",
+        "Which init should transfer best, from one forward pass, and how often that was right.",
+    ),
+    NotebookSpec(
+        "90_summary", "Summary", "Every claim of the paper judged by one rule, on our runs and on the paper's; caveats."
+    ),
 )
 
 
@@ -106,8 +125,14 @@ def check_parameters(path: Path, parameters: dict[str, Any]) -> None:
         raise ConfigError(f"{path.name}: config file {config} does not exist.")
 
 
-def execute(source_name: str, parameters: dict[str, Any], out_dir: Path, kernel: str = "python3",
-            source_dir: Path = NOTEBOOK_DIR, name: str = "") -> Path:
+def execute(
+    source_name: str,
+    parameters: dict[str, Any],
+    out_dir: Path,
+    kernel: str = "python3",
+    source_dir: Path = NOTEBOOK_DIR,
+    name: str = "",
+) -> Path:
     """Execute ``notebooks/<source_name>.py`` headless with ``parameters``; the executed copy is
     ``out_dir/<name>.ipynb`` (``name`` defaults to the source's)."""
     import logging
@@ -122,8 +147,13 @@ def execute(source_name: str, parameters: dict[str, Any], out_dir: Path, kernel:
     target = out_dir / f"{name or source_name}.ipynb"
     try:
         pm.execute_notebook(
-            read_source(source), str(target), parameters=parameters, kernel_name=kernel, cwd=str(source_dir),
-            progress_bar=False, log_output=False,
+            read_source(source),
+            str(target),
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=str(source_dir),
+            progress_bar=False,
+            log_output=False,
         )
     except PapermillExecutionError as exc:
         raise NotebookFailed(
@@ -146,7 +176,8 @@ def to_html(executed: Path, html_path: Path, show_code: bool = False) -> Path:
     from rtl_core.io import atomic_write
 
     notebook = nbformat.read(str(executed), as_version=4)
-    exporter = HTMLExporter(template_name="lab", exclude_input=not show_code, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = HTMLExporter(
+        template_name="lab", exclude_input=not show_code, exclude_input_prompt=True, exclude_output_prompt=True
+    )
     body, _ = exporter.from_notebook_node(notebook)
     return atomic_write(html_path, lambda tmp: tmp.write_text(body))

@@ -55,11 +55,16 @@ def _compute_roots(config: StudyConfig) -> list[Path]:
 
 def _inputs_fingerprint(config: StudyConfig) -> str:
     """What the notebooks read: results, checkpoints, analysis tables, the notebooks themselves, the config."""
-    return _fingerprint(config, _compute_roots(config) + [study_dir("analysis", config.study),
-                                                          Path(__file__).resolve().parents[2] / "notebooks"])
+    return _fingerprint(
+        config,
+        _compute_roots(config)
+        + [study_dir("analysis", config.study), Path(__file__).resolve().parents[2] / "notebooks"],
+    )
 
 
-def notebook_steps(config: StudyConfig, report_dir: Path, show_code: bool, config_path: str | None = None) -> list[Step]:
+def notebook_steps(
+    config: StudyConfig, report_dir: Path, show_code: bool, config_path: str | None = None
+) -> list[Step]:
     executed_dir = study_dir("notebooks", config.study)
     stamp_dir = study_dir("report_stamps", config.study)
     parameters = {"profile": config.profile, "config": str(Path(config_path).resolve()) if config_path else ""}
@@ -87,7 +92,9 @@ def study_steps(config: StudyConfig, threads: int | None = 1) -> list[Step]:
     """Data → pretraining (every pool × method the inits need) → evaluation grid → feature-space analysis."""
     from rtl_core.data.study import save_task_split, task_names
 
-    steps = [Step("data: save every task's split", lambda: [save_task_split(config, name) for name in task_names(config)])]
+    steps = [
+        Step("data: save every task's split", lambda: [save_task_split(config, name) for name in task_names(config)])
+    ]
     needed: list[tuple[str, str, bool]] = []
     from rtl_core.names import parse_init
 
@@ -103,11 +110,25 @@ def study_steps(config: StudyConfig, threads: int | None = 1) -> list[Step]:
     for pool, method, sequential in dict.fromkeys(needed):
         steps.append(_pretrain_step(config, pool, method, sequential))
     steps.append(Step("evaluate: downstream grid (finished runs are skipped)", lambda: _evaluate(config, threads)))
-    steps.append(Step("analyze: CKA, embeddings, probes, who knew what", lambda: _analyze(config), lambda: _analysis_done(config)))
-    steps.append(Step("claims: every claim of the paper, judged on our runs and on the paper's (claims.json)",
-                      lambda: _claims(config), lambda: _claims_done(config)))
-    steps.append(Step("advise: the transfer advisor's ranking of the inits per task, validated on the grid",
-                      lambda: _advise(config), lambda: _advise_done(config)))
+    steps.append(
+        Step(
+            "analyze: CKA, embeddings, probes, who knew what", lambda: _analyze(config), lambda: _analysis_done(config)
+        )
+    )
+    steps.append(
+        Step(
+            "claims: every claim of the paper, judged on our runs and on the paper's (claims.json)",
+            lambda: _claims(config),
+            lambda: _claims_done(config),
+        )
+    )
+    steps.append(
+        Step(
+            "advise: the transfer advisor's ranking of the inits per task, validated on the grid",
+            lambda: _advise(config),
+            lambda: _advise_done(config),
+        )
+    )
     return steps
 
 
@@ -164,8 +185,11 @@ def _pretrain_step(config: StudyConfig, pool: str, method: str, sequential: bool
     from rtl_core.pretrain.train import existing_encoder, pretrain
 
     label = f"pretrain: {method} on {'natural → ' if sequential else ''}{pool}"
-    return Step(label, lambda: pretrain(config, pool, method, sequential=sequential),
-                lambda: existing_encoder(config, pool, method, sequential) is not None)
+    return Step(
+        label,
+        lambda: pretrain(config, pool, method, sequential=sequential),
+        lambda: existing_encoder(config, pool, method, sequential) is not None,
+    )
 
 
 def _evaluate(config: StudyConfig, threads: int | None) -> None:
@@ -184,8 +208,10 @@ def _evaluate(config: StudyConfig, threads: int | None) -> None:
     if report.failed:
         raise RtlError(f"{len(report.failed)} run(s) failed; tracebacks: " + "; ".join(w for _, w in report.failed[:5]))
     if report.busy:
-        raise RtlError(f"{len(report.busy)} run(s) are held by other live workers (claim files beside their records); "
-                       f"rerun when those finish, or after launcher.stale_seconds if they died: {report.busy[:3]}")
+        raise RtlError(
+            f"{len(report.busy)} run(s) are held by other live workers (claim files beside their records); "
+            f"rerun when those finish, or after launcher.stale_seconds if they died: {report.busy[:3]}"
+        )
 
 
 def _analysis_fingerprint(config: StudyConfig) -> str:
@@ -196,8 +222,10 @@ def _analysis_done(config: StudyConfig) -> bool:
     from rtl_core.analysis.study import ANALYSIS_VERSION
 
     stamp = study_dir("analysis", config.study) / "inputs.json"
-    return stamp.is_file() and json.loads(stamp.read_text()) == {"inputs": _analysis_fingerprint(config),
-                                                                  "version": ANALYSIS_VERSION}
+    return stamp.is_file() and json.loads(stamp.read_text()) == {
+        "inputs": _analysis_fingerprint(config),
+        "version": ANALYSIS_VERSION,
+    }
 
 
 def _analyze(config: StudyConfig) -> None:
@@ -241,8 +269,14 @@ def report_dir_of(config: StudyConfig) -> Path:
     return REPORT_DIR if config.study == config.profile else REPORT_DIR / config.study
 
 
-def reproduce(profile: str | None = None, config_path: str | None = None, show_code: bool = False,
-              report_dir: Path | None = None, threads: int | None = 1, overrides: dict | None = None) -> dict[str, float]:
+def reproduce(
+    profile: str | None = None,
+    config_path: str | None = None,
+    show_code: bool = False,
+    report_dir: Path | None = None,
+    threads: int | None = 1,
+    overrides: dict | None = None,
+) -> dict[str, float]:
     """Run every step not yet done; return the wall time (minutes) and peak memory (MB). The profile is
     ``profile`` if given, else the config file's ``profile:``, else ``default``."""
     from rtl_core.io import merge_figures
@@ -253,8 +287,10 @@ def reproduce(profile: str | None = None, config_path: str | None = None, show_c
     report_dir = Path(report_dir) if report_dir else report_dir_of(config)
     report_dir.mkdir(parents=True, exist_ok=True)
     steps = study_steps(config, threads) + notebook_steps(config, report_dir, show_code, config_path)
-    print(f"rtl reproduce: study {config.study} (profile {config.profile}), config {config.hash()}, {len(steps)} steps; "
-          f"reports in {report_dir}")
+    print(
+        f"rtl reproduce: study {config.study} (profile {config.profile}), config {config.hash()}, {len(steps)} steps; "
+        f"reports in {report_dir}"
+    )
     skipped = 0
     stage_seconds: dict[str, float] = {}
     for number, step in enumerate(steps, start=1):
@@ -272,8 +308,11 @@ def reproduce(profile: str | None = None, config_path: str | None = None, show_c
         print(f"{label}: finished in {seconds:.0f} s", flush=True)
     wall = (time.perf_counter() - start) / 60
     peak = peak_rss_mb()
-    figures = {"reproduce.wall_minutes": round(wall, 2), "reproduce.peak_rss_mb": round(peak, 1),
-               **{f"reproduce.{stage}_minutes": round(sec / 60, 2) for stage, sec in stage_seconds.items()}}
+    figures = {
+        "reproduce.wall_minutes": round(wall, 2),
+        "reproduce.peak_rss_mb": round(peak, 1),
+        **{f"reproduce.{stage}_minutes": round(sec / 60, 2) for stage, sec in stage_seconds.items()},
+    }
     stock_default = config.profile == "default" and config.study == "default" and config_path is None and not overrides
     if stock_default and skipped == 0:  # the benchmark figure is a complete run of the stock study from scratch
         merge_figures(figures, report_dir / "bench.json")
@@ -282,8 +321,17 @@ def reproduce(profile: str | None = None, config_path: str | None = None, show_c
     reports = [(f"{spec.name}.html", spec.title, spec.summary) for spec in NOTEBOOKS]
     _publish_claims(config, report_dir)
     label = config.profile if config.study == config.profile else f"{config.profile}, study {config.study}"
-    build_index(report_dir, reports, label, summary=_summary(config), overview=_overview(config),
-                bench=read_bench(report_dir),
-                wall_minutes=wall, peak_rss_mb=peak, seeds=config.evaluate.seeds, complete_run=skipped == 0)
+    build_index(
+        report_dir,
+        reports,
+        label,
+        summary=_summary(config),
+        overview=_overview(config),
+        bench=read_bench(report_dir),
+        wall_minutes=wall,
+        peak_rss_mb=peak,
+        seeds=config.evaluate.seeds,
+        complete_run=skipped == 0,
+    )
     print(f"rtl reproduce: done in {wall:.1f} min, peak memory {peak:.0f} MB; open {report_dir / 'index.html'}")
     return figures
