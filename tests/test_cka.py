@@ -1,4 +1,4 @@
-"""Tests of rtl_core.analysis.cka against an independent O(n^2) numpy implementation.
+"""Tests of rtl_core.analysis.hsic and rtl_core.analysis.cka against an independent O(n^2) numpy implementation.
 
 Random matrices are used only for the pure-maths tests; the model plumbing tests feed real images
 from the demo data pack (PneumoniaMNIST).
@@ -17,15 +17,9 @@ from scipy.spatial.distance import cdist
 from torch.utils.data import DataLoader, TensorDataset
 
 from rtl_core.analysis.activations import ActivationRecorder, collect_activations
-from rtl_core.analysis.cka import (
-    LayerwiseCKA,
-    LinearCKAAccumulator,
-    MinibatchCKAAccumulator,
-    cka,
-    layerwise_cka,
-    weight_cka,
-)
+from rtl_core.analysis.cka import LayerwiseCKA, layerwise_cka, weight_cka
 from rtl_core.analysis.cka_bench import RESNET18_STAGES, bench_cka
+from rtl_core.analysis.hsic import cka
 from rtl_core.errors import CheckpointError, ConfigError, DataError
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -74,6 +68,16 @@ def ref_minibatch_cka(xs: list[np.ndarray], ys: list[np.ndarray], kernel: str = 
         kk += ref_hsic_unbiased(k, k)
         ll += ref_hsic_unbiased(l, l)
     return kl / np.sqrt(kk * ll)
+
+
+def one_layer_engine(method: str, debiased: bool = False, kernel: str = "linear") -> LayerwiseCKA:
+    return LayerwiseCKA(["x"], ["y"], kernel=kernel, debiased=debiased, method=method)  # type: ignore[arg-type]
+
+
+def feed(engine: LayerwiseCKA, xs, ys) -> LayerwiseCKA:
+    for xb, yb in zip(xs, ys):
+        engine.update({"x": torch.as_tensor(xb)}, {"y": torch.as_tensor(yb)})
+    return engine
 
 
 # ----------------------------------------------------------------------------- data
@@ -150,20 +154,22 @@ def test_debiased_removes_bias_on_independent_features() -> None:
 @pytest.mark.parametrize("debiased", [False, True])
 def test_streaming_linear_equals_full_data(debiased: bool) -> None:
     x, y = related_pair(203, seed=7, offset=50.0)  # large mean: stresses the float64 accumulation
-    acc = LinearCKAAccumulator(24, 16, debiased=debiased)
-    for xb, yb in zip(np.array_split(x, [5, 64, 70, 150]), np.array_split(y, [5, 64, 70, 150])):
-        acc.update(torch.from_numpy(xb).float(), torch.from_numpy(yb).float())
+    cuts = [5, 64, 70, 150]
+    xs = [torch.from_numpy(b).float() for b in np.array_split(x, cuts)]
+    ys = [torch.from_numpy(b).float() for b in np.array_split(y, cuts)]
+    engine = feed(one_layer_engine("streaming", debiased), xs, ys)
+    assert engine.n == 203 and engine.streaming_a == [True]
     full = cka(torch.from_numpy(x).float(), torch.from_numpy(y).float(), debiased=debiased)
-    assert acc.n == 203
-    assert acc.compute() == pytest.approx(full, abs=1e-6)
+    got = float(engine.compute()[0, 0])
+    assert got == pytest.approx(full, abs=1e-6)
     x32, y32 = x.astype(np.float32), y.astype(np.float32)
-    assert acc.compute() == pytest.approx(ref_cka(x32, y32, "linear", debiased), abs=1e-6)
+    assert got == pytest.approx(ref_cka(x32, y32, "linear", debiased), abs=1e-6)
 
 
-def test_streaming_rejects_wrong_feature_count() -> None:
-    acc = LinearCKAAccumulator(24, 16)
-    with pytest.raises(DataError, match="d_y=16"):
-        acc.update(torch.zeros(5, 24), torch.zeros(5, 15))
+def test_streaming_rejects_a_change_of_feature_count() -> None:
+    engine = feed(one_layer_engine("streaming"), [torch.zeros(5, 24)], [torch.randn(5, 16)])
+    with pytest.raises(DataError, match="B.y has 15 features in this batch but 16"):
+        engine.update({"x": torch.zeros(5, 24)}, {"y": torch.zeros(5, 15)})
 
 
 # ----------------------------------------------------------------------------- minibatch
@@ -171,11 +177,9 @@ def test_streaming_rejects_wrong_feature_count() -> None:
 def test_minibatch_matches_reference_formula(kernel: str) -> None:
     x, y = related_pair(120, seed=8)
     xs, ys = np.array_split(x, 4), np.array_split(y, 4)
-    acc = MinibatchCKAAccumulator(kernel=kernel)
-    for xb, yb in zip(xs, ys):
-        acc.update(xb, yb)
-    assert acc.n_batches == 4
-    assert acc.compute() == pytest.approx(ref_minibatch_cka(xs, ys, kernel), abs=1e-10)
+    engine = feed(one_layer_engine("minibatch", kernel=kernel), xs, ys)
+    assert engine.n_minibatches == 4
+    assert engine.compute()[0, 0] == pytest.approx(ref_minibatch_cka(xs, ys, kernel), abs=1e-10)
 
 
 def test_minibatch_average_over_batchings_matches_full_debiased() -> None:
@@ -185,11 +189,9 @@ def test_minibatch_average_over_batchings_matches_full_debiased() -> None:
     rng = np.random.default_rng(10)
     estimates = []
     for _ in range(20):
-        perm = rng.permutation(512)
-        acc = MinibatchCKAAccumulator()
-        for idx in np.array_split(perm, 8):  # batches of 64
-            acc.update(x[idx], y[idx])
-        estimates.append(acc.compute())
+        parts = np.array_split(rng.permutation(512), 8)  # batches of 64
+        engine = feed(one_layer_engine("minibatch"), [x[i] for i in parts], [y[i] for i in parts])
+        estimates.append(engine.compute()[0, 0])
     assert np.std(estimates) > 1e-4  # the batchings do differ
     assert np.mean(estimates) == pytest.approx(full, abs=0.01)
 
@@ -217,13 +219,11 @@ def test_debiased_needs_four_examples() -> None:
     x, y = related_pair(3)
     with pytest.raises(DataError, match="n >= 4"):
         cka(x, y, debiased=True)
+    with pytest.warns(RuntimeWarning, match="too small"), pytest.raises(DataError, match=">= 4 examples"):
+        feed(one_layer_engine("minibatch"), [x], [y]).compute()
     with pytest.raises(DataError, match="n >= 4"):
-        MinibatchCKAAccumulator().update(x, y)
-    acc = LinearCKAAccumulator(debiased=True)
-    acc.update(x, y)
-    with pytest.raises(DataError, match="n >= 4"):
-        acc.compute()
-    assert np.isfinite(acc.compute(debiased=False))  # the biased estimator is defined at n = 3
+        feed(one_layer_engine("streaming", debiased=True), [x], [y]).compute()
+    assert np.isfinite(feed(one_layer_engine("streaming"), [x], [y]).compute()[0, 0])  # biased: defined at n = 3
 
 
 def test_bad_inputs_raise_clear_errors() -> None:
@@ -237,7 +237,9 @@ def test_bad_inputs_raise_clear_errors() -> None:
     with pytest.raises(DataError, match="NaN"):
         cka(bad, y)
     with pytest.raises(DataError, match="no batch"):
-        MinibatchCKAAccumulator().compute()
+        one_layer_engine("minibatch").compute()
+    with pytest.raises(DataError, match="different batch sizes"):
+        one_layer_engine("auto").update({"x": torch.zeros(5, 3)}, {"y": torch.zeros(4, 3)})
 
 
 def test_constant_representation_gives_nan_with_warning() -> None:
@@ -289,21 +291,39 @@ def test_layerwise_streaming_equals_full_data_cka(real_images: torch.Tensor, deb
             assert mat[i, j] == pytest.approx(expect, abs=1e-6)
 
 
-def test_layerwise_minibatch_method_matches_accumulator(real_images: torch.Tensor) -> None:
+def test_layerwise_minibatch_method_matches_reference(real_images: torch.Tensor) -> None:
     model_a, model_b = resnet(3), resnet(4)
     loader = DataLoader(TensorDataset(real_images), batch_size=8)
     mat = layerwise_cka(
         model_a, model_b, loader, ["layer2"], ["layer3"], kernel="rbf", method="minibatch", device="cpu", progress=False
     )
-    acc = MinibatchCKAAccumulator(kernel="rbf")
+    xs, ys = [], []
     model_a.eval(), model_b.eval()
     with ActivationRecorder(model_a, ["layer2"]) as ra, ActivationRecorder(model_b, ["layer3"]) as rb:
         for (xb,) in loader:
             with torch.no_grad():
                 model_a(xb)
                 model_b(xb)
-            acc.update(ra.pop()["layer2"], rb.pop()["layer3"])
-    assert mat[0, 0] == pytest.approx(acc.compute(), abs=1e-10)
+            xs.append(ra.pop()["layer2"].double().numpy())
+            ys.append(rb.pop()["layer3"].double().numpy())
+    assert mat[0, 0] == pytest.approx(ref_minibatch_cka(xs, ys, "rbf"), abs=1e-10)
+
+
+def test_layerwise_paired_inputs_feed_each_model_its_own_batch(real_images: torch.Tensor) -> None:
+    """The study's path: each model gets its own copy of the batch. A model against itself scores 1 on identical
+    copies and less on inverted ones (so B really ran on B's inputs, even when B is the same module as A)."""
+    model = resnet(5)
+    loader = DataLoader(TensorDataset(real_images), batch_size=8)
+    pairs = [(xb, xb) for (xb,) in loader]
+    same = layerwise_cka(model, model, pairs, ["layer4"], ["layer4"], paired_inputs=True, device="cpu", progress=False)
+    assert same[0, 0] == pytest.approx(1.0, abs=1e-9)
+    shifted = [(xb, 1.0 - xb) for (xb,) in loader]  # inverted images for B
+    other = layerwise_cka(
+        model, model, shifted, ["layer4"], ["layer4"], paired_inputs=True, device="cpu", progress=False
+    )
+    assert other[0, 0] < 0.999
+    with pytest.raises(DataError, match="inputs_a, inputs_b"):
+        layerwise_cka(model, model, loader, ["layer4"], ["layer4"], paired_inputs=True, device="cpu", progress=False)
 
 
 def test_layerwise_rejects_unknown_layers_and_methods(real_images: torch.Tensor) -> None:

@@ -122,12 +122,15 @@ def iter_paired_activations(
     layers_b: Sequence[str],
     pool: Pool = "avg",
     device: torch.device | str = "cpu",
+    paired_inputs: bool = False,
 ) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
     """Run both models on every batch (in eval mode, no grad) and yield their pooled activations.
 
-    When ``model_b is model_a`` with the same layers, the model runs once per batch.
+    With ``paired_inputs`` each batch is ``(inputs_a, inputs_b)``: the same examples prepared for each model
+    (e.g. each normalised with its own mean/std). When ``model_b is model_a`` with the same layers and one
+    input, the model runs once per batch.
     """
-    same = model_b is model_a and list(layers_a) == list(layers_b)
+    same = model_b is model_a and list(layers_a) == list(layers_b) and not paired_inputs
     with ActivationRecorder(model_a, layers_a, pool) as rec_a:
         if same:
             for batch in batches:
@@ -138,11 +141,24 @@ def iter_paired_activations(
             return
         with ActivationRecorder(model_b, layers_b, pool) as rec_b:
             for batch in batches:
-                x = batch_inputs(batch).to(device, non_blocking=True)
-                with torch.inference_mode():
-                    model_a(x)
-                    model_b(x)
-                yield rec_a.pop(), rec_b.pop()
+                xa, xb = _paired(batch) if paired_inputs else (batch_inputs(batch),) * 2
+                with torch.inference_mode():  # pop A before B runs: B may be the same module, hooked twice
+                    model_a(xa.to(device, non_blocking=True))
+                    acts_a = rec_a.pop()
+                    model_b(xb.to(device, non_blocking=True))
+                yield acts_a, rec_b.pop()
+
+
+def _paired(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        raise DataError(
+            f"paired_inputs=True needs batches of (inputs_a, inputs_b); got a {type(batch).__name__}. "
+            "Zip two loaders over the same examples, or pass paired_inputs=False."
+        )
+    xa, xb = batch_inputs(batch[0]), batch_inputs(batch[1])
+    if xa.shape[0] != xb.shape[0]:
+        raise DataError(f"Paired inputs have {xa.shape[0]} and {xb.shape[0]} examples; they must be the same ones.")
+    return xa, xb
 
 
 def collect_activations(

@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from rtl_core.analysis.activations import Pool, eval_mode, iter_paired_activations
-from rtl_core.analysis.cka import LayerwiseCKA, center_gram, gram_linear
+from rtl_core.analysis.cka import LayerwiseCKA
+from rtl_core.analysis.hsic import center_gram, gram_linear
 from rtl_core.errors import DataError
 from rtl_core.models.devices import default_device
 
