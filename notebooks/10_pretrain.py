@@ -40,7 +40,7 @@ display(HTML(provenance_html(profile, config=config)))
 # Throughput in image pairs per second (two augmented views per image).
 
 # %%
-views.runs_table(study)
+views.pretraining_table(study)
 
 # %%
 views.curves_figure(study)

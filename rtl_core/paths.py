@@ -6,7 +6,7 @@ Outputs: ``$RTL_OUTPUT_DIR`` if set, else ``<repo>/artifacts`` (never in git), o
     artifacts/
       cache/                          decoded data-pack arrays, rendered tasks (safe to delete)
       splits/<study>/                 every task's saved split (data stage)
-      runs/pretrain/<study>/          Lightning run folders: last.ckpt, metrics.csv (pretrain stage)
+      runs/pretrain/<study>/          one folder per pretraining: last.ckpt, metrics.csv (pretrain stage)
       checkpoints/<study>/            <pool>-<method>.pt + .json sidecar: the encoders (pretrain stage)
       results/<study>/                <task>/<init slug>/<protocol>/seed<k>.json: the results store (evaluate)
       finetuned/<study>/              <init slug>/<task>/seed<k>.pt: early layers of fine-tuned encoders (evaluate)
@@ -97,7 +97,8 @@ def encoder_stem(pool: str, method: str, study: str, sequential: bool = False) -
     return checkpoints_dir(study) / name
 
 
-def pretrain_runs_dir(study: str) -> Path:
+def pretraining_logs_dir(study: str) -> Path:
+    """Where each pretraining (pool × method) keeps its resumable Lightning folder."""
     return output_root() / "runs" / "pretrain" / study
 
 

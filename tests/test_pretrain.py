@@ -31,7 +31,7 @@ from rtl_core.pretrain.knn import knn_accuracy
 from rtl_core.pretrain.methods import METHODS, MethodContext, build_method
 from rtl_core.pretrain.module import scaled_lr
 from rtl_core.pretrain.precision import float32_stages, prepare_for_device, resolve_precision
-from rtl_core.pretrain.train import plan_devices, pretrain, run_dir
+from rtl_core.pretrain.train import plan_devices, pretrain, pretraining_dir
 
 
 @pytest.fixture(scope="module")
@@ -301,7 +301,7 @@ def test_impossible_requests_fail_before_training(mini_pool):
     config = mini_config(mini_pool, batch_size=128)
     with pytest.raises(ConfigError, match="batch_size=128 is larger than pool 'mini' \\(64 images\\)"):
         pretrain(config, "mini", "simclr")
-    assert not run_dir(config, "mini", "simclr").exists()
+    assert not pretraining_dir(config, "mini", "simclr").exists()
 
 
 # --- resume, checkpoints, CLI -----------------------------------------------------------------------------------
@@ -343,7 +343,7 @@ def test_killed_run_resumes_to_the_same_weights(mini_pool, tmp_path, monkeypatch
     assert proc.returncode == -9, proc.stderr[-3000:]
     config = load_config("smoke", overrides=values)
     monkeypatch.setenv("RTL_OUTPUT_DIR", str(killed_out))
-    assert (run_dir(config, "mini", "simclr") / "last.ckpt").is_file()
+    assert (pretraining_dir(config, "mini", "simclr") / "last.ckpt").is_file()
     assert not list(killed_out.rglob("mini-simclr.pt"))
     resumed = pretrain(config, "mini", "simclr", progress=False)
     monkeypatch.setenv("RTL_OUTPUT_DIR", str(straight_out))

@@ -144,7 +144,7 @@ def test_ct_less_is_a_quarter_of_the_ct_pool_and_the_data_scale_arm():
     from rtl_core.analysis.claims import study_arms
     from rtl_core.config import load_config
     from rtl_core.names import parse_init
-    from rtl_core.pretrain.train import run_key
+    from rtl_core.pretrain.train import pretraining_key
 
     ct, less = load_pool("ct"), load_pool("ct_less")
     assert len(less) == round(0.25 * len(ct)) and set(less.extras["content_hash"]) < set(ct.extras["content_hash"])
@@ -156,8 +156,8 @@ def test_ct_less_is_a_quarter_of_the_ct_pool_and_the_data_scale_arm():
     arms = study_arms(["scratch", "ssl:ct:simclr", "ssl:natural:simclr", "ssl:ct_less:simclr"])
     assert arms["ct_less"] == "ssl:ct_less:simclr" and arms["ct_more"] == arms["ct"] == "ssl:ct:simclr"
     base, half = load_config("smoke"), load_config("smoke", overrides={"data": {"less_fraction": 0.5}})
-    assert run_key(base, "ct_less", "simclr", False) != run_key(half, "ct_less", "simclr", False)
-    assert run_key(base, "ct", "simclr", False) == run_key(
+    assert pretraining_key(base, "ct_less", "simclr", False) != pretraining_key(half, "ct_less", "simclr", False)
+    assert pretraining_key(base, "ct", "simclr", False) == pretraining_key(
         half, "ct", "simclr", False
     )  # other pools keep their encoders
 

@@ -31,7 +31,7 @@ from rtl_core.models.checkpoints import (
     save_encoder,
 )
 from rtl_core.models.devices import resolve_accelerator
-from rtl_core.paths import encoder_stem, pretrain_runs_dir
+from rtl_core.paths import encoder_stem, pretraining_logs_dir
 from rtl_core.pretrain.data import PretrainPool, load_pretrain_pool, pool_loader
 from rtl_core.pretrain.methods import METHODS, MethodContext, build_method
 from rtl_core.pretrain.precision import resolve_precision
@@ -89,7 +89,7 @@ def plan_devices(config: StudyConfig) -> DevicePlan:
     return DevicePlan(accelerator, devices, p.num_nodes, precision, p.batch_size // world)
 
 
-def run_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> str:
+def pretraining_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> str:
     """Hash of everything that determines the trained weights (not which pools/methods a study lists)."""
     pre = config.pretrain.model_dump(mode="json", exclude={"pools", "methods", "checkpoint_every_n_epochs"})
     data = config.data.model_dump(
@@ -106,10 +106,14 @@ def run_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> st
     )
 
 
-def run_dir(config: StudyConfig, pool: str, method: str, sequential: bool = False) -> Path:
-    """Folder of the run's resumable Lightning checkpoints and its metrics.csv."""
+def pretraining_dir(config: StudyConfig, pool: str, method: str, sequential: bool = False) -> Path:
+    """Folder of the pretraining's resumable Lightning checkpoints and its metrics.csv.
+
+    Vocabulary: a *pretraining* is one pool × method (× sequential) fit, in this folder; a *run* is one downstream
+    training (task × init × protocol × seed), its record in ``results/``. The sidecar keys ``run_key`` and
+    ``run_dir`` keep their names so that encoders already trained are still recognised."""
     name = encoder_stem(pool, method, config.study, sequential).name
-    return pretrain_runs_dir(config.study) / f"{name}-{run_key(config, pool, method, sequential)}"
+    return pretraining_logs_dir(config.study) / f"{name}-{pretraining_key(config, pool, method, sequential)}"
 
 
 def check_request(config: StudyConfig, pool: str, method: str) -> DevicePlan:
@@ -148,7 +152,7 @@ def existing_encoder(config: StudyConfig, pool: str, method: str, sequential: bo
         return None
     if not weights.is_file():
         return None
-    if sidecar.get("run_key") != run_key(config, pool, method, sequential):
+    if sidecar.get("run_key") != pretraining_key(config, pool, method, sequential):
         log.info("encoder %s was trained with other settings (run key %s); retraining", weights, sidecar.get("run_key"))
         return None
     return weights
@@ -214,7 +218,7 @@ def pretrain(
         init_from = pretrain(config, SEQUENTIAL_SOURCE, method, progress=progress)
     data = load_pretrain_pool(config, pool)
     steps_per_epoch = _check_pool_size(config, data, plan)
-    folder = run_dir(config, pool, method, sequential)
+    folder = pretraining_dir(config, pool, method, sequential)
     if force and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -310,7 +314,7 @@ def pretrain(
             profile=config.profile,
             study=config.study,
             config_hash=config.hash(),
-            run_key=run_key(config, pool, method, sequential),
+            run_key=pretraining_key(config, pool, method, sequential),
             data_fingerprint=data.fingerprint,
             pool_images=len(data),
             sequential=sequential,

@@ -34,7 +34,7 @@ def curves(study: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def runs_table(study: str) -> pd.DataFrame:
+def pretraining_table(study: str) -> pd.DataFrame:
     """One row per pretrained encoder: method, pool, size, epochs, steps, time, throughput and final loss."""
     data = curves(study)
     rows = []
