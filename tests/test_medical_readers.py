@@ -17,10 +17,9 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from rtl_core.data.ct_streams import DicomSliceStream, NiftiSliceStream
 from rtl_core.data.imagefolder import (
-    DicomSliceStream,
     ImageFolderStream,
-    NiftiSliceStream,
     index_image_folder,
 )
 from rtl_core.data.intensity import CTWindow

@@ -22,12 +22,11 @@ from torch.utils.data import Dataset
 
 from rtl_core.config import UserDataset
 from rtl_core.data.arrays import ImageSet
+from rtl_core.data.ct_streams import DicomSliceStream, NiftiSliceStream
 from rtl_core.data.datasets import TensorImageDataset, render_set
 from rtl_core.data.imagefolder import (
-    DicomSliceStream,
     FolderIndex,
     ImageFolderStream,
-    NiftiSliceStream,
     index_image_folder,
 )
 from rtl_core.data.medical import list_dicom_files, read_nifti_volume, read_png_slice_folder
