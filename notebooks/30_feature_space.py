@@ -31,7 +31,7 @@ from rtl_core.analysis.study import load_analysis
 from rtl_core.report.context import provenance_html, study_config
 
 display(HTML(provenance_html(profile, config=config)))
-tables = load_analysis(study_config(profile, config).study)
+tables = load_analysis(study_config(profile, config))
 inits = tables["info"]["inits"]
 pairs = [(a, b) for i, a in enumerate(inits) for b in inits[i + 1 :]]
 

@@ -251,14 +251,18 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
     return out
 
 
-def load_analysis(study: str) -> dict:
-    """The saved analysis tables of ``study`` (run ``rtl analyze`` first) and its interactive views."""
+def load_analysis(config: StudyConfig) -> dict:
+    """The saved analysis tables of ``config``'s study and its interactive views: only an analysis of this
+    analysis version and this very config (``done.json``), never an older config's (run ``rtl analyze`` first)."""
     from rtl_core.errors import RtlError
 
-    out = study_dir("analysis", study)
-    info = json.loads((out / "done.json").read_text()) if (out / "done.json").is_file() else {}
-    if info.get("version") != ANALYSIS_VERSION:
-        raise RtlError(f"No current analysis for study {study!r} in {out}; run `rtl analyze` for it first.")
+    out = study_dir("analysis", config.study)
+    if not _is_current(out, config):
+        raise RtlError(
+            f"No current analysis for study {config.study!r} (config {config.hash()}) in {out}: it is missing, "
+            "of an older analysis version or of other settings; run `rtl analyze` with this config first."
+        )
+    info = json.loads((out / "done.json").read_text())
     tables = {
         name: pd.read_csv(out / f"{name}.csv")
         for name in (
