@@ -26,12 +26,15 @@ browser:
 test: setup browser lint
 	$(PY) -m pytest -q
 
-# ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle and import order; `make format` applies the fixes.
+# ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle (lines <= 120), import order and the formatter's layout;
+# `make format` applies the fixes.
 lint: setup
 	$(PY) -m ruff check rtl_core tests notebooks
+	$(PY) -m ruff format --check rtl_core tests notebooks
 
 format: setup
 	$(PY) -m ruff check --fix rtl_core tests notebooks
+	$(PY) -m ruff format rtl_core tests notebooks
 
 reproduce: setup
 	$(PY) -m rtl_core.cli reproduce $(if $(CONFIG),--config $(CONFIG),--profile $(PROFILE)) $(if $(SHOW_CODE),--show-code,) \

@@ -14,7 +14,8 @@
 # %% [markdown]
 # # 00 · Data
 #
-# What is in each pretraining pool and downstream task of the demo pack: sizes, classes, split sizes by patient / scan, sample images and intensity distributions.
+# What is in each pretraining pool and downstream task of the demo pack: sizes, classes, split sizes by patient / scan,
+# sample images and intensity distributions.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -33,7 +34,8 @@ display(HTML(provenance_html(profile, seeds=[], config=config)))
 # %% [markdown]
 # ## Tasks
 #
-# Splits are grouped by patient / scan (or by duplicate group where a source has no ids), stratified by class and seeded. `groups_*` counts the patients / scans / duplicate groups per split; `fingerprint` identifies the exact split.
+# Splits are grouped by patient / scan (or by duplicate group where a source has no ids), stratified by class and
+# seeded. `groups_*` counts the patients / scans / duplicate groups per split; `fingerprint` identifies the exact split.
 
 # %%
 tasks = overview.task_table(split_seed)
@@ -42,7 +44,8 @@ tasks
 # %% [markdown]
 # ## The study's own pools and tasks
 #
-# Pools and tasks the study's config adds (none for a stock profile), as the study resolves them: split sizes, patient / scan groups, and how many of a pool's files were left out because they are val/test images of one of its tasks.
+# Pools and tasks the study's config adds (none for a stock profile), as the study resolves them: split sizes, patient /
+# scan groups, and how many of a pool's files were left out because they are val/test images of one of its tasks.
 
 # %%
 from rtl_core.data.study import study_data_table
@@ -53,7 +56,8 @@ study_data_table(study_config(profile, config))
 # %% [markdown]
 # ## Pools
 #
-# Unlabelled pretraining pools, size-matched. No image of any task's validation or test split is in a pool (checked by source row and by content hash).
+# Unlabelled pretraining pools, size-matched. No image of any task's validation or test split is in a pool (checked by
+# source row and by content hash).
 
 # %%
 pools = overview.pool_table(size=image_size)
@@ -62,7 +66,8 @@ pools
 # %% [markdown]
 # ## Samples
 #
-# Random images of every task (caption: class, or liver share for segmentation) and pool (caption: source), as the model sees them.
+# Random images of every task (caption: class, or liver share for segmentation) and pool (caption: source), as the model
+# sees them.
 
 # %%
 overview.sample_grid(size=image_size)

@@ -14,7 +14,9 @@
 # %% [markdown]
 # # 10 · Pretraining
 #
-# One self-supervised run per pool and method (SimCLR, the paper's method, by default): settings, throughput, loss curves, and a quick check of what was learnt: kNN accuracy (k = 20, cosine) of frozen features against the same backbone at random init.
+# One self-supervised run per pool and method (SimCLR, the paper's method, by default): settings, throughput, loss
+# curves, and a quick check of what was learnt: kNN accuracy (k = 20, cosine) of frozen features against the same
+# backbone at random init.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -47,7 +49,10 @@ views.curves_figure(study)
 # %% [markdown]
 # ## What the encoders learnt: kNN accuracy of frozen features
 #
-# Each pretrained encoder against the same backbone at several random inits on its domain's own task (`gates`: `ct_cls` for CT, Imagenette for natural; the claims engine withholds verdicts on an arm that fails), and on CUB-50 birds, reported beside. `mcnemar_p` is the worst over the random seeds (the analysis's `sanity.csv`; measured here if the analysis has not run).
+# Each pretrained encoder against the same backbone at several random inits on its domain's own task (`gates`: `ct_cls`
+# for CT, Imagenette for natural; the claims engine withholds verdicts on an arm that fails), and on CUB-50 birds,
+# reported beside. `mcnemar_p` is the worst over the random seeds (the analysis's `sanity.csv`; measured here if the
+# analysis has not run).
 
 # %%
 sanity_results(cfg)

@@ -14,7 +14,9 @@
 # %% [markdown]
 # # 23 · Segmentation
 #
-# U-Net decoder (segmentation-models-pytorch) on each ResNet encoder, for every segmentation task of the study (the demo's: MSD / LiTS liver CT slices split by scan). Dice per scan (how challenges report it; primary) and per slice batch (the paper's way).
+# U-Net decoder (segmentation-models-pytorch) on each ResNet encoder, for every segmentation task of the study (the
+# demo's: MSD / LiTS liver CT slices split by scan). Dice per scan (how challenges report it; primary) and per slice
+# batch (the paper's way).
 
 # %% tags=["parameters"]
 profile = "default"
@@ -49,7 +51,10 @@ views.protocol_figure(seg, "finetune")
 # ## Statistics (fine-tune and linear / frozen encoder)
 
 # %% [markdown]
-# Every pair of inits per task: Welch's t-test as in the paper (pingouin, correction=True), the paired t-test (runs share seeds) and Welch's 95 % CI of the difference; Δ % = (A/B − 1)·100, SD with ddof = 1. Correction for multiple tests belongs to the claims: a comparison that is part of a claim shows that claim's Holm p and verdict (the same numbers as in 90 · Summary); the others are exploratory, uncorrected.
+# Every pair of inits per task: Welch's t-test as in the paper (pingouin, correction=True), the paired t-test (runs
+# share seeds) and Welch's 95 % CI of the difference; Δ % = (A/B − 1)·100, SD with ddof = 1. Correction for multiple
+# tests belongs to the claims: a comparison that is part of a claim shows that claim's Holm p and verdict (the same
+# numbers as in 90 · Summary); the others are exploratory, uncorrected.
 
 # %%
 views.protocol_stats(seg, "finetune", claims=claims)

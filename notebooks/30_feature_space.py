@@ -14,7 +14,10 @@
 # %% [markdown]
 # # 30 · Feature space
 #
-# What did pretraining put into the network? Layer-wise CKA between encoders pretrained on CT, on natural images and at random, on CT inputs and on natural inputs; how well each layer separates the pack's domains; what linear probes read from each layer; an interactive map of every domain's test images (hover a point to see it). The paper's claim under test: CT pretraining yields domain-specific features tied to macroscopic image properties.
+# What did pretraining put into the network? Layer-wise CKA between encoders pretrained on CT, on natural images and at
+# random, on CT inputs and on natural inputs; how well each layer separates the pack's domains; what linear probes read
+# from each layer; an interactive map of every domain's test images (hover a point to see it). The paper's claim under
+# test: CT pretraining yields domain-specific features tied to macroscopic image properties.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -38,7 +41,9 @@ pairs = [(a, b) for i, a in enumerate(inits) for b in inits[i + 1 :]]
 # %% [markdown]
 # ## Did the encoders learn? The kNN sanity check
 #
-# Each pretrained encoder against random inits of the same backbone (several seeds) on its own domain's task: kNN accuracy (k = 20, cosine) and McNemar's exact test, worst p over the random seeds. A claim row whose arm fails this is *withheld* in 90 · Summary.
+# Each pretrained encoder against random inits of the same backbone (several seeds) on its own domain's task: kNN
+# accuracy (k = 20, cosine) and McNemar's exact test, worst p over the random seeds. A claim row whose arm fails this is
+# *withheld* in 90 · Summary.
 
 # %%
 tables["sanity"].round(4)
@@ -46,7 +51,9 @@ tables["sanity"].round(4)
 # %% [markdown]
 # ## CKA between encoders
 #
-# Linear CKA (Kornblith et al. 2019) of global-average-pooled stage outputs, every layer of one encoder against every layer of another. High values on the diagonal mean the two pretraining sources led to similar representations at that depth.
+# Linear CKA (Kornblith et al. 2019) of global-average-pooled stage outputs, every layer of one encoder against every
+# layer of another. High values on the diagonal mean the two pretraining sources led to similar representations at that
+# depth.
 
 # %%
 figures.cka_heatmaps(tables["cka"], pairs)
@@ -55,7 +62,8 @@ figures.cka_diagonal_figure(tables["cka"], pairs)
 # %% [markdown]
 # ## Feature reuse after fine-tuning
 #
-# The paper's weight-space measure: RBF CKA between the weights of conv1, layer1[0].conv1 and layer1[0].conv2 before and after fine-tuning (1 = the fine-tune kept the pretrained filters).
+# The paper's weight-space measure: RBF CKA between the weights of conv1, layer1[0].conv1 and layer1[0].conv2 before and
+# after fine-tuning (1 = the fine-tune kept the pretrained filters).
 
 # %%
 reuse = tables["weight_cka"]
@@ -66,7 +74,8 @@ reuse.groupby(["init", "task", "layer"])["weight_cka"].agg(mean="mean", sd_ddof1
 # %% [markdown]
 # ### Feature uniqueness
 #
-# The same weight-space CKA between differently pretrained encoders: how different are the filters that CT and natural images (and random init) leave in the first layers?
+# The same weight-space CKA between differently pretrained encoders: how different are the filters that CT and natural
+# images (and random init) leave in the first layers?
 
 # %%
 tables["weight_uniqueness"].pivot_table(index=["init_a", "init_b"], columns="layer", values="weight_cka").round(3)
@@ -84,7 +93,10 @@ tables["separability"].pivot_table(index=["init", "layer"], columns="metric", va
 # %% [markdown]
 # ## Linear probes
 #
-# Ridge (R²) or logistic (accuracy) probes per layer, cross-validated by patient group, for properties that need no labels (mean intensity, contrast, body fraction, edge density, high-frequency energy, liver area) and for dataset of origin and body region. Caveat: among CT images body region coincides with dataset (chest: COVID-CT; abdomen: liver sets).
+# Ridge (R²) or logistic (accuracy) probes per layer, cross-validated by patient group, for properties that need no
+# labels (mean intensity, contrast, body fraction, edge density, high-frequency energy, liver area) and for dataset of
+# origin and body region. Caveat: among CT images body region coincides with dataset (chest: COVID-CT; abdomen: liver
+# sets).
 
 # %%
 figures.probe_figure(tables["probes"])
@@ -94,7 +106,9 @@ tables["probes"].pivot_table(index=["property", "metric"], columns=["init", "lay
 # %% [markdown]
 # ## Who knew what
 #
-# For each pair of inits: how many test images both classified correctly, against the overlap independence predicts (p_a·p_b·n); ratio > 1 means they got the same images right, Fisher's exact test for the association. Mean over seeds per task and protocol, then the fine-tune heatmaps of the first seed.
+# For each pair of inits: how many test images both classified correctly, against the overlap independence predicts
+# (p_a·p_b·n); ratio > 1 means they got the same images right, Fisher's exact test for the association. Mean over seeds
+# per task and protocol, then the fine-tune heatmaps of the first seed.
 
 # %%
 overlap = tables["overlap"]

@@ -14,7 +14,11 @@
 # %% [markdown]
 # # 40 · Transfer advisor
 #
-# Which init will transfer best to a task, predicted before any fine-tuning from one forward pass of each candidate encoder over the task's training images: grouped kNN accuracy, a 10-shot linear probe, LogME (You et al., ICML 2021) and the normalised Fréchet distance of the task's features to the init's pretraining pool. The advisor ranks by the mean of the kNN, probe and LogME ranks (no fitted weights). Then the check that matters: how often that ranking agrees with what the grid measured, beside two baselines.
+# Which init will transfer best to a task, predicted before any fine-tuning from one forward pass of each candidate
+# encoder over the task's training images: grouped kNN accuracy, a 10-shot linear probe, LogME (You et al., ICML 2021)
+# and the normalised Fréchet distance of the task's features to the init's pretraining pool. The advisor ranks by the
+# mean of the kNN, probe and LogME ranks (no fitted weights). Then the check that matters: how often that ranking agrees
+# with what the grid measured, beside two baselines.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -39,7 +43,8 @@ scores, validation, summary = advisor.load_study_advice(cfg)
 # %% [markdown]
 # ## Scores per task and init
 #
-# Higher is better for kNN, probe and LogME; lower for the domain distance. `advisor_rank` 1 is the recommendation; `seconds` is the forward pass plus scoring.
+# Higher is better for kNN, probe and LogME; lower for the domain distance. `advisor_rank` 1 is the recommendation;
+# `seconds` is the forward pass plus scoring.
 
 # %%
 advisor.scores_table(scores)
@@ -53,7 +58,9 @@ advisor.recommendations_table(scores)
 # %% [markdown]
 # ## Validation on the measured grid
 #
-# Per task × protocol: does the score's best init match the measured best (top-1), and how well does its ranking follow the measured one (Kendall's τ)? Means over cells, 95 % bootstrap CI over tasks. With three inits per task, τ takes few values and a random ranking has top-1 1/3.
+# Per task × protocol: does the score's best init match the measured best (top-1), and how well does its ranking follow
+# the measured one (Kendall's τ)? Means over cells, 95 % bootstrap CI over tasks. With three inits per task, τ takes few
+# values and a random ranking has top-1 1/3.
 
 # %%
 display(Markdown(advisor.verdict_text(summary)))

@@ -137,7 +137,8 @@ def _advise(args: argparse.Namespace) -> None:
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     best = advisor.recommendation(table)
     print(
-        f"\nRecommended: {best['best']} (runner-up {best['runner_up']}, mean-rank margin {best['margin_mean_rank']:.2f}; "
+        f"\nRecommended: {best['best']} (runner-up {best['runner_up']}, mean-rank margin "
+        f"{best['margin_mean_rank']:.2f}; "
         f"top by {', '.join(best['agree']) or 'no single score'})"
     )
     print(advisor.validation_note(config))

@@ -114,7 +114,9 @@ class PretrainConfig(Strict):
     channels_last: bool = True
     single_pixel_matmul: bool = Field(
         True,
-        description="convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)",
+        description=(
+            "convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)"
+        ),
     )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: GPUs when present, else CPU; cpu with devices > 1 runs CPU processes (gloo DDP)"
@@ -175,7 +177,9 @@ class EvaluateConfig(Strict):
     max_train_images: int | None = Field(
         None,
         ge=1,
-        description="cap of the training split for the full-data protocols (class-stratified, fixed by data.split_seed)",
+        description=(
+            "cap of the training split for the full-data protocols (class-stratified, fixed by data.split_seed)"
+        ),
     )
     augment_p: float = Field(
         0.0,
@@ -233,7 +237,9 @@ class EvaluateConfig(Strict):
     fused_optimizer: bool = Field(True, description="PyTorch's fused AdamW kernel (same update, one kernel)")
     single_pixel_matmul: bool = Field(
         True,
-        description="convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)",
+        description=(
+            "convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)"
+        ),
     )
 
 

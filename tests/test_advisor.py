@@ -19,7 +19,8 @@ from rtl_core.analysis.transferability import (
 
 
 def direct_evidence(f: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> float:
-    """log p(y | F, α, β) / n of Bayesian linear regression, written out with explicit matrices (You et al. 2021, eq. 2)."""
+    """log p(y | F, α, β) / n of Bayesian linear regression, written out with explicit matrices (You et al. 2021, eq.
+    2)."""
     n, d = f.shape
     a = alpha * np.eye(d) + beta * f.T @ f
     m = beta * np.linalg.solve(a, f.T @ y)

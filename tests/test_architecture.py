@@ -41,7 +41,8 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(path: Path, known: set[str]) -> set[str]:
-    """The rtl_core modules a file imports anywhere in it (``from a.b import c`` counts a.b and a.b.c if c is a module)."""
+    """The rtl_core modules a file imports anywhere in it (``from a.b import c`` counts a.b and a.b.c if c is a
+    module)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rtl_core"):

@@ -34,7 +34,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture()
 def ct_checkpoint():
-    """A randomly initialised encoder saved as the smoke profile's ``ssl:ct:simclr`` checkpoint (until pretraining lands)."""
+    """A randomly initialised encoder saved as the smoke profile's ``ssl:ct:simclr`` checkpoint (until pretraining
+    lands)."""
     torch.manual_seed(123)
     encoder = build_backbone("resnet18")
     save_encoder(

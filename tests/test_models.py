@@ -1,4 +1,5 @@
-"""Model building blocks: convolutions with a one-pixel output computed as matrix products (rtl_core.models.single_pixel).
+"""Model building blocks: convolutions with a one-pixel output computed as matrix products
+(rtl_core.models.single_pixel).
 
 Random tensors are fine here: this is the maths of one layer, checked against nn.Conv2d itself.
 """

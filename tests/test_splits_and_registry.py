@@ -209,7 +209,8 @@ def test_hold_out_masks_are_cached_on_disk_and_a_damaged_cache_is_recomputed(tmp
 
 
 def test_hold_out_cache_keys_tell_integer_groups_from_their_strings(tmp_path, monkeypatch):
-    """[2, 10] sorts differently from ["2", "10"]: the splitter sees other groups, so the cache must not share a mask."""
+    """[2, 10] sorts differently from ["2", "10"]: the splitter sees other groups, so the cache must not share a
+    mask."""
     monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
     labels = np.tile([0, 1], 60)
     ints = np.repeat(np.arange(2, 26), 5)

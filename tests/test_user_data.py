@@ -97,7 +97,9 @@ def test_user_png_segmentation_task(pack, tmp_path):
         f"""
 profile: smoke
 data:
-  tasks: {{my_liver: {{format: png_slices, path: {root}, kind: segmentation, metrics: [dice], val_fraction: 0.25, test_fraction: 0.25}}}}
+  tasks:
+    my_liver: {{format: png_slices, path: {root}, kind: segmentation, metrics: [dice], val_fraction: 0.25,
+               test_fraction: 0.25}}
 evaluate: {{tasks: [my_liver]}}
 """,
     )

@@ -355,7 +355,8 @@ def validated_line(summary: dict[str, float], study: str) -> str:
     return (
         f"Validated on study {study!r} ({int(summary.get('advisor.cells', 0))} task × protocol cells of "
         f"{int(summary.get('tasks', 0))} tasks): top-1 agreement {summary['advisor.top1']:.2f}{ci('advisor.top1')}, "
-        f"Kendall τ {summary.get('advisor.kendall_tau', float('nan')):.2f}{ci('advisor.kendall_tau')}; baselines: always the "
+        f"Kendall τ {summary.get('advisor.kendall_tau', float('nan')):.2f}{ci('advisor.kendall_tau')}; baselines: "
+        "always the "
         f"natural-image init {summary.get('baseline_natural.top1', float('nan')):.2f}, the task's own domain "
         f"{summary.get('baseline_domain.top1', float('nan')):.2f}."
     )

@@ -261,7 +261,8 @@ CLAIMS: tuple[Claim, ...] = (
             Cell("ct_liver_seg", "linear", _p("E4", "LiTS", 1.0, "dice_liver")),
         ),
         needs={
-            "ct_less": "the data-scale arm, a CT pool at a fraction of the full one pretrained for the same epochs: add "
+            "ct_less": "the data-scale arm, a CT pool at a fraction of the full one pretrained for the same epochs: "
+            "add "
             "'ssl:ct_less:simclr' to evaluate.inits (data.less_fraction, default 25 %), or name "
             "the ct_less arm in analysis.arms"
         },
@@ -279,7 +280,8 @@ CLAIMS: tuple[Claim, ...] = (
         note="The paper's own arms: ImageNet vs RadNet-1.28M (the scarcer CT pool); it draws this from an "
         "interpolation over pool sizes, not from a logged comparison.",
         needs={
-            "ct_less": "the data-scale arm, a CT pool at a fraction of the full one: add 'ssl:ct_less:simclr' to evaluate.inits, "
+            "ct_less": "the data-scale arm, a CT pool at a fraction of the full one: add 'ssl:ct_less:simclr' to "
+            "evaluate.inits, "
             "or name the ct_less arm in analysis.arms"
         },
     ),
@@ -336,7 +338,8 @@ def study_arms(
     inits: Sequence[str], declared: Mapping[str, str] | None = None, domains: Mapping[str, str | None] | None = None
 ) -> dict[str, str]:
     """Roles → our inits: ``analysis.arms`` first, then by name (``ssl:ct:*`` → ct and ct_more, ``ssl:natural:*``
-    → natural, ``ssl:mixed:*`` → mixed, ``sequential:ct:*`` → sequential, ``ssl:ct_less:*`` → ct_less; SimCLR preferred when several methods),
+    → natural, ``ssl:mixed:*`` → mixed, ``sequential:ct:*`` → sequential, ``ssl:ct_less:*`` → ct_less; SimCLR
+    preferred when several methods),
     then, for ct and natural still open, the first other init of that pretraining domain (``domains``, e.g. a
     ``torchvision:`` init is natural)."""
     arms: dict[str, str] = {}

@@ -8,9 +8,11 @@ The flow (paper Sec. 3.5 extends CKA with a look at what the features separate):
     table = separability_table(feats, sample.meta)                       # kNN accuracy + silhouette
 
 Model input: the encoders receive float images in ``[0, 1]`` (the datasets' convention, see
-``rtl_core.data.datasets``) normalised here by channel mean/std (:func:`normalize`) exactly as ``rtl_core.evaluate`` does: with a
+``rtl_core.data.datasets``) normalised here by channel mean/std (:func:`normalize`) exactly as ``rtl_core.evaluate``
+does: with a
 checkpoint's own ``normalize`` sidecar entry (:func:`load_encoders`), else not at all (our pretraining feeds
-``[0, 1]`` images; ImageNet statistics are available as ``IMAGENET_MEAN``/``IMAGENET_STD``); pass ``normalize_input=False`` to feed ``[0, 1]`` images unchanged. Features
+``[0, 1]`` images; ImageNet statistics are available as ``IMAGENET_MEAN``/``IMAGENET_STD``); pass
+``normalize_input=False`` to feed ``[0, 1]`` images unchanged. Features
 are the global-average-pooled outputs of the ResNet stages ``layer1`` … ``layer4``.
 
 UMAP: McInnes et al., "UMAP: Uniform Manifold Approximation and Projection" (2018), via ``umap-learn``;

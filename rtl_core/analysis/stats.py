@@ -182,7 +182,8 @@ def compare_inits(
 
     Returns one row per group in which both inits have runs, with the ``by`` columns and ``init_a, init_b, n_a, n_b,
     mean_a, sd_a, mean_b, sd_b, delta_abs, delta_rel_pct, welch_t, welch_dof, welch_p, paired_n, paired_t, paired_p,
-    ci_low, ci_high (percentile bootstrap), welch_ci_low, welch_ci_high, p_holm, p_bh`` (plus ``experiment`` listing the source experiments when that column exists and
+    ci_low, ci_high (percentile bootstrap), welch_ci_low, welch_ci_high, p_holm, p_bh`` (plus ``experiment`` listing
+    the source experiments when that column exists and
     is not in ``by``). Holm and BH adjust ``welch_p`` across all rows returned. Groups holding only one of the two
     inits are skipped; a group with fewer than 2 runs of an init raises :class:`DataError`.
     """

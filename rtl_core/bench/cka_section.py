@@ -36,15 +36,18 @@ def run() -> dict[str, float]:
     figures = bench_cka(tensor, model_a, model_b)
     print(f"CKA: {len(tensor)} real pool images at 64 px, {name_a} vs {name_b}, all ResNet-18 stages, linear CKA")
     print(
-        f"  scalable (streaming/minibatch): {figures['cka.minibatch_seconds']:.2f} s, peak RSS {figures['cka.minibatch_peak_rss_mb']:.0f} MB"
+        f"  scalable (streaming/minibatch): {figures['cka.minibatch_seconds']:.2f} s, peak RSS "
+        f"{figures['cka.minibatch_peak_rss_mb']:.0f} MB"
     )
     print(
-        f"  full-Gram reference:            {figures['cka.fullgram_seconds']:.2f} s, peak RSS {figures['cka.fullgram_peak_rss_mb']:.0f} MB"
+        f"  full-Gram reference:            {figures['cka.fullgram_seconds']:.2f} s, peak RSS "
+        f"{figures['cka.fullgram_peak_rss_mb']:.0f} MB"
     )
     speed = figures["cka.fullgram_seconds"] / max(figures["cka.minibatch_seconds"], 1e-9)
     memory = figures["cka.fullgram_peak_rss_mb"] / max(figures["cka.minibatch_peak_rss_mb"], 1e-9)
     print(
-        f"  ratio: {speed:.1f}x faster, {memory:.2f}x less peak memory (forward passes {figures.get('cka.forward_seconds', float('nan')):.1f} s, excluded)"
+        f"  ratio: {speed:.1f}x faster, {memory:.2f}x less peak memory (forward passes "
+        f"{figures.get('cka.forward_seconds', float('nan')):.1f} s, excluded)"
     )
     figures["cka.speedup"] = round(speed, 3)
     figures["cka.memory_ratio"] = round(memory, 3)

@@ -1,6 +1,7 @@
 """Evaluation benchmark: seconds per fine-tune epoch and per run by protocol, the share of time spent outside the
 model (data, metrics, I/O), and the grid's throughput: the current path against the old one, and 2 local workers
-against 1 (:func:`grid_throughput`). The whole grid's time is measured by ``make reproduce`` (``reproduce.evaluate_minutes``),
+against 1 (:func:`grid_throughput`). The whole grid's time is measured by ``make reproduce``
+(``reproduce.evaluate_minutes``),
 not extrapolated.
 
 Runs in a child process with a temporary output root, so the figures include loading the tasks and nothing it
@@ -115,12 +116,14 @@ def run(threads: int | None = None) -> dict[str, float]:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     runs, grid = result["runs"], result["grid"]
     print(
-        f"evaluation (default profile, {result['threads']} torch thread(s)); task loading {result['load_seconds']:.1f} s"
+        f"evaluation (default profile, {result['threads']} torch thread(s)); task loading "
+        f"{result['load_seconds']:.1f} s"
     )
     print(f"  {'task':<14}{'init':<16}{'protocol':<12}{'seed':>5}{'n_train':>8}{'wall s':>8}{'cpu s':>8}{'model s':>9}")
     for r in runs:
         print(
-            f"  {r['task']:<14}{r['init']:<16}{r['protocol']:<12}{r['seed']:>5}{r['n_train']:>8}{r['wall']:>8.2f}{r['cpu']:>8.2f}{r['model']:>9.2f}"
+            f"  {r['task']:<14}{r['init']:<16}{r['protocol']:<12}{r['seed']:>5}{r['n_train']:>8}"
+            f"{r['wall']:>8.2f}{r['cpu']:>8.2f}{r['model']:>9.2f}"
         )
     cls_epochs = [
         s for r in runs if r["protocol"] == "finetune" and r["task"] != "ct_liver_seg" for s in r["epoch_seconds"]

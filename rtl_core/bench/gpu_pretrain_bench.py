@@ -1,4 +1,5 @@
-"""Paper-profile pretraining throughput on one GPU: SimCLR, ResNet-50 at the profile's crop (256 px), bf16, channels_last, LARS.
+"""Paper-profile pretraining throughput on one GPU: SimCLR, ResNet-50 at the profile's crop (256 px), bf16,
+channels_last, LARS.
 
 Issue 3's target: **≥ 4,000 pairs/s on one H100** (the rate of the paper's whole 8×A100 machine). The step is
 the one :class:`rtl_core.pretrain.module.PretrainModule` trains with: uint8 pool images resident on the GPU,
@@ -127,7 +128,8 @@ def run() -> dict[str, float | str | None]:
         print(
             f"paper pretraining step on {result['device']} ({tag}, {result['backbone']} {result['crop_size']} px, "
             f"{result['batch_per_device']} pairs/step, {result['precision']}): {result['pairs_per_s']:.0f} pairs/s "
-            f"({result['pairs_per_s'] / PAPER_PAIRS_PER_S:.2f}x the 4,000 target), {result['gflops_per_pair']} GFLOP/pair, "
+            f"({result['pairs_per_s'] / PAPER_PAIRS_PER_S:.2f}x the 4,000 target), {result['gflops_per_pair']} "
+            "GFLOP/pair, "
             f"MFU {mfu}, peak {result['peak_memory_gb']} GB"
         )
         figures.update({f"pretrain_gpu.{tag}.{key}": value for key, value in result.items()})

@@ -4,7 +4,8 @@
   **ours** = :func:`rtl_core.bench.gpu_pretrain_bench.measure` on the CPU: uint8 batches from memory, per-image
   augmentation on the device (:mod:`rtl_core.pretrain.augment`), both views in one forward, the profile's
   precision and layout (``auto``: bf16 autocast + channels_last on GPUs and on CPUs with AMX, ResNet stages on
-  maps of at most 2 px in float32; fp32 on other CPUs: see :mod:`rtl_core.pretrain.precision`); **reference** = lightly's SimCLR
+  maps of at most 2 px in float32; fp32 on other CPUs: see :mod:`rtl_core.pretrain.precision`); **reference** =
+  lightly's SimCLR
   example shape: PIL images through ``SimCLRTransform`` in DataLoader workers, two float32 forwards.
   Each side runs in fresh child processes, alternating over 3 repeats (median ratio, min and max), so each peak
   RSS is its own.
@@ -206,7 +207,8 @@ def run() -> dict[str, float]:
     figures = speed()
     print(
         f"pretraining ({PROFILE} profile, SimCLR step): ours {figures['pretrain.pairs_per_s']:.1f} pairs/s, "
-        f"reference (PIL transforms in DataLoader workers, fp32) {figures['pretrain.reference_pairs_per_s']:.1f} pairs/s "
+        f"reference (PIL transforms in DataLoader workers, fp32) {figures['pretrain.reference_pairs_per_s']:.1f} "
+        "pairs/s "
         f"-> speedup {figures['pretrain.speedup']:.2f}x (median of {figures['pretrain.speedup_repeats']} alternating "
         f"repeats, {figures['pretrain.speedup_min']:.2f}-{figures['pretrain.speedup_max']:.2f}x; ours in "
         f"{figures['pretrain.precision']}); peak RSS {figures['pretrain.peak_rss_mb']:.0f} MB "

@@ -105,7 +105,8 @@ def concat(sets: list[ImageSet], name: str) -> ImageSet:
     for other in sets[1:]:
         if other.images.shape[1:] != first.images.shape[1:] or other.intensity != first.intensity:
             raise DataError(
-                f"{name}: cannot concatenate {first.name} {first.images.shape[1:]} with {other.name} {other.images.shape[1:]}."
+                f"{name}: cannot concatenate {first.name} {first.images.shape[1:]} with {other.name} "
+                f"{other.images.shape[1:]}."
             )
     has_labels = all(s.labels is not None for s in sets)
     return ImageSet(

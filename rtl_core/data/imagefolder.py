@@ -36,7 +36,8 @@ def encode_paths(paths: Sequence[str]) -> np.ndarray:
 
 @dataclass
 class FolderIndex:
-    """File list of an ImageFolder tree: ``root / rel_paths[i]`` has label ``labels[i]`` (index into ``class_names``)."""
+    """File list of an ImageFolder tree: ``root / rel_paths[i]`` has label ``labels[i]`` (index into
+    ``class_names``)."""
 
     root: Path
     rel_paths: np.ndarray
@@ -133,7 +134,8 @@ class ImageFolderStream(Dataset):
     Example::
 
         index = index_image_folder("imagenet/train")
-        loader = DataLoader(ImageFolderStream(index, size=224, dtype="uint8"), batch_size=256, num_workers=8, shuffle=True)
+        stream = ImageFolderStream(index, size=224, dtype="uint8")
+        loader = DataLoader(stream, batch_size=256, num_workers=8, shuffle=True)
     """
 
     def __init__(self, index: FolderIndex, size: int, grey: bool = False, dtype: str = "float32") -> None:

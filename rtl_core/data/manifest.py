@@ -50,7 +50,8 @@ def verify_file(root: Path, path: Path) -> None:
     """
     if not path.is_file():
         raise DataError(
-            f"Missing data file {path}. Restore the data pack (see {root / 'README.md'}) or set RTL_DATA_DIR to a complete copy."
+            f"Missing data file {path}. Restore the data pack (see {root / 'README.md'}) or set RTL_DATA_DIR to a "
+            "complete copy."
         )
     manifest = read_manifest(root)
     if not manifest:

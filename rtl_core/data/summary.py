@@ -76,12 +76,16 @@ def format_summary(split_seed: int = 0, size: int = 64) -> str:
         lines.append(f"  {name:<8} {row['images']:>6} images  [{parts}]")
     lines.append("")
     lines.append(f"Tasks (split seed {split_seed}; 'groups' = patients / scans / duplicate groups):")
-    header = f"  {'task':<20}{'kind':<15}{'metric':<18}{'images':>7}{'classes':>8}{'train':>7}{'val':>6}{'test':>6}   groups train/val/test"
+    header = (
+        f"  {'task':<20}{'kind':<15}{'metric':<18}{'images':>7}{'classes':>8}{'train':>7}{'val':>6}{'test':>6}"
+        "   groups train/val/test"
+    )
     lines.append(header)
     for name in TASKS:
         r = task_summary(name, split_seed)
         lines.append(
-            f"  {name:<20}{r['kind']:<15}{r['metrics'][0]:<18}{r['images']:>7}{r['classes']:>8}{r['n_train']:>7}{r['n_val']:>6}"
+            f"  {name:<20}{r['kind']:<15}{r['metrics'][0]:<18}{r['images']:>7}{r['classes']:>8}"
+            f"{r['n_train']:>7}{r['n_val']:>6}"
             f"{r['n_test']:>6}   {r['groups_train']}/{r['groups_val']}/{r['groups_test']}"
         )
     return "\n".join(lines)

@@ -249,7 +249,8 @@ def _imagefolder_task(
     parts = {p: path / p for p in SPLITS if (path / p).is_dir()}
     if "train" not in parts:
         raise DataError(
-            f"{path}: an imagefolder task needs a train/ sub-folder (and optionally val/, test/), each in ImageNet layout."
+            f"{path}: an imagefolder task needs a train/ sub-folder (and optionally val/, test/), each in ImageNet "
+            "layout."
         )
     indexes = {p: index_image_folder(folder) for p, folder in parts.items()}
     classes = indexes["train"].class_names

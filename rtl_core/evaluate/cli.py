@@ -1,7 +1,8 @@
 """``rtl evaluate``: run the downstream grid of a profile (the comparison of inits is printed by :mod:`rtl_core.cli`).
 
     rtl evaluate --profile default [--config my.yaml] [--tasks ct_cls mri_cls] [--inits scratch ssl:ct:simclr]
-                 [--protocols finetune] [--seeds 42 1] [--threads 2] [--launcher local --workers 2 | --launcher submitit]
+                 [--protocols finetune] [--seeds 42 1] [--threads 2]
+                 [--launcher local --workers 2 | --launcher submitit]
 
 Finished runs are skipped, so the command resumes a killed grid; records go to ``artifacts/results/<profile>/``.
 """

@@ -1,7 +1,8 @@
 """Where and how a downstream run computes: device, numeric precision, memory layout and optimiser kernel.
 
 ``evaluate.precision`` ``auto`` follows the pretraining's plan (:mod:`rtl_core.models.precision`): bf16 autocast and
-``channels_last`` on GPUs and on CPUs with bf16 units (AMX or AVX512-BF16), ResNet stages on maps of at most 2 px in float32 and NCHW;
+``channels_last`` on GPUs and on CPUs with bf16 units (AMX or AVX512-BF16), ResNet stages on maps of at most 2 px in
+float32 and NCHW;
 float32 elsewhere. ``32`` forces float32, ``bf16`` forces bf16 autocast. Weights, optimiser state, losses and
 metrics stay float32 (autocast computes convolutions and matrix products in bf16 only). ``evaluate.fused_optimizer``
 uses PyTorch's fused AdamW kernel (one kernel for all parameters; on this CPU 5× faster per step than the

@@ -2,7 +2,8 @@
 
 Records are written and checked by :mod:`rtl_core.results` (one JSON file per run, atomically, a pydantic
 schema). Rerunning the grid skips every run whose record is *complete*: it parses, validates, says
-``"status": "complete"``, names the same run, and was made with the same run settings (:func:`settings_hash`: the whole config apart from which tasks, inits,
+``"status": "complete"``, names the same run, and was made with the same run settings (:func:`settings_hash`: the
+whole config apart from which tasks, inits,
 protocols and seeds make up the grid). Anything else (no file, a half-written or corrupted file, a record of
 other settings) is redone, so a killed grid resumes where it stopped and never counts a run twice.
 

@@ -1,4 +1,5 @@
-"""The training loop every protocol shares: fixed epochs of AdamW (in the run's :class:`ComputePlan`), an optional validation pass per epoch, and
+"""The training loop every protocol shares: fixed epochs of AdamW (in the run's :class:`ComputePlan`), an optional
+validation pass per epoch, and
 model selection (``last`` epoch, or the epoch with the best validation primary metric).
 
 Time spent inside the model (forward, backward, optimizer step, inference) is accumulated in

@@ -38,7 +38,8 @@ def check_checkpoint(init: Init, profile: str) -> None:
     if not (weights.is_file() and sidecar.is_file()):
         raise CheckpointError(
             f"Init {init.name!r} needs the encoder checkpoint {weights} (+ {sidecar.name}), which does not exist. "
-            f"Create it with `{init.pretrain_command(profile)}` (or `rtl pretrain --profile {profile}` for every pool of "
+            f"Create it with `{init.pretrain_command(profile)}` (or `rtl pretrain --profile {profile}` for every pool "
+            "of "
             f"the config), or drop {init.name!r} from evaluate.inits."
         )
 

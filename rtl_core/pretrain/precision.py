@@ -1,4 +1,5 @@
-"""Lightning precision of a pretraining run and its model's layout (the per-device plan: :mod:`rtl_core.models.precision`)."""
+"""Lightning precision of a pretraining run and its model's layout (the per-device plan:
+:mod:`rtl_core.models.precision`)."""
 
 from __future__ import annotations
 

@@ -119,7 +119,8 @@ def model_card(config: StudyConfig, init: str, sidecar: dict[str, Any], mean, st
     """The model card (Markdown) of an exported encoder."""
     arch, pool, method = sidecar.get("arch"), sidecar.get("pool"), sidecar.get("method")
     parts = [
-        f"# {arch} pretrained with {method} on the `{pool}` pool ({init}, study {config.study}, profile {config.profile})",
+        f"# {arch} pretrained with {method} on the `{pool}` pool ({init}, study {config.study}, profile "
+        f"{config.profile})",
         "",
         "Exported by rtl_core (`rtl export`), the toolkit reproducing Jonske et al., *Why does my medical AI look "
         "at pictures of birds?* (Comput Methods Programs Biomed 2025).",

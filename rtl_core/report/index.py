@@ -13,9 +13,11 @@ from rtl_core.io import atomic_write
 from rtl_core.provenance import git_commit, machine
 
 STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222}
 h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.9em;margin:.5em 0} th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left}
 th{background:#f4f4f4;cursor:pointer} tr:nth-child(even){background:#fafafa} .meta{color:#555;font-size:.85em}
 a{color:#0b5cad}
 """

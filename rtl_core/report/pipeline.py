@@ -1,7 +1,8 @@
 """``rtl reproduce``: the whole study on one profile, each step skipped when it is already done.
 
 Steps: data splits → pretraining (each pool × method) → evaluation grid → feature-space analysis → claims
-(``claims.json``, copied to ``reports/``) → notebooks (papermill) → HTML (nbconvert) → ``reports/index.html``. Progress is printed per step; a failing notebook names its cell and
+(``claims.json``, copied to ``reports/``) → notebooks (papermill) → HTML (nbconvert) → ``reports/index.html``.
+Progress is printed per step; a failing notebook names its cell and
 where its partial output is. Wall time and peak memory are printed, put on the index page and merged into
 ``reports/bench.json`` (``reproduce.wall_minutes``, ``reproduce.peak_rss_mb``).
 """
