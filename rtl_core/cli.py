@@ -105,19 +105,7 @@ def _claims(args: argparse.Namespace) -> None:
         return
     config = load_config(args.profile, args.config)
     rows, path = claims.study_claims(config)
-    keep = [
-        "claim",
-        "task",
-        "protocol",
-        "metric",
-        "Δ %",
-        "CI of Δ % (Welch)",
-        "p Holm (claim family)",
-        "verdict",
-        "paper Δ %",
-        "paper verdict",
-    ]
-    print(claims.display_table(rows)[keep].to_string(index=False))
+    print(claims.display_table(rows)[claims.COMPACT].to_string(index=False))
     print(f"\nclaims written to {path} (reasons in the 'reason' field; `rtl claims --paper` for the paper alone)")
 
 
