@@ -14,8 +14,9 @@
 # %% [markdown]
 # # 00 · Data
 #
-# What is in each pretraining pool and downstream task of the demo pack: sizes, classes, split sizes by patient / scan,
-# sample images and intensity distributions.
+# What is in each pretraining pool and downstream task of the study: sizes, classes, split sizes by patient / scan,
+# sample images and intensity distributions. A study with its own pools and tasks sees them first, then the demo pack's
+# tasks and pools it uses as well (if any).
 
 # %% tags=["parameters"]
 profile = "default"
@@ -24,59 +25,66 @@ split_seed = 0
 image_size = 64
 
 # %%
-from IPython.display import HTML, display
+from IPython.display import HTML, Markdown, display
 
 from rtl_core.data import overview
-from rtl_core.report.context import provenance_html
+from rtl_core.report import views
+from rtl_core.report.context import provenance_html, study_config
 
+cfg = study_config(profile, config)
+demo_tasks, demo_pools = views.demo_data_used(cfg)
 display(HTML(provenance_html(profile, seeds=[], config=config)))
 
-# %% [markdown]
-# ## Tasks
-#
-# Splits are grouped by patient / scan (or by duplicate group where a source has no ids), stratified by class and
-# seeded. `groups_*` counts the patients / scans / duplicate groups per split; `fingerprint` identifies the exact split.
+# %%
+views.own_data_section(cfg)
 
 # %%
-tasks = overview.task_table(split_seed)
-tasks
-
-# %% [markdown]
-# ## The study's own pools and tasks
-#
-# Pools and tasks the study's config adds (none for a stock profile), as the study resolves them: split sizes, patient /
-# scan groups, and how many of a pool's files were left out because they are val/test images of one of its tasks.
+views.own_data_samples(cfg)
 
 # %%
-from rtl_core.data.study import study_data_table
-from rtl_core.report.context import study_config
-
-study_data_table(study_config(profile, config))
-
-# %% [markdown]
-# ## Pools
-#
-# Unlabelled pretraining pools, size-matched. No image of any task's validation or test split is in a pool (checked by
-# source row and by content hash).
+views.demo_data_intro(cfg)
 
 # %%
-pools = overview.pool_table(size=image_size)
-pools
-
-# %% [markdown]
-# ## Samples
-#
-# Random images of every task (caption: class, or liver share for segmentation) and pool (caption: source), as the model
-# sees them.
-
-# %%
-overview.sample_grid(size=image_size)
-# %% [markdown]
-# ## Intensities
-#
-# CT in Hounsfield units with the window presets, then every task's pixel intensities after windowing.
+if demo_tasks:
+    display(
+        Markdown(
+            "### Tasks\n\nSplits are grouped by patient / scan (or by duplicate group where a source has no ids), "
+            "stratified by class and seeded. `groups_*` counts the patients / scans / duplicate groups per split; "
+            "`fingerprint` identifies the exact split."
+        )
+    )
+    tasks = overview.task_table(split_seed)
+    display(views.table(tasks[tasks["task"].isin(demo_tasks)]))
 
 # %%
-overview.hu_histograms()
+if demo_pools:
+    display(
+        Markdown(
+            "### Pools\n\nUnlabelled pretraining pools, size-matched. No image of any task's validation or test split "
+            "is in a pool (checked by source row and by content hash)."
+        )
+    )
+    pools = overview.pool_table(size=image_size)
+    display(views.table(pools[pools["pool"].isin(demo_pools)]))
+
 # %%
-overview.intensity_histograms()
+if demo_tasks or demo_pools:
+    display(
+        Markdown(
+            "### Samples\n\nRandom images of every task (caption: class, or liver share for segmentation) and pool "
+            "(caption: source), as the model sees them."
+        )
+    )
+overview.sample_grid(demo_tasks + demo_pools, size=image_size) if demo_tasks or demo_pools else None
+
+# %%
+if demo_tasks:
+    display(
+        Markdown(
+            "### Intensities\n\nCT in Hounsfield units with the window presets, then every task's pixel intensities "
+            "after windowing."
+        )
+    )
+overview.hu_histograms() if demo_tasks else None
+# %%
+overview.intensity_histograms(demo_tasks) if demo_tasks else None

@@ -30,7 +30,7 @@ import pandas as pd
 
 pd.set_option("display.max_colwidth", None)
 pd.set_option("display.max_rows", 1000)
-from IPython.display import HTML, display
+from IPython.display import HTML, Markdown, display
 
 from rtl_core.report import views
 from rtl_core.report.context import provenance_html, study_config
@@ -43,12 +43,13 @@ claims = views.claims(study)
 
 # %%
 seg = results[results["task"].isin(views.segmentation_tasks(cfg))]
+shown = views.main_protocol(cfg)  # fine-tune when the study ran it, else its first protocol
 seg.groupby(["protocol", "metric", "init"])["value"].agg(mean="mean", sd_ddof1="std", n="count").round(4)
 
 # %%
-views.protocol_figure(seg, "finetune")
+views.protocol_figure(seg, shown)
 # %% [markdown]
-# ## Statistics (fine-tune and linear / frozen encoder)
+# ## Statistics (fine-tune and linear / frozen encoder, as far as the study ran them)
 
 # %% [markdown]
 # Every pair of inits per task: Welch's t-test as in the paper (pingouin, correction=True), the paired t-test (runs
@@ -57,10 +58,9 @@ views.protocol_figure(seg, "finetune")
 # numbers as in 90 · Summary); the others are exploratory, uncorrected.
 
 # %%
-views.protocol_stats(seg, "finetune", claims=claims)
+for protocol in [p for p in ("finetune", "linear") if p in cfg.evaluate.protocols]:
+    display(Markdown(f"### {protocol}"))
+    display(views.protocol_stats(seg, protocol, claims=claims))
 
 # %%
-views.protocol_stats(seg, "linear", claims=claims)
-
-# %%
-views.curves_figure(study, "finetune")
+views.curves_figure(study, shown)

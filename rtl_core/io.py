@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -53,11 +54,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def merge_figures(figures: dict[str, float | int | str], path: Path | None = None) -> dict:
-    """Merge ``figures`` into the flat JSON object at ``path`` (default :data:`rtl_core.paths.BENCH_JSON`,
-    ``make bench``'s figures; atomically) and return the merged object."""
-    from rtl_core.paths import BENCH_JSON
+    """Merge ``figures`` into the flat JSON object at ``path`` (default :func:`rtl_core.paths.bench_json`,
+    ``make bench``'s figures, under ``$RTL_OUTPUT_DIR`` when set; atomically) and return the merged object."""
+    from rtl_core.paths import bench_json
 
-    path = Path(path or BENCH_JSON)
+    path = Path(path or bench_json())
     current = {}
     if path.is_file():
         try:

@@ -45,6 +45,21 @@ DEMO_TASKS = (
     "breastmnist_cls",
     "ct_contrast_cls",
 )
+#: The SSL methods of :data:`rtl_core.pretrain.methods.METHODS` (a test holds the two equal); names registered
+#: later with ``register_method`` are added by :func:`add_method`.
+SSL_METHODS = ("simclr", "moco", "byol", "vicreg", "dino")
+_EXTRA_METHODS: list[str] = []
+
+
+def add_method(name: str) -> None:
+    """Make ``name`` a known SSL method (called by ``rtl_core.pretrain.methods.register_method``)."""
+    if name not in SSL_METHODS and name not in _EXTRA_METHODS:
+        _EXTRA_METHODS.append(name)
+
+
+def known_methods() -> tuple[str, ...]:
+    """SSL method names a config may use: :data:`SSL_METHODS` and any registered since."""
+    return SSL_METHODS + tuple(_EXTRA_METHODS)
 
 
 @dataclass(frozen=True)
@@ -93,9 +108,10 @@ class Init:
             return None
         return encoder_stem(self.pool, self.method, study, sequential=self.kind == "sequential")
 
-    def pretrain_command(self, profile: str) -> str:
-        """The command that creates this init's checkpoint."""
-        cmd = f"rtl pretrain --profile {profile} --pool {self.pool} --method {self.method}"
+    def pretrain_command(self, profile: str, option: str | None = None) -> str:
+        """The command that creates this init's checkpoint; ``option`` selects the study (``--config <file>`` for a
+        custom study, :func:`rtl_core.config.study_option`), else ``--profile <profile>``."""
+        cmd = f"rtl pretrain {option or f'--profile {profile}'} --pool {self.pool} --method {self.method}"
         return cmd + " --sequential" if self.kind == "sequential" else cmd
 
     def default_domain(self) -> str | None:

@@ -12,6 +12,9 @@ Outputs: ``$RTL_OUTPUT_DIR`` if set, else ``<repo>/artifacts`` (never in git), o
       finetuned/<study>/              <init slug>/<task>/seed<k>.pt: early layers of fine-tuned encoders (evaluate)
       analysis/<study>/               CKA, probes, kNN sanity, advisor, claims (analysis stage)
       notebooks/<study>/, report_stamps/<study>/, exports/<study>/   executed notebooks, their inputs, exports
+      reports/                        HTML reports, claims.json, bench.json (only when $RTL_OUTPUT_DIR is set;
+                                      else the repository's reports/): a stock profile's study in reports/,
+                                      any other study in reports/<study>/
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rtl_core.errors import DataError
+from rtl_core.errors import DataError, OutputError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
-#: ``make bench``'s figures (and the reproduce's timings): a flat JSON object of ``<section>.<figure>`` keys.
-BENCH_JSON = REPO_ROOT / "reports" / "bench.json"
+#: The repository's committed reports (``bench.json``, ``claims.json``): written only when ``$RTL_OUTPUT_DIR`` is
+#: unset; read as the demo study's reference figures otherwise (see :func:`reports_dir`).
+REPO_REPORTS = REPO_ROOT / "reports"
+#: The committed ``make bench`` figures (a flat JSON object of ``<section>.<figure>`` keys); writers use
+#: :func:`bench_json`, which follows ``$RTL_OUTPUT_DIR``.
+BENCH_JSON = REPO_REPORTS / "bench.json"
 
 
 def data_root(override: str | os.PathLike | None = None) -> Path:
@@ -52,10 +59,54 @@ def data_root(override: str | os.PathLike | None = None) -> Path:
 
 
 def output_root() -> Path:
-    """Root for everything a study writes (created on demand)."""
+    """Root for everything a study writes (created on demand, checked writable once per process)."""
     root = Path(os.environ.get("RTL_OUTPUT_DIR", REPO_ROOT / "artifacts")).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    if root not in _WRITABLE or not root.is_dir():
+        check_writable_folder(root, "RTL_OUTPUT_DIR" if os.environ.get("RTL_OUTPUT_DIR") else "the output folder")
+        _WRITABLE.add(root)
     return root
+
+
+_WRITABLE: set[Path] = set()
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed and write and remove a probe file in it; :class:`OutputError` naming the path
+    and the fix when it is a file, lies below a file, or cannot be written (permissions, a read-only file system)."""
+    import errno
+    import tempfile
+
+    fix = "set RTL_OUTPUT_DIR to a folder you can write, e.g. `export RTL_OUTPUT_DIR=$HOME/rtl-artifacts`"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".rtl-write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise OutputError(
+            f"{what} {folder} cannot be a folder: {blocker} is an existing file. Move that file away, or {fix}."
+        ) from exc
+    except OSError as exc:
+        reason = "the file system is read-only" if exc.errno == errno.EROFS else (exc.strerror or str(exc)).lower()
+        if folder.is_dir():
+            raise OutputError(
+                f"{what} {folder} cannot be written ({reason}). Make it writable (e.g. `chmod u+w {folder}`), or {fix}."
+            ) from exc
+        raise OutputError(f"{what} {folder} cannot be created ({reason}: {exc.filename or folder}); {fix}.") from exc
+
+
+def reports_dir() -> Path:
+    """Where the HTML reports, ``claims.json`` and ``bench.json`` go: ``$RTL_OUTPUT_DIR/reports`` when that is set
+    (so a run elsewhere never touches the repository), else the repository's ``reports/`` (not created here)."""
+    if os.environ.get("RTL_OUTPUT_DIR"):
+        return output_root() / "reports"
+    return REPO_REPORTS
+
+
+def bench_json() -> Path:
+    """``make bench``'s figures and the reproduce's timings: ``bench.json`` in :func:`reports_dir`."""
+    return reports_dir() / "bench.json"
 
 
 def cache_dir() -> Path:

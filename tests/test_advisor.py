@@ -125,3 +125,29 @@ def test_validation_on_a_crafted_table_gives_the_known_tau_and_top1():
     text = verdict_text(summary)
     assert "does not beat the simpler rules" in text
     assert summarize_validation(table[table["task"] == "ct_cls"])["advisor.top1"] == 1.0
+
+
+def test_a_validation_on_too_few_cells_says_so_instead_of_printing_its_figures(tmp_path, monkeypatch):
+    """One task × one protocol: top-1 and τ of a single cell are 0/1 and ±1, the CI is undefined; every display
+    (the printed line, the notebook's verdict, table and figure, `rtl advise`'s note) says the grid is too small."""
+    from rtl_core.analysis import advisor
+    from rtl_core.config import load_config
+    from rtl_core.io import write_json
+
+    scores, measured = _crafted()
+    one = measured[(measured["task"] == "ct_cls") & (measured["protocol"] == "linear")]
+    _, summary = validate(scores, one, {"ct_cls": "ct", "natural_cls": "natural"}, n_boot=50)
+    assert summary["advisor.top1"] == 1.0 and summary["advisor.cells"] == 1  # what used to be printed as validated
+    line = advisor.validated_line(summary, "mine")
+    assert line.startswith("Not validated on study 'mine'") and "1 task × protocol cell(s) of 1 task(s)" in line
+    assert "top-1 agreement" not in line and "nan" not in line.lower()
+    assert verdict_text(summary).startswith("**Too few cells to validate the advisor")
+    assert list(advisor.summary_table(summary).columns) == ["note"]
+    _, enough = validate(scores, measured, {"ct_cls": "ct", "natural_cls": "natural"}, n_boot=50)
+    assert advisor.validation_shortfall(enough) is None and "Validated on study" in advisor.validated_line(enough, "x")
+
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
+    config = load_config("smoke")
+    write_json(advisor.advisor_dir(config) / "summary.json", summary)
+    note = advisor.validation_note(config)
+    assert note.startswith("Study 'smoke' is not validated:") and "top-1 1.00" not in note

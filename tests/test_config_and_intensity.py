@@ -109,3 +109,41 @@ def test_grey_to_three_channels_and_render_sizes(pack):
     assert chw.shape == (20, 3, 128, 128) and torch.equal(chw[:, 0], chw[:, 2])
     out = render(read_arrays(pack, "ct/totalseg_examples", "ct3mm_").images, "hu", "abdomen", 48)
     assert out.shape == (112, 3, 48, 48) and out.dtype == torch.uint8
+
+
+def test_unknown_ssl_methods_fail_at_config_load_naming_the_known_ones():
+    with pytest.raises(ConfigError, match=r"'ssl:ct:nomethod' names SSL method 'nomethod'; known methods: \['simclr'"):
+        load_config("smoke", overrides={"evaluate": {"inits": ["scratch", "ssl:ct:nomethod"]}})
+    with pytest.raises(ConfigError, match=r"pretrain.methods: unknown SSL method 'simclr2'; known methods: \["):
+        load_config("smoke", overrides={"pretrain": {"methods": ["simclr2"]}})
+
+
+def test_missing_encoder_hint_is_a_command_that_selects_the_study(tmp_path):
+    """A custom study's hint says --config <its file> (--profile <study> fails with "Unknown profile"); a stock
+    profile's says --profile. The hint is parsed by rtl's own parser and loads the same study."""
+    import argparse
+    import re
+    import shlex
+
+    from rtl_core.errors import CheckpointError
+    from rtl_core.models.inits import check_checkpoint
+    from rtl_core.names import parse_init
+    from rtl_core.pretrain.cli import add_pretrain_parser
+
+    parser = argparse.ArgumentParser(prog="rtl")
+    add_pretrain_parser(parser.add_subparsers(dest="command"))
+    path = tmp_path / "my study.yaml"
+    path.write_text("profile: smoke\nstudy: my_liver_study\nevaluate: {inits: [scratch, ssl:ct:byol]}\n")
+    for config, option in (
+        (load_config(path=path), f"--config '{path.resolve()}'"),
+        (load_config("smoke"), "--profile smoke"),
+    ):
+        with pytest.raises(CheckpointError) as caught:
+            check_checkpoint(parse_init("ssl:ct:byol"), config.study)
+        commands = re.findall(r"`(rtl pretrain [^`]*)`", str(caught.value))
+        assert len(commands) == 2, str(caught.value)
+        for command in commands:
+            args = parser.parse_args(shlex.split(command)[1:])
+            again = load_config(args.profile, args.config)
+            assert again.study == config.study and again.hash() == config.hash()
+        assert commands == [f"rtl pretrain {option} --pool ct --method byol", f"rtl pretrain {option}"]

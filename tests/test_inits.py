@@ -128,6 +128,53 @@ def test_a_missing_layer_an_unknown_key_and_the_wrong_architecture_are_named(sou
         load_init(f"file:{tmp_path / 'nowhere.pt'}", "smoke", "resnet18", seed=0)
 
 
+def test_random_bytes_and_a_cut_off_file_are_named_as_such_not_as_pickles(source, tmp_path):
+    import numpy as np
+
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(np.random.default_rng(3).bytes(4096))
+    assert noise.read_bytes()[:1] != b"\x80"  # not by chance a pickle's first byte
+    with pytest.raises(CheckpointError, match=r"noise.pt cannot be loaded: it is not a PyTorch checkpoint") as error:
+        load_init(f"file:{noise}", "smoke", "resnet18", seed=0)
+    assert "pickles" not in str(error.value)
+    whole = tmp_path / "whole.pt"
+    torch.save(source, whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"cut.pt cannot be loaded: it is truncated"):
+        load_init(f"file:{cut}", "smoke", "resnet18", seed=0)
+    empty = tmp_path / "empty.pt"
+    empty.touch()
+    with pytest.raises(CheckpointError, match=r"empty.pt cannot be loaded: it is empty \(0 bytes\)"):
+        load_init(f"file:{empty}", "smoke", "resnet18", seed=0)
+    # one of the study's own encoders, cut off
+    stem = encoder_stem("ct", "simclr", "damaged_study")
+    save_encoder(stem, build_backbone("resnet18"), "resnet18")
+    weights = stem.with_suffix(".pt")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"ct-simclr.pt cannot be read: it is truncated.*rerun pretraining"):
+        load_init("ssl:ct:simclr", "damaged_study", "resnet18", seed=0)
+
+
+def test_an_output_folder_that_cannot_be_written_is_named_with_the_fix(tmp_path, monkeypatch):
+    from rtl_core.errors import OutputError
+    from rtl_core.paths import output_root
+
+    a_file = tmp_path / "artifacts"
+    a_file.write_text("not a folder")
+    for value in (a_file, a_file / "below"):
+        monkeypatch.setenv("RTL_OUTPUT_DIR", str(value))
+        with pytest.raises(OutputError, match=f"RTL_OUTPUT_DIR {value} cannot be a folder: {a_file} is an existing"):
+            output_root()
+    # read-only for every user, root included: sysfs lets no one create a folder in it or write into one of its own
+    monkeypatch.setenv("RTL_OUTPUT_DIR", "/sys/rtl_core_outputs")
+    with pytest.raises(OutputError, match="RTL_OUTPUT_DIR /sys/rtl_core_outputs cannot be created.*export RTL_OUTPUT"):
+        output_root()
+    monkeypatch.setenv("RTL_OUTPUT_DIR", "/sys/kernel")
+    with pytest.raises(OutputError, match=r"RTL_OUTPUT_DIR /sys/kernel cannot be written .*chmod u\+w /sys/kernel"):
+        output_root()
+
+
 def test_old_files_without_batchnorm_step_counters_load(source, tmp_path):
     """Files saved before PyTorch 0.4.1 (torchvision's older ImageNet weights) lack num_batches_tracked."""
     old = {k: v for k, v in source.items() if not k.endswith("num_batches_tracked")}
@@ -293,8 +340,8 @@ def test_the_config_files_profile_wins_unless_the_command_names_one():
 
     seen = {}
 
-    def fake(profile, config_path, show_code=False):
-        seen.update(profile=profile, config=config_path)
+    def fake(profile, config_path, show_code=False, pages=None):
+        seen.update(profile=profile, config=config_path, pages=pages)
 
     import rtl_core.report.pipeline as pipeline
 
@@ -302,9 +349,11 @@ def test_the_config_files_profile_wins_unless_the_command_names_one():
     pipeline.reproduce = fake
     try:
         main(["reproduce", "--config", "my.yaml"])
+        assert seen == {"profile": None, "config": "my.yaml", "pages": None}
+        main(["reproduce", "--config", "my.yaml", "--profile", "smoke", "--pages", "90_summary"])
+        assert seen == {"profile": "smoke", "config": "my.yaml", "pages": ["90_summary"]}
     finally:
         pipeline.reproduce = original
-    assert seen == {"profile": None, "config": "my.yaml"}
 
 
 def test_written_files_get_the_usual_mode(tmp_path):

@@ -286,7 +286,7 @@ def test_image_folder_index_and_stream(image_tree):
     seen = []
     for x, y in loader:
         assert x.shape == (4, 3, 48, 48) and x.dtype == torch.float32
-        assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.05
+        assert x.min() >= 0.0 and x.max() <= 1.0 and x.std() > 0.05
         seen.extend(y.tolist())
     assert sorted(seen) == sorted(index.labels.tolist())
     grey, label = ImageFolderStream(index, size=32, grey=True)[5]
@@ -351,7 +351,7 @@ def test_ct_slice_streams(series):
     assert len(dicom) == 20
     batch = next(iter(DataLoader(dicom, batch_size=5)))
     assert batch.shape == (5, 3, 64, 64) and batch.dtype == torch.float32
-    assert 0.0 <= batch.min() and batch.max() <= 1.0
+    assert batch.min() >= 0.0 and batch.max() <= 1.0
     assert (batch == 0).float().mean() > 0.1 and ((batch > 0.2) & (batch < 0.8)).float().mean() > 0.1
     # full-size stream of one file equals windowing of the series slice read from that file
     lowest = min(
@@ -364,6 +364,6 @@ def test_ct_slice_streams(series):
     assert len(nifti) == 30
     x = nifti[12]
     assert x.shape == (3, 64, 64) and x.dtype == torch.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0 and torch.equal(x[0], x[1])
+    assert x.min() >= 0.0 and x.max() <= 1.0 and torch.equal(x[0], x[1])
     # 101 x 122 slice is zero-padded to a square, not stretched: the top and bottom rows are padding
     assert x[0, 0].max() == 0 and x[0, -1].max() == 0 and x[0, 32].max() > 0

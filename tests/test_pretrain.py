@@ -8,8 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -20,10 +23,11 @@ import torch.multiprocessing as mp
 import yaml
 
 from rtl_core.config import load_config
-from rtl_core.errors import CheckpointError, ConfigError
+from rtl_core.errors import BusyError, CheckpointError, ConfigError
+from rtl_core.leases import lease_path
 from rtl_core.models.backbones import build_backbone
-from rtl_core.models.checkpoints import load_encoder, read_sidecar
-from rtl_core.paths import REPO_ROOT
+from rtl_core.models.checkpoints import load_encoder, read_sidecar, torch_file_problem
+from rtl_core.paths import REPO_ROOT, pretraining_logs_dir
 from rtl_core.pretrain import precision
 from rtl_core.pretrain.augment import AugmentConfig, BatchAugment, is_grey
 from rtl_core.pretrain.cli import add_pretrain_parser
@@ -48,6 +52,7 @@ def mini_pool(pack, tmp_path_factory) -> Path:
 
 def mini_values(pool: Path, **pretrain) -> dict:
     return {
+        "study": "smoke",  # as load_config("smoke") names it; a config file without `study:` is named after itself
         "seed": 7,
         "data": {"image_size": 16, "pools": {"mini": {"format": "imagefolder", "path": str(pool)}}},
         "pretrain": {"pools": ["mini"], "epochs": 3, "batch_size": 16, "crop_size": 16, "warmup_epochs": 1, **pretrain},
@@ -400,6 +405,115 @@ def test_killed_run_resumes_to_the_same_weights(mini_pool, tmp_path, monkeypatch
     mtime = straight.stat().st_mtime_ns
     assert args.func(args) == [straight]
     assert straight.stat().st_mtime_ns == mtime
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_dead_pretrainings_lease_and_cut_off_checkpoint_are_taken_over(mini_pool, tmp_path, monkeypatch, caplog):
+    """What a pretraining killed mid-write leaves: its lease (a live holder's refuses a second pretraining, naming
+    it; a dead one's is taken over) and a cut-off last.ckpt (set aside, named; the pretraining starts again)."""
+    monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))
+    config = mini_config(mini_pool, epochs=1)
+    lease = lease_path(pretraining_logs_dir(config.study) / "mini-simclr")
+    lease.parent.mkdir(parents=True)
+    host, now = socket.gethostname(), time.time()
+    holder = {"host": host, "pid": os.getppid(), "token": "x", "started": now, "heartbeat": now}  # a live process
+    lease.write_text(json.dumps(holder))
+    with pytest.raises(BusyError, match=f"mini-simclr .*running in another process: host {host}, pid {os.getppid()}"):
+        pretrain(config, "mini", "simclr", progress=False)
+    assert not pretraining_dir(config, "mini", "simclr").exists()
+
+    folder = pretraining_dir(config, "mini", "simclr")
+    folder.mkdir(parents=True)
+    torch.save({"epoch": 0, "state_dict": build_backbone("resnet18").state_dict()}, folder / "whole.ckpt")
+    whole = (folder / "whole.ckpt").read_bytes()
+    mid = len(whole) // 2
+    flipped = folder / "flipped.ckpt"
+    flipped.write_bytes(whole[:mid] + bytes([whole[mid] ^ 0xFF]) + whole[mid + 1 :])  # one byte inside the archive
+    assert torch_file_problem(flipped) is None and "CRC" in torch_file_problem(flipped, deep=True)
+    (folder / "last.ckpt").write_bytes(whole[:mid])  # cut off: a full disk, a copy interrupted
+    lease.write_text(json.dumps({**holder, "pid": _dead_pid()}))
+    weights = pretrain(config, "mini", "simclr", progress=False)
+    assert read_sidecar(weights)["steps"] == 64 // 16  # one whole epoch from the first step
+    aside = list(folder.glob("last.ckpt.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == whole[:mid]
+    assert f"{folder / 'last.ckpt'} is damaged (it is truncated" in caplog.text and aside[0].name in caplog.text
+    assert not lease.exists()  # taken over, then released
+
+
+def _rtl(command: str, config: Path, out: Path, log: Path) -> subprocess.Popen:
+    """``python -m rtl_core.cli <command> --config <config>`` writing to ``out``, its stderr into ``log``."""
+    env = dict(os.environ, RTL_OUTPUT_DIR=str(out), PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    with open(log, "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rtl_core.cli", command, "--config", str(config)],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def _wait_for_new(path: Path, process: subprocess.Popen, log: Path, after: float = 0.0) -> None:
+    """Until ``path`` is (re)written after ``after``: the pretraining has trained an epoch in this process."""
+    deadline = time.time() + 180
+    while not (path.is_file() and path.stat().st_mtime > after):
+        assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_signal_ends_pretraining_non_zero_and_a_second_pretraining_is_refused(mini_pool, tmp_path):
+    """Real `rtl pretrain` processes: a second pretraining of the encoder exits 2 naming the first (host, pid,
+    since); SIGTERM ends the first with 143, SIGINT a resumed one with 130, each with one line saying what was kept;
+    neither leaves its lease or a broken metrics.csv."""
+    values = {"profile": "smoke", **mini_values(mini_pool, epochs=100_000, checkpoint_every_n_epochs=1)}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
+    out, config = tmp_path / "out", tmp_path / "config.yaml"
+    processes = []
+    try:
+        _signals_end_runs_non_zero(config, out, tmp_path, processes)
+    finally:
+        for process in processes:  # whatever failed above, no training is left running
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _signals_end_runs_non_zero(config: Path, out: Path, tmp_path: Path, processes: list) -> None:
+    first = _rtl("pretrain", config, out, tmp_path / "first.log")
+    processes.append(first)
+    last = out / "runs" / "pretrain" / "smoke"
+    _wait_for_new(last / "mini-simclr.lease.json", first, tmp_path / "first.log")
+    second = _rtl("pretrain", config, out, tmp_path / "second.log")
+    processes.append(second)
+    assert second.wait(timeout=120) == 2
+    refusal = (tmp_path / "second.log").read_text()
+    assert f"running in another process: host {socket.gethostname()}, pid {first.pid}, since " in refusal, refusal
+
+    folder = next(last.glob("mini-simclr-*"))
+    _wait_for_new(folder / "last.ckpt", first, tmp_path / "first.log")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 143
+    stopped = (tmp_path / "first.log").read_text().splitlines()
+    line = [x for x in stopped if x.startswith("rtl pretrain: stopped by SIGTERM")]
+    assert line and f"kept the pretraining checkpoint {folder / 'last.ckpt'}" in line[0] and "rerun" in line[0]
+
+    written = (folder / "last.ckpt").stat().st_mtime
+    third = _rtl("pretrain", config, out, tmp_path / "third.log")
+    processes.append(third)
+    _wait_for_new(folder / "last.ckpt", third, tmp_path / "third.log", after=written)  # resumed and trains on
+    third.send_signal(signal.SIGINT)
+    assert third.wait(timeout=120) == 130
+    line = [x for x in (tmp_path / "third.log").read_text().splitlines() if x.startswith("rtl pretrain: stopped")]
+    assert line and line[0].startswith(f"rtl pretrain: stopped by SIGINT; kept the pretraining checkpoint {folder}")
+    assert not list(out.rglob("*.lease.json")) and not list(out.rglob("mini-simclr.pt"))
+    for metrics in folder.glob("metrics*.csv"):
+        assert {"epoch", "step"} <= set(pd.read_csv(metrics).columns), metrics
 
 
 def test_one_jitter_policy_for_grey_and_colour_images(mini_pool):

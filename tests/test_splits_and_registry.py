@@ -70,13 +70,21 @@ def test_ct_cls_uses_the_balanced_single_source_group_with_scan_groups():
     )  # the 48-bit pHash chain made one of 681
 
 
-def test_split_that_empties_a_class_is_an_error():
+def test_a_class_too_small_for_every_split_is_trained_on_and_a_class_missing_from_train_is_an_error(caplog):
     data = load_task("fundus_cls")
     keep = np.ones(len(data), dtype=bool)
     rare = np.flatnonzero(data.labels == 5)
     keep[rare[1:]] = False  # leave one image of grade 5: it cannot be in all three splits
-    with pytest.raises(DataError, match=r"has no example of class\(es\) \[5\]"):
-        grouped_split(data.labels[keep], data.groups[keep], seed=0, name="fundus_cls")
+    labels, groups = data.labels[keep], data.groups[keep]
+    names = [f"grade{c}" for c in range(6)]
+    splits = grouped_split(labels, groups, seed=0, name="fundus_cls", class_names=names)
+    assert splits[labels == 5].tolist() == ["train"]  # its one image (and its patient's) stays in train
+    assert "['grade5'] have too few images" in caplog.text and "missing from the test split" in caplog.text
+    assert set(labels[splits == "test"]) == set(range(5))  # the other grades are in every split
+    moved = splits.copy()
+    moved[groups == groups[labels == 5][0]] = "test"
+    with pytest.raises(DataError, match=r"the train split has no example of class\(es\) \['grade5'\]"):
+        check_split(labels, moved, "fundus_cls", groups=groups, class_names=names)
 
 
 def test_check_split_rejects_group_in_two_splits():
@@ -165,7 +173,7 @@ def test_ct_less_is_a_quarter_of_the_ct_pool_and_the_data_scale_arm():
 def test_task_datasets_have_documented_shapes_and_range():
     cls = task_dataset("xray_cls", "test", size=32)
     image, label = cls[0]
-    assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and image.min() >= 0 and image.max() <= 1
     assert label.dtype == torch.int64 and len(cls) == 624
     seg = task_dataset("ct_liver_seg", "val", size=64)
     image, mask = seg[0]
@@ -259,6 +267,13 @@ def test_a_rendered_demo_task_is_cached_on_disk_and_a_damaged_cache_is_rendered_
     assert study_module._read_rendered_task(files[0]) is not None  # replaced by a good copy
     study_task(data, "mri_cls", 24)
     assert len(list((tmp_path / "cache" / "tasks").glob("mri_cls-*.npz"))) == 2
+
+
+def test_every_ssl_method_a_config_is_checked_against_has_a_builder():
+    from rtl_core.names import SSL_METHODS, known_methods
+    from rtl_core.pretrain.methods import METHODS
+
+    assert set(METHODS) == set(SSL_METHODS) == set(known_methods())
 
 
 def test_every_name_a_config_is_checked_against_has_a_builder():

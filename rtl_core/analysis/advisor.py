@@ -42,6 +42,10 @@ RANKED_BY = ("knn", "probe", "logme")
 POOL_SAMPLE = 256
 MAX_IMAGES = 1000
 VALIDATION_COLUMNS = ("task", "protocol", "score", "n_inits", "measured_best", "predicted_best", "top1", "kendall_tau")
+#: A validation needs at least this many task × protocol cells from at least this many tasks (its CI resamples
+#: tasks); on fewer, the reports say so and show no top-1 or τ (one cell gives top-1 0 or 1, τ ±1).
+MIN_VALIDATION_CELLS = 4
+MIN_VALIDATION_TASKS = 2
 
 
 def task_domain(config, task: str) -> str | None:
@@ -340,13 +344,37 @@ def bench_figures(summary: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in figures.items() if v is not None}
 
 
+def validation_shortfall(summary: dict[str, float]) -> str | None:
+    """Why a validation ``summary`` is too small to report (fewer cells or tasks than
+    :data:`MIN_VALIDATION_CELLS` / :data:`MIN_VALIDATION_TASKS`); None when it is large enough or absent."""
+    if "advisor.top1" not in summary:
+        return None
+    cells, tasks = int(summary.get("advisor.cells", 0)), int(summary.get("tasks", 0))
+    if cells >= MIN_VALIDATION_CELLS and tasks >= MIN_VALIDATION_TASKS:
+        return None
+    return (
+        f"the finished grid has {cells} task × protocol cell(s) of {tasks} task(s) with two or more inits; a "
+        f"validation needs at least {MIN_VALIDATION_CELLS} cells from {MIN_VALIDATION_TASKS} tasks (its CI resamples "
+        "tasks), so no top-1 or Kendall τ is reported. Add tasks or protocols (evaluate.tasks, evaluate.protocols) "
+        "to validate the advisor on this study"
+    )
+
+
+def _share(value: float | None) -> str:
+    """A top-1 share or τ for a sentence; ``n/a`` where there is none (e.g. no init of a baseline's domain)."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
 def validated_line(summary: dict[str, float], study: str) -> str:
     """One sentence on how often the advisor was right, to print beside any recommendation."""
     if "advisor.top1" not in summary:
         return (
             f"Not validated: study {study!r} has no finished grid to check the advisor against "
-            "(run `make reproduce` or `rtl reproduce --config …`; the demo study's figures are in README)."
+            "(run `make reproduce` or `rtl reproduce --config …`; the demo study's figures are in docs/advisor.md)."
         )
+    shortfall = validation_shortfall(summary)
+    if shortfall:
+        return f"Not validated on study {study!r}: {shortfall}."
 
     def ci(key: str) -> str:
         low, high = summary.get(f"{key}_ci_low"), summary.get(f"{key}_ci_high")
@@ -355,10 +383,10 @@ def validated_line(summary: dict[str, float], study: str) -> str:
     return (
         f"Validated on study {study!r} ({int(summary.get('advisor.cells', 0))} task × protocol cells of "
         f"{int(summary.get('tasks', 0))} tasks): top-1 agreement {summary['advisor.top1']:.2f}{ci('advisor.top1')}, "
-        f"Kendall τ {summary.get('advisor.kendall_tau', float('nan')):.2f}{ci('advisor.kendall_tau')}; baselines: "
+        f"Kendall τ {_share(summary.get('advisor.kendall_tau'))}{ci('advisor.kendall_tau')}; baselines: "
         "always the "
-        f"natural-image init {summary.get('baseline_natural.top1', float('nan')):.2f}, the task's own domain "
-        f"{summary.get('baseline_domain.top1', float('nan')):.2f}."
+        f"natural-image init {_share(summary.get('baseline_natural.top1'))}, the task's own domain "
+        f"{_share(summary.get('baseline_domain.top1'))}."
     )
 
 
@@ -366,15 +394,27 @@ def validation_note(config) -> str:
     """How often the advisor was right: on this study's grid when it has one, else on the demo study (the
     ``advisor.*`` figures of ``reports/bench.json``), said which."""
     _, _, summary = load_study_advice(config)
-    if "advisor.top1" in summary:
+    if "advisor.top1" in summary and not validation_shortfall(summary):
         return validated_line(summary, config.study)
+    own = (
+        f"Study {config.study!r} is not validated: {validation_shortfall(summary)}. "
+        if "advisor.top1" in summary
+        else f"Study {config.study!r} has no validation of its own yet (no finished grid). "
+    )
     import json
 
-    from rtl_core.paths import BENCH_JSON
+    from rtl_core.paths import BENCH_JSON, bench_json
 
-    bench = json.loads(BENCH_JSON.read_text()) if BENCH_JSON.is_file() else {}
+    bench: dict = {}
+    for source in dict.fromkeys((bench_json(), BENCH_JSON)):  # this output folder's figures, else the committed ones
+        try:
+            bench = json.loads(source.read_text()) if source.is_file() else {}
+        except json.JSONDecodeError:
+            bench = {}
+        if "advisor.top1_agreement" in bench:
+            break
     if "advisor.top1_agreement" not in bench:
-        return validated_line({}, config.study)
+        return validated_line(summary, config.study) if "advisor.top1" in summary else validated_line({}, config.study)
     demo = {
         "advisor.top1": bench["advisor.top1_agreement"],
         "advisor.kendall_tau": bench.get("advisor.kendall_tau", float("nan")),
@@ -387,9 +427,7 @@ def validation_note(config) -> str:
         for side in ("low", "high"):
             if f"advisor.{key}_ci_{side}" in bench:
                 demo[f"advisor.{key}_ci_{side}"] = bench[f"advisor.{key}_ci_{side}"]
-    return f"Study {config.study!r} has no validation of its own yet (no finished grid). " + validated_line(
-        demo, "default (the demo study, reports/bench.json)"
-    )
+    return own + validated_line(demo, "default (the demo study, reports/bench.json)")
 
 
 # ------------------------------------------------------------------------------------------------ report views
@@ -424,7 +462,11 @@ def recommendations_table(scores: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def summary_table(summary: dict[str, float]) -> pd.DataFrame:
-    """Mean top-1 and Kendall τ per score and baseline, with their bootstrap CIs."""
+    """Mean top-1 and Kendall τ per score and baseline, with their bootstrap CIs (a note instead when the grid
+    has too few cells: :func:`validation_shortfall`)."""
+    shortfall = validation_shortfall(summary)
+    if shortfall:
+        return pd.DataFrame({"note": [f"Not validated: {shortfall}."]})
     rows = []
     for score in (*SCORES, "baseline_natural", "baseline_domain"):
         if f"{score}.top1" not in summary:
@@ -446,6 +488,9 @@ def verdict_text(summary: dict[str, float]) -> str:
     """What the validation shows, and no more: whether the advisor's top-1 beats each baseline's, with the CI."""
     if "advisor.top1" not in summary:
         return "No validation: the study has no finished grid to compare the advisor with."
+    shortfall = validation_shortfall(summary)
+    if shortfall:
+        return f"**Too few cells to validate the advisor on this study:** {shortfall}."
     ours = summary["advisor.top1"]
     low, high = summary.get("advisor.top1_ci_low"), summary.get("advisor.top1_ci_high")
     parts = [
@@ -488,7 +533,8 @@ def summary_figure(summary: dict[str, float]):
     table = summary_table(summary)
     fig, ax = plt.subplots(figsize=(7, 3))
     if "score" not in table:
-        ax.text(0.5, 0.5, _NOT_RUN, ha="center", va="center", wrap=True)
+        text = "Too few cells to validate the advisor." if validation_shortfall(summary) else _NOT_RUN
+        ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
         ax.axis("off")
         return fig
     y = np.arange(len(table))

@@ -72,7 +72,7 @@ class ImageSet:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def subset(self, index: np.ndarray, name: str | None = None) -> "ImageSet":
+    def subset(self, index: np.ndarray, name: str | None = None) -> ImageSet:
         """A new set holding ``index`` (bool mask or integer indices) of this one."""
         index = np.asarray(index)
         if index.dtype == bool:
@@ -89,11 +89,11 @@ class ImageSet:
             extras={k: v[index] for k, v in self.extras.items()},
         )
 
-    def split(self, which: str) -> "ImageSet":
+    def split(self, which: str) -> ImageSet:
         """The images of one split (``train``/``val``/``test``)."""
         return self.subset(self.splits == which, name=f"{self.name}:{which}")
 
-    def with_splits(self, splits: np.ndarray) -> "ImageSet":
+    def with_splits(self, splits: np.ndarray) -> ImageSet:
         return replace(self, splits=np.asarray(splits, dtype="<U8"))
 
 

@@ -9,8 +9,8 @@ The readers themselves (HU rescale, orientation, corrupt-file errors) are :mod:`
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -11,9 +11,9 @@ not Python lists, so forked workers do not copy them page by page (PyTorch issue
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.v2.functional import InterpolationMode, resized_crop
 
+from rtl_core.data.intensity import CTWindow, decode_8bit, get_window
 from rtl_core.errors import DataError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -124,7 +125,9 @@ class ImageFolderStream(Dataset):
     ``grey=True`` converts to luminance and replicates it to 3 channels (the 1 -> 3 channel input of the paper's
     ResNets). ``dtype`` ``float32`` gives values in [0, 1], ``uint8`` raw 0–255 (a quarter of the bytes between
     DataLoader workers and the trainer; convert on the device). An undecodable file raises :class:`DataError`
-    naming it.
+    naming it. 16-bit and float images (exported CT and X-ray) are mapped to 8 bit by
+    :func:`rtl_core.data.intensity.decode_8bit`: through ``window`` (in the files' stored values) when given, else
+    each image's min–max, never clipped at 255.
 
     Decoding is sized to the output: a JPEG much larger than ``size`` is decoded at 1/2, 1/4 or 1/8 scale in the
     DCT domain (``Image.draft``, libjpeg's scaled decoding; never below ``size``), and the crop is resized on the
@@ -138,12 +141,20 @@ class ImageFolderStream(Dataset):
         loader = DataLoader(stream, batch_size=256, num_workers=8, shuffle=True)
     """
 
-    def __init__(self, index: FolderIndex, size: int, grey: bool = False, dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        index: FolderIndex,
+        size: int,
+        grey: bool = False,
+        dtype: str = "float32",
+        window: str | CTWindow | tuple[float, float] | None = None,
+    ) -> None:
         if size < 1:
             raise DataError(f"ImageFolderStream: size must be >= 1, got {size}.")
         if dtype not in ("float32", "uint8"):
             raise DataError(f"ImageFolderStream: dtype must be 'float32' or 'uint8', got {dtype!r}.")
         self.index, self.size, self.grey, self.dtype = index, int(size), grey, dtype
+        self.window = None if window is None else get_window(window)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -155,7 +166,9 @@ class ImageFolderStream(Dataset):
             with Image.open(path) as img:
                 full = img.size
                 img.draft(mode, (self.size, self.size))  # JPEG only: DCT-domain downscale, result >= size on both sides
-                img = img.convert(mode)
+                img = decode_8bit(img, mode, self.window, path)  # 16-bit / float: rescaled, never clipped
+        except DataError:
+            raise
         except Exception as exc:  # noqa: BLE001 - OSError, UnidentifiedImageError, SyntaxError, ...
             raise DataError(
                 f"{path}: cannot decode the image ({type(exc).__name__}: {exc}). Remove or re-save the file."

@@ -3,6 +3,8 @@
 Windows follow common radiology presets (level/width in HU); an image rendered through a window maps
 ``[level - width/2, level + width/2]`` linearly onto ``[0, 1]`` (uint8: ``[0, 255]``) and clips outside.
 8-bit renderings (``intensity == "uint8"``) already carry a window and pass through unchanged.
+Decoded 16-bit and float images (PNG/TIFF exports) become 8 bit by :func:`decode_8bit`'s rule: a declared
+window, else each image's min–max; never clipped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from rtl_core.errors import ConfigError, DataError
 
@@ -73,6 +76,43 @@ def to_uint8(images: np.ndarray, intensity: str, window: str | CTWindow | tuple[
         raise ConfigError("HU images need a CT window to be rendered; set one (e.g. 'abdomen').")
     scaled = get_window(window)(images.astype(np.float32))
     return np.round(scaled * 255).astype(np.uint8)
+
+
+#: PIL modes with more than 8 bits per pixel: 16-bit grey (PNG, TIFF), 32-bit integer and 32-bit float.
+HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
+
+def decode_8bit(
+    img: Image.Image, mode: str, window: str | CTWindow | tuple[float, float] | None = None, source: object = ""
+) -> Image.Image:
+    """A decoded PIL image as 8-bit ``mode`` (``"L"`` or ``"RGB"``), keeping the dynamic range of deep images.
+
+    8-bit images (``L``, ``RGB``, ``P``, ``RGBA``, ...) convert as PIL converts them. 16-bit, 32-bit integer and
+    float images (:data:`HIGH_DEPTH_MODES`: exported CT and X-ray PNGs/TIFFs) are mapped linearly onto 0–255 by
+    one documented rule, never clipped at 255 as ``Image.convert`` does:
+
+    * with ``window`` (a preset or ``(level, width)``, in the file's stored values, e.g. HU for a float TIFF in HU,
+      ``(1064, 400)`` for an abdomen window on PNGs stored as HU + 1024): ``[level - width/2, level + width/2]``
+      onto 0–255, clipped outside;
+    * without: each image's own minimum onto 0 and maximum onto 255 (a constant image becomes 0).
+
+    An image with NaN or infinite values raises :class:`DataError` naming ``source``.
+    """
+    if img.mode not in HIGH_DEPTH_MODES:
+        return img.convert(mode)  # a loaded copy, as before
+    values = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise DataError(
+            f"{source}: {img.mode} image with NaN or infinite values; replace them (e.g. with the minimum) or "
+            "re-export the image as 8- or 16-bit."
+        )
+    if window is not None:
+        scaled = np.asarray(get_window(window)(values))
+    else:
+        low, high = (values.min(), values.max()) if values.size else (0.0, 0.0)
+        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    grey = Image.fromarray(np.round(scaled * 255).astype(np.uint8))
+    return grey if mode == "L" else grey.convert(mode)
 
 
 def to_chw3(images: np.ndarray) -> torch.Tensor:

@@ -22,9 +22,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -32,6 +33,7 @@ import pydicom
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 from PIL import Image
 
+from rtl_core.data.intensity import decode_8bit
 from rtl_core.errors import DataError
 
 try:  # pydicom >= 3
@@ -567,13 +569,15 @@ def read_png_slice_folder(
     rgb_tol: float = 30.0,
     group_regex: str = r"^([^_]+)_",
     extensions: Sequence[str] = (".png",),
+    window: str | tuple[float, float] | None = None,
 ) -> SliceFolder:
     """Read ``root/images/<name>.png`` paired by file name with ``root/masks/<name>.png``.
 
-    Images are converted to 8-bit grey. Masks may be binary grey or colour-coded; pass ``mask_rgb`` (e.g.
-    ``(180, 40, 40)`` for the 3D-IRCADb liver export) to select one colour. ``group_regex``'s first group
-    parsed from the file stem is the patient id (default: the prefix before the first ``_``).
-    A missing mask, an image/mask size mismatch, differing image sizes or an unparsable name raise
+    Images are converted to 8-bit grey; 16-bit and float images by :func:`rtl_core.data.intensity.decode_8bit`
+    (``window`` in the stored values, else each image's min–max). Masks may be binary grey or colour-coded; pass
+    ``mask_rgb`` (e.g. ``(180, 40, 40)`` for the 3D-IRCADb liver export) to select one colour.
+    ``group_regex``'s first group parsed from the file stem is the patient id (default: the prefix before the
+    first ``_``). A missing mask, an image/mask size mismatch, differing image sizes or an unparsable name raise
     :class:`DataError` naming the files. Masks without an image are ignored with a warning.
     No orientation change is applied (some exports are stored upside down; check visually).
     """
@@ -611,7 +615,7 @@ def read_png_slice_folder(
     out_img, out_mask, groups = [], [], []
     for name in names:
         ipath, mpath = images[name], masks[name]
-        image = np.asarray(_open_png(ipath).convert("L"), dtype=np.uint8)
+        image = np.asarray(decode_8bit(_open_png(ipath), "L", window, ipath), dtype=np.uint8)
         mask = _decode_mask(_open_png(mpath), mask_rgb, rgb_tol)
         if mask.shape != image.shape:
             raise DataError(

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rtl_core.data.arrays import ImageSet
+from rtl_core.data.intensity import HIGH_DEPTH_MODES, decode_8bit
 from rtl_core.data.manifest import read_manifest, sha256_file, verify_file
 from rtl_core.errors import DataError
 from rtl_core.paths import cache_dir
@@ -88,8 +89,8 @@ def _decode(blob: bytes, member: str, zip_path: Path) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(blob)) as image:
             image.load()
-            mode = "L" if image.mode in ("L", "I;16", "I", "1", "LA") else "RGB"
-            return np.asarray(image.convert(mode))
+            mode = "L" if image.mode in ("L", "1", "LA") or image.mode in HIGH_DEPTH_MODES else "RGB"
+            return np.asarray(decode_8bit(image, mode, source=f"{zip_path}:{member}"))  # 16-bit: min–max, no clip
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(
             f"{zip_path}: member {member} is not a readable image ({exc}). Restore the zip from the data pack."
@@ -181,7 +182,12 @@ def read_folder(root: Path, rel: str, use_cache: bool | None = None) -> ImageSet
             from rtl_core.io import atomic_write
 
             payload = {"images": images} | ({"masks": masks} if masks is not None else {})
-            atomic_write(cache, lambda tmp: np.savez(open(tmp, "wb"), **payload))
+
+            def save(tmp: Path) -> None:
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, **payload)
+
+            atomic_write(cache, save)
 
     try:
         labels = np.array([int(row["label"]) for row in rows], dtype=np.int64)

@@ -8,7 +8,9 @@ group (SHA-1 of the pixels); near-duplicates (perceptual hash plus pixel correla
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -21,6 +23,8 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 from rtl_core.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def content_hashes(images: np.ndarray) -> np.ndarray:
@@ -107,10 +111,14 @@ def grouped_split(
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
     seed: int = 0,
     name: str = "dataset",
+    class_names: list[str] | None = None,
 ) -> np.ndarray:
     """Assign ``train``/``val``/``test`` so no group is divided, stratified by label where labels exist.
 
-    StratifiedGroupKFold carves the test fold, then the validation fold from the rest.
+    StratifiedGroupKFold carves the test fold, then the validation fold from the rest. A group that is the last
+    one left of some class stays in train (a class with one image, or one patient, is trained on and missing from
+    val/test, with a warning, never the other way round). ``class_names`` name the classes in errors (e.g. the
+    class folders).
     """
     train_f, val_f, test_f = fractions
     if abs(train_f + val_f + test_f - 1) > 1e-6 or min(fractions) < 0:
@@ -121,11 +129,39 @@ def grouped_split(
         if frac == 0:
             continue
         share = frac / of
-        held = _hold_out(labels[remaining] if labels is not None else None, groups[remaining], share, seed, name)
-        splits[remaining[held]] = part
-        remaining = remaining[~held]
-    check_split(labels, splits, name)
+        candidates = remaining
+        if labels is not None:
+            pinned = _last_groups(labels[remaining], groups[remaining])
+            candidates = remaining[~pinned]
+            if pinned.any() and len(np.unique(groups[candidates])) < 2:
+                few = _class_list(np.unique(labels[remaining][pinned]), class_names)
+                raise DataError(
+                    f"{name}: no {part} split possible: class(es) {few} have one image (or one patient/scan group) "
+                    "each, which must stay in train, and fewer than two groups of the other classes are left. "
+                    "Add images to these classes or give val/ and test/ folders."
+                )
+        held = _hold_out(labels[candidates] if labels is not None else None, groups[candidates], share, seed, name)
+        splits[candidates[held]] = part
+        remaining = np.setdiff1d(remaining, candidates[held], assume_unique=True)
+    check_split(labels, splits, name, groups=groups if labels is not None else None, class_names=class_names)
     return splits
+
+
+def _last_groups(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Items whose group is the only group of one of its classes (it must stay in train)."""
+    pinned_groups: set = set()
+    for c in np.unique(labels):
+        in_class = np.unique(groups[labels == c])
+        if len(in_class) == 1:
+            pinned_groups.add(in_class[0])
+    if not pinned_groups:
+        return np.zeros(len(groups), dtype=bool)
+    return np.isin(groups, list(pinned_groups))
+
+
+def _class_list(classes: np.ndarray, class_names: list[str] | None) -> list:
+    """Classes as their names where known (class folders), else their indices."""
+    return [class_names[int(c)] for c in classes] if class_names is not None else np.asarray(classes).tolist()
 
 
 HOLD_OUT_VERSION = 1
@@ -165,10 +201,8 @@ def _hold_out(labels: np.ndarray | None, groups: np.ndarray, share: float, seed:
         with open(tmp, "wb") as handle:
             np.save(handle, mask)
 
-    try:
+    with contextlib.suppress(OSError):  # a read-only or full cache folder: the mask is still right, only not kept
         atomic_write(path, save)
-    except OSError:  # a read-only or full cache folder: the mask is still right, only not kept
-        pass
     return mask
 
 
@@ -205,18 +239,39 @@ def split_from_train(
     return splits
 
 
-def check_split(labels: np.ndarray | None, splits: np.ndarray, name: str, groups: np.ndarray | None = None) -> None:
-    """Every class must have an example in every split; no group may sit in two splits."""
+def check_split(
+    labels: np.ndarray | None,
+    splits: np.ndarray,
+    name: str,
+    groups: np.ndarray | None = None,
+    class_names: list[str] | None = None,
+) -> None:
+    """Every class must have an example in every split; no group may sit in two splits.
+
+    With ``groups``, a class with fewer groups (patients, scans, or images) than there are non-empty splits cannot
+    be in all of them: it must be in train, and its absence from val/test is logged as a warning. ``class_names``
+    name the classes in messages (e.g. class folders)."""
     if labels is not None:
         classes = np.unique(labels)
-        for part in ("train", "val", "test"):
-            in_part = labels[splits == part]
-            if len(in_part) == 0:
-                continue
-            missing = np.setdiff1d(classes, in_part)
+        parts = [p for p in ("train", "val", "test") if (splits == p).any()]
+        few = set()
+        if groups is not None:
+            few = {c for c in classes if len(np.unique(np.asarray(groups)[labels == c])) < len(parts)}
+        for part in parts:
+            missing = np.setdiff1d(classes, labels[splits == part])
+            allowed = [c for c in missing if part != "train" and c in few]
+            if allowed:
+                log.warning(
+                    "%s: class(es) %s have too few images (or patient/scan groups) for every split and are missing "
+                    "from the %s split: they are trained on but not measured there",
+                    name,
+                    _class_list(np.asarray(allowed), class_names),
+                    part,
+                )
+            missing = np.setdiff1d(missing, allowed)
             if len(missing):
                 raise DataError(
-                    f"{name}: the {part} split has no example of class(es) {missing.tolist()}. "
+                    f"{name}: the {part} split has no example of class(es) {_class_list(missing, class_names)}. "
                     "Use more data for these classes, merge or drop them, or change the split fractions."
                 )
     if groups is not None:

@@ -303,7 +303,7 @@ def study_task_split(config: StudyConfig, name: str, split: str, size: int | Non
     return {"train": task.train, "val": task.val, "test": task.test}[split]
 
 
-def study_data_table(config: StudyConfig) -> "pd.DataFrame":
+def study_data_table(config: StudyConfig) -> pd.DataFrame:
     """One row per pool and task of the config's own (as the study resolves them): format, images, split sizes,
     groups, held-out files left out of pools, split fingerprint."""
     import pandas as pd

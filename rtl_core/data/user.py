@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -30,8 +32,11 @@ from rtl_core.data.imagefolder import (
     index_image_folder,
 )
 from rtl_core.data.medical import list_dicom_files, read_nifti_volume, read_png_slice_folder
+from rtl_core.data.pool_check import check_pool_files
 from rtl_core.data.splits import grouped_split
 from rtl_core.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -90,30 +95,66 @@ def _keep(files: list[Path], held_out: frozenset[str]) -> list[bool]:
     return [file_sha256(f) not in held_out for f in files] if held_out else [True] * len(files)
 
 
-def user_pool(name: str, spec: UserDataset, size: int, held_out: frozenset[str] = frozenset()) -> UserPool:
-    """A streaming, unlabelled pool; files whose bytes hash to one of ``held_out`` (the study's tasks' val/test
-    files, :func:`held_out_files`) are left out."""
+def _without_excluded(name: str, spec: UserDataset, root: Path, files: list[Path]) -> list[Path]:
+    """``files`` minus those matched by the pool's ``exclude`` glob patterns (paths relative to ``root``)."""
+    if not spec.exclude:
+        return files
+    rel = [f.relative_to(root).as_posix() if f.is_relative_to(root) else f.as_posix() for f in files]
+    hit = np.zeros(len(files), dtype=bool)
+    for pattern in spec.exclude:
+        matched = np.asarray([fnmatch.fnmatchcase(r, pattern) for r in rel], dtype=bool)
+        if not matched.any():
+            log.warning("data.pools.%s: exclude pattern %r matches no file below %s", name, pattern, root)
+        hit |= matched
+    return [f for f, h in zip(files, hit) if not h]
+
+
+def user_pool(
+    name: str, spec: UserDataset, size: int, held_out: frozenset[str] = frozenset(), check: bool = True
+) -> UserPool:
+    """A streaming, unlabelled pool; files matched by the pool's ``exclude`` patterns and files whose bytes hash to
+    one of ``held_out`` (the study's tasks' val/test files, :func:`held_out_files`) are left out. With ``check``,
+    every file is read first (:func:`rtl_core.data.pool_check.check_pool_files`: in parallel, remembered by path,
+    size and mtime), so a damaged file fails here, naming it, not when a batch first draws it."""
     path = existing_path(spec, f"pools.{name}")
-    if spec.format == "imagefolder":
-        index = index_image_folder(path)
-        keep = np.asarray(_keep(index.paths, held_out), dtype=bool)
-        index = FolderIndex(index.root, index.rel_paths[keep], index.labels[keep], index.class_names)
-        return UserPool(ImagesOnly(ImageFolderStream(index, size)), [str(p) for p in index.paths], int((~keep).sum()))
     if spec.format in ("dicom", "nifti") and spec.window is None:
         raise ConfigError(
             f"data.pools.{name}: HU data need a CT window, e.g. `window: abdomen` or `window: [40, 400]`."
         )
+    if spec.exclude and spec.format == "png_slices":
+        raise ConfigError(f"data.pools.{name}: `exclude` works for imagefolder, dicom and nifti pools.")
+    if spec.format == "imagefolder":
+        index = index_image_folder(path)
+        if spec.exclude:
+            listed = set(_without_excluded(name, spec, index.root, index.paths))
+            keep = np.asarray([p in listed for p in index.paths], dtype=bool)
+            index = FolderIndex(index.root, index.rel_paths[keep], index.labels[keep], index.class_names)
+        held = np.asarray(_keep(index.paths, held_out), dtype=bool)
+        index = FolderIndex(index.root, index.rel_paths[held], index.labels[held], index.class_names)
+        if not len(index):
+            raise DataError(f"data.pools.{name}: no image files left below {path}.")
+        files = [str(p) for p in index.paths]
+        if check:
+            check_pool_files(name, files, "imagefolder", root=path)
+        stream = ImageFolderStream(index, size, window=spec.window)
+        return UserPool(ImagesOnly(stream), files, int((~held).sum()))
     if spec.format == "dicom":
-        files = [Path(f) for f in list_dicom_files(path, recursive=True)]
+        files = _without_excluded(name, spec, path, [Path(f) for f in list_dicom_files(path, recursive=True)])
         keep = _keep(files, held_out)
         kept = [f for f, k in zip(files, keep) if k]
         if not kept:
             raise DataError(f"data.pools.{name}: no DICOM files left below {path}.")
+        if check:
+            check_pool_files(name, kept, "dicom", root=path)
         return UserPool(DicomSliceStream(kept, spec.window, size), [str(f) for f in kept], len(files) - len(kept))
     if spec.format == "nifti":
-        files = _nifti_files(path)
+        files = _without_excluded(name, spec, path, _nifti_files(path))
+        if not files:
+            raise DataError(f"data.pools.{name}: no NIfTI volumes left below {path}.")
+        if check:
+            check_pool_files(name, files, "nifti", root=path)
         return UserPool(NiftiSliceStream(files, spec.window, size), [str(f) for f in files])
-    folder = read_png_slice_folder(path)
+    folder = read_png_slice_folder(path, window=spec.window)  # decoded here, in memory: nothing left to check
     images, _ = render_set(folder.to_image_set(name), size)
     return UserPool(
         TensorImageDataset(images, None, name=f"pool:{name}"), [str(folder.root / "images" / n) for n in folder.names]
@@ -153,6 +194,8 @@ def user_task(name: str, spec: UserDataset, size: int, split_seed: int = 0, num_
     """A user task's train/val/test splits, grouped by patient where ``group_regex`` (or the slice naming) says,
     stratified and seeded where the folders do not give a split."""
     path = existing_path(spec, f"tasks.{name}")
+    if spec.exclude:
+        raise ConfigError(f"data.tasks.{name}: `exclude` works for pools only; move the files out of the task folder.")
     fractions = (1 - spec.val_fraction - spec.test_fraction, spec.val_fraction, spec.test_fraction)
     if spec.format == "imagefolder":
         return _imagefolder_task(name, spec, path, size, split_seed, num_workers)
@@ -163,7 +206,7 @@ def user_task(name: str, spec: UserDataset, size: int, split_seed: int = 0, num_
     if spec.kind != "segmentation":
         raise ConfigError(f"data.tasks.{name}: format {spec.format} holds masks; set `kind: segmentation`.")
     if spec.format == "png_slices":
-        folder = read_png_slice_folder(path, group_regex=spec.group_regex or r"^([^_]+)_")
+        folder = read_png_slice_folder(path, group_regex=spec.group_regex or r"^([^_]+)_", window=spec.window)
         data = folder.to_image_set(name)
         files = np.asarray([str(folder.root / "images" / n) for n in folder.names])
     else:
@@ -254,6 +297,12 @@ def _imagefolder_task(
         )
     indexes = {p: index_image_folder(folder) for p, folder in parts.items()}
     classes = indexes["train"].class_names
+    folders = [str(parts["train"] / c) for c in classes]
+    if len(classes) < 2:
+        raise DataError(
+            f"{parts['train']}: task {name} has {len(classes)} class folder ({folders[0]}); a classification task "
+            "needs at least two class folders (train/<class>/<images>, one folder per class)."
+        )
     for p, index in indexes.items():
         if index.class_names != classes:
             raise DataError(
@@ -271,7 +320,9 @@ def _imagefolder_task(
             spec.val_fraction if "val" in missing else 0.0,
             spec.test_fraction if "test" in missing else 0.0,
         )
-        splits = grouped_split(np.asarray(train.labels), groups, fractions=fractions, seed=split_seed, name=name)
+        splits = grouped_split(
+            np.asarray(train.labels), groups, fractions=fractions, seed=split_seed, name=name, class_names=folders
+        )
         for p in ["train"] + missing:
             chosen[p] = (train, np.flatnonzero(splits == p))
     out, groups_out, files = {}, {}, {}
@@ -279,7 +330,7 @@ def _imagefolder_task(
         sub = FolderIndex(index.root, index.rel_paths[rows], index.labels[rows], index.class_names)
         if not len(sub):
             raise DataError(f"{path}: the {p} split of task {name} is empty; add images or change val/test_fraction.")
-        out[p] = _materialise(ImageFolderStream(sub, size), f"{name}:{p}", num_workers)
+        out[p] = _materialise(ImageFolderStream(sub, size, window=spec.window), f"{name}:{p}", num_workers)
         paths = sub.paths
         groups_out[p] = _groups_from_paths(paths, spec.group_regex)
         files[p] = np.asarray([str(f) for f in paths])

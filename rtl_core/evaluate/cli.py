@@ -48,21 +48,27 @@ def evaluate_command(args: argparse.Namespace):
     import torch
 
     from rtl_core.config import load_config
-    from rtl_core.evaluate.runner import run_grid
+    from rtl_core.errors import Interrupted
+    from rtl_core.evaluate.runner import records_kept, run_grid
+    from rtl_core.paths import results_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)
     config = load_config(args.profile, args.config)
     print(f"rtl evaluate: profile {config.profile} (config hash {config.hash()})")
     kind = args.launcher or config.launcher.kind
-    if kind == "inline":
-        report = run_grid(config, args.tasks, args.inits, args.protocols, args.seeds, progress=not args.no_progress)
-    else:
-        from rtl_core.evaluate.launch import launch
-        from rtl_core.evaluate.runner import plan_grid
+    try:
+        if kind == "inline":
+            report = run_grid(config, args.tasks, args.inits, args.protocols, args.seeds, progress=not args.no_progress)
+        else:
+            from rtl_core.evaluate.launch import launch
+            from rtl_core.evaluate.runner import plan_grid
 
-        keys = plan_grid(config, args.tasks, args.inits, args.protocols, args.seeds)
-        report = launch(config, kind, args.workers, keys=keys)
+            keys = plan_grid(config, args.tasks, args.inits, args.protocols, args.seeds)
+            report = launch(config, kind, args.workers, keys=keys)
+    except Interrupted as exc:  # `rtl` prints it: which records a rerun keeps
+        exc.kept = exc.kept or records_kept(results_dir(config.study))
+        raise
     print(f"{report.summary()} ({report.wall_seconds:.0f} s, launcher {kind}); records in {report.root}")
     for key, where in report.failed:
         print(f"  failed: {key}: traceback in {where}")

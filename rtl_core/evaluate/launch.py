@@ -1,8 +1,8 @@
 """Launchers of the evaluation grid: this process, N local worker processes, or a SLURM job array (submitit).
 
 Every launcher runs the same function, :func:`rtl_core.evaluate.runner.work`, over the same planned runs; each
-worker claims a run before starting it (:mod:`rtl_core.evaluate.leases`), so workers never run a run twice, a
-killed worker's run is taken over once its claim goes stale, and a launcher can be rerun at any time (finished
+worker leases a run before starting it (:mod:`rtl_core.leases`), so workers never run a run twice, a
+killed worker's run is taken over once its lease goes stale, and a launcher can be rerun at any time (finished
 runs are skipped). As in dinov2's ``submit.py``, the SLURM path submits the function that runs one job locally.
 
 * ``local``: ``launcher.workers`` workers: the launching process is worker 0 and ``workers - 1`` processes are
@@ -53,9 +53,9 @@ def worker_order(runs: Sequence[RunKey], index: int, workers: int) -> list[RunKe
     end on one worker finishing a long run while the others idle (Graham's longest-processing-time rule).
 
     Runs that train the encoder come first, on the most data first (fine-tunes, then low-label runs); every
-    worker walks that block from its start and takes the next unclaimed run. The frozen-encoder runs come last,
+    worker walks that block from its start and takes the next unleased run. The frozen-encoder runs come last,
     each worker starting that block at its own offset, so the seeds of one task and init stay with one worker
-    (their features are cached per process) and the workers meet each other's claims rarely.
+    (their features are cached per process) and the workers meet each other's leases rarely.
     """
     from rtl_core.evaluate.protocols import get_protocol
 
@@ -71,7 +71,7 @@ def worker_order(runs: Sequence[RunKey], index: int, workers: int) -> list[RunKe
 
 
 def run_array_task(config_json: str, key: tuple, root: str) -> GridReport:
-    """One SLURM array task (or a local submitit job): claim and run one run."""
+    """One SLURM array task (or a local submitit job): lease and run one run."""
     import torch
 
     config = StudyConfig.model_validate_json(config_json)
@@ -135,10 +135,22 @@ def _launch_local(config: StudyConfig, runs: list[RunKey], root: Path, progress:
             report.merge(_in_this_process(config, runs, root, threads, since))
             for future in futures:
                 report.merge(future.result())
+        except BaseException:  # a signal (Interrupted) or an error here: the spawned workers stop too, not go on
+            _stop_workers(pool)
+            raise
         finally:
             stop.set()
             watcher.join()
     return _dedupe(report)
+
+
+def _stop_workers(pool) -> None:
+    """Terminate a ProcessPoolExecutor's worker processes (their runs' leases are then stale: a rerun takes them
+    over at once on this host)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way before Python 3.14
+    for process in processes:
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _in_this_process(config: StudyConfig, runs: list[RunKey], root: Path, threads: int, since: float) -> GridReport:
@@ -179,17 +191,18 @@ def _watch(stop, workers: int, runs: list[RunKey], root: Path, progress: bool, e
 def _launch_submitit(config: StudyConfig, runs: list[RunKey], root: Path) -> GridReport:
     import submitit
 
-    from rtl_core.evaluate.runner import settings_hashes
+    from rtl_core.evaluate.runner import current_encoders, settings_hashes
     from rtl_core.results import record_problem
 
     lc = config.launcher
     # The compute nodes resolve `precision: auto` on their own hardware: a record of any resolution is finished here
     # (each array task checks again with its own device's hash before it runs).
     hashes = set(settings_hashes(config).values())
+    encoders = current_encoders(config, runs)  # a record of another encoder is not finished
     report = GridReport(root=root)
     todo = []
     for key in runs:
-        done = any(record_problem(key.path(root), key, h) is None for h in hashes)
+        done = any(record_problem(key.path(root), key, h, encoders[key.init]) is None for h in hashes)
         (report.skipped if done else todo).append(key)
     if not todo:
         return report

@@ -5,7 +5,9 @@ schema). Rerunning the grid skips every run whose record is *complete*: it parse
 ``"status": "complete"``, names the same run, and was made with the same run settings (:func:`settings_hash`: the
 whole config apart from which tasks, inits,
 protocols and seeds make up the grid). Anything else (no file, a half-written or corrupted file, a record of
-other settings) is redone, so a killed grid resumes where it stopped and never counts a run twice.
+other settings) is redone, so a killed grid resumes where it stopped and never counts a run twice. So is a record
+made with another encoder than the one its init loads now (:func:`encoder_identity`: the weights file's SHA-256,
+e.g. after ``rtl pretrain`` replaced a checkpoint): one arm never mixes two encoders.
 
 Example::
 
@@ -16,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -29,19 +32,20 @@ import numpy as np
 import torch
 
 from rtl_core.config import StudyConfig
-from rtl_core.errors import ConfigError
+from rtl_core.errors import CheckpointError, ConfigError
 from rtl_core.evaluate.classification import run_classification
 from rtl_core.evaluate.compute import ComputePlan, resolve_precision
+from rtl_core.evaluate.context import RunContext
 from rtl_core.evaluate.data import load_task_data
 from rtl_core.evaluate.protocols import get_protocol
 from rtl_core.evaluate.segmentation import run_segmentation
-from rtl_core.evaluate.train import Timer
+from rtl_core.models.checkpoints import checkpoint_paths
 from rtl_core.models.devices import default_device
 from rtl_core.models.inits import check_checkpoint, load_init
 from rtl_core.names import init_slug, parse_init
 from rtl_core.paths import results_dir
 from rtl_core.provenance import provenance, settings_digest
-from rtl_core.results import RECORD_VERSION, RunKey, record_problem, write_record
+from rtl_core.results import RECORD_VERSION, STALE_ENCODER, RunKey, file_digest, record_problem, write_record
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +56,28 @@ class GridReport:
 
     ran: list[RunKey] = field(default_factory=list)
     skipped: list[RunKey] = field(default_factory=list)
-    redone: list[tuple[RunKey, str]] = field(default_factory=list)  # (run, why its old record or claim was not used)
+    redone: list[tuple[RunKey, str]] = field(default_factory=list)  # (run, why its old record or lease was not used)
     failed: list[tuple[RunKey, str]] = field(default_factory=list)  # (run, where its traceback is)
     busy: list[RunKey] = field(default_factory=list)  # held by another live worker when this one came to it
     root: Path | None = None
     wall_seconds: float = 0.0
 
-    def merge(self, other: "GridReport") -> "GridReport":
+    def merge(self, other: GridReport) -> GridReport:
         for name in ("ran", "skipped", "redone", "failed", "busy"):
             getattr(self, name).extend(getattr(other, name))
         return self
 
+    @property
+    def redone_for_encoder(self) -> list[RunKey]:
+        """Runs redone because their record was made with another encoder than their init loads now."""
+        return [key for key, why in self.redone if why.startswith(STALE_ENCODER)]
+
     def summary(self) -> str:
         busy = f", {len(self.busy)} held by other workers (not run here)" if self.busy else ""
+        stale = len(self.redone_for_encoder)
+        because = f" ({stale} because their encoder changed since they ran)" if stale else ""
         return (
-            f"{len(self.ran)} run(s) done, {len(self.skipped)} already finished, {len(self.redone)} redone, "
+            f"{len(self.ran)} run(s) done, {len(self.skipped)} already finished, {len(self.redone)} redone{because}, "
             f"{len(self.failed)} failed{busy}"
         )
 
@@ -113,10 +124,18 @@ def plan_grid(
     protocols: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
 ) -> list[RunKey]:
-    """Every run of the grid, ordered task → init → protocol → seed (so cached features are reused)."""
+    """Every run of the grid, ordered task → init → protocol → seed (so cached features are reused); ``seeds`` must
+    be a subset of ``evaluate.seeds`` (the analysis reads those only)."""
     ev = config.evaluate
     tasks, inits = list(tasks or ev.tasks), list(inits or ev.inits)
     protocols, seeds = list(protocols or ev.protocols), list(seeds if seeds is not None else ev.seeds)
+    outside = [s for s in seeds if s not in ev.seeds]
+    if outside:
+        raise ConfigError(
+            f"--seeds {' '.join(map(str, outside))}: not in evaluate.seeds of study {config.study!r}, which allows "
+            f"{' '.join(map(str, ev.seeds))}. Pick a subset of those, or add the seed to evaluate.seeds in the config "
+            "(runs of other seeds are never analysed)."
+        )
     for name in inits:
         parse_init(name)
     for name in protocols:
@@ -124,6 +143,33 @@ def plan_grid(
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"evaluate.seeds: {seeds} repeats a seed; each seed is one run.")
     return [RunKey(t, i, p, s) for t in tasks for i in inits for p in protocols for s in seeds]
+
+
+def encoder_identity(name: str, study: str) -> dict[str, Any]:
+    """Which encoder init ``name`` loads now, as :class:`rtl_core.results.EncoderId` fields: the weights file (ours:
+    the study's checkpoint; ``file:`` inits: the file), its SHA-256 (``None`` while the file is missing) and the
+    sidecar's ``run_key``; no file for a random init or torchvision's published weights (named, not hashed)."""
+    init = parse_init(name)
+    if init.kind == "scratch":
+        return {"file": None, "sha256": None, "run_key": None, "what": "random init seeded by the run's seed"}
+    if init.kind == "torchvision":
+        what = f"torchvision's published {init.arch} {init.weights} weights (named, not hashed)"
+        return {"file": None, "sha256": None, "run_key": None, "what": what}
+    run_key = None
+    if init.kind == "file":
+        weights, what = init.file.resolve(), "weights file"
+    else:
+        weights, sidecar = checkpoint_paths(init.stem(study))
+        weights, what = weights.resolve(), "rtl_core checkpoint"
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # loading the init names a sidecar's fault
+            run_key = json.loads(sidecar.read_text()).get("run_key")
+    sha = file_digest(weights) if weights.is_file() else None
+    return {"file": str(weights), "sha256": sha, "run_key": run_key, "what": what}
+
+
+def current_encoders(config: StudyConfig, keys: Sequence[RunKey]) -> dict[str, dict[str, Any]]:
+    """:func:`encoder_identity` of every init among ``keys`` (each weights file hashed once, then cached)."""
+    return {name: encoder_identity(name, config.study) for name in dict.fromkeys(k.init for k in keys)}
 
 
 @lru_cache(maxsize=1)
@@ -148,9 +194,14 @@ def _keep_finetuned(encoder: torch.nn.Module, profile: str, key: RunKey) -> None
 
 
 def run_one(
-    config: StudyConfig, key: RunKey, root: Path | None = None, device: torch.device | None = None
+    config: StudyConfig,
+    key: RunKey,
+    root: Path | None = None,
+    device: torch.device | None = None,
+    redone_because: str | None = None,
 ) -> dict[str, Any]:
-    """Train and test one run, write its record atomically and return it."""
+    """Train and test one run, write its record atomically and return it; the record names the encoder it
+    started from (:func:`encoder_identity`) and, for a redone run, why its old record was not used."""
     start, cpu_start = time.perf_counter(), time.process_time()
     ev, arch = config.evaluate, config.pretrain.backbone
     size = ev.image_size or config.data.image_size
@@ -160,22 +211,30 @@ def run_one(
     torch.manual_seed(key.seed)
     np.random.seed(key.seed)
     details = ev.init_details.get(key.init)
+    identity = encoder_identity(key.init, config.study)
     encoder, info = load_init(key.init, config.study, arch, key.seed, details.model_dump() if details else None)
-    timer = Timer()
+    if encoder_identity(key.init, config.study)["sha256"] != identity["sha256"]:  # cheap: cached by size and mtime
+        raise CheckpointError(
+            f"{identity['file']} changed while run {key} loaded it (is `rtl pretrain` writing it?). "
+            "Rerun `rtl evaluate` once the pretraining has finished."
+        )
     if task.kind == "segmentation":
-        out = run_segmentation(task, protocol, encoder, info, ev, arch, key.seed, plan, timer)
+        ctx = RunContext(plan, key.seed, arch, info)
+        out = run_segmentation(task, protocol, encoder, ev, ctx)
     else:
         scratch = parse_init(key.init).kind == "scratch"
         feature_key = (
             key.init,
             info["checkpoint"],
+            identity["sha256"],  # a replaced checkpoint never reuses its predecessor's cached features
             key.task,
             size,
             config.data.split_seed,
             key.seed if scratch else None,
             plan.precision,
         )
-        out = run_classification(task, protocol, encoder, info, ev, arch, key.seed, plan, timer, feature_key)
+        ctx = RunContext(plan, key.seed, arch, info, feature_key=feature_key)
+        out = run_classification(task, protocol, encoder, ev, ctx)
     if key.protocol == "finetune" and task.kind != "segmentation":
         _keep_finetuned(encoder, config.study, key)  # for the feature-reuse analysis (weight-space CKA, claim C7)
     meta = _provenance()
@@ -201,6 +260,8 @@ def run_one(
         "image_size": size,
         "arch": arch,
         "init_info": {k: v for k, v in info.items() if k != "init"},
+        "encoder": identity,
+        "redone_because": redone_because,
         "split_fingerprint": task.fingerprint,
         "settings_hash": settings_hash(config, plan.device.type),
         "config_hash": config.hash(),
@@ -211,7 +272,7 @@ def run_one(
         "channels_last": plan.channels_last,
         "fused_optimizer": plan.fused_optimizer,
         "single_pixel_matmul": plan.single_pixel_matmul,
-        "model_seconds": timer.model_seconds,
+        "model_seconds": ctx.timer.model_seconds,
         "git_commit": meta["git_commit"],
         "machine": meta["machine"],
         "packages": meta["packages"],
@@ -235,7 +296,7 @@ def run_grid(
     on_run_done: Callable[[RunKey, dict[str, Any]], None] | None = None,
 ) -> GridReport:
     """Run every unfinished run of the grid in this process (see the module doc); ``on_run_done(key, record)``
-    after each run. Runs are claimed first (:mod:`rtl_core.evaluate.leases`), so other workers may share the
+    after each run. Runs are leased first (:mod:`rtl_core.leases`), so other workers may share the
     folder; see :mod:`rtl_core.evaluate.launch` for many workers and SLURM."""
     keys = plan_grid(config, tasks, inits, protocols, seeds)
     for name in dict.fromkeys(k.init for k in keys):
@@ -252,9 +313,9 @@ def work(
     raise_errors: bool = True,
     failed_since: float | None = None,
 ) -> GridReport:
-    """One worker's pass over ``keys``: skip finished runs, claim each other run, train it, release it.
+    """One worker's pass over ``keys``: skip finished runs, lease each other run, train it, release it.
 
-    A run that raises has its traceback written to ``<record>.failed.txt`` beside its claim; with
+    A run that raises has its traceback written to ``<record>.failed.txt`` beside its lease; with
     ``raise_errors`` (one in-process grid) the error then propagates, otherwise the worker goes on. A run whose
     traceback was written after ``failed_since`` (the launch's start: another worker of the same launch failed
     on it) is not tried again; a later launch retries it."""
@@ -262,16 +323,17 @@ def work(
 
     from tqdm.auto import tqdm
 
-    from rtl_core.evaluate.leases import acquire
+    from rtl_core.leases import acquire
 
     start = time.perf_counter()
     root = Path(root or results_dir(config.study))
     settings = settings_hash(config)
+    encoders = current_encoders(config, keys)
     launcher = config.launcher
     report = GridReport(root=root)
     todo = []
     for key in keys:
-        problem = record_problem(key.path(root), key, settings)
+        problem = record_problem(key.path(root), key, settings, encoders[key.init])
         if problem is None:
             report.skipped.append(key)
         else:
@@ -291,21 +353,22 @@ def work(
         if failed_since is not None and failed.is_file() and failed.stat().st_mtime >= failed_since:
             report.failed.append((key, str(failed)))
             continue
-        claim = acquire(path, launcher.stale_seconds)
-        if claim is None:
+        lease = acquire(path, launcher.stale_seconds)
+        if lease is None:
             report.busy.append(key)
             continue
         try:
-            problem = record_problem(path, key, settings)  # another worker may have finished it meanwhile
+            problem = record_problem(path, key, settings, encoders[key.init])  # another worker may have done it
             if problem is None:
                 report.skipped.append(key)
                 continue
-            why = "a killed worker's claim was stale" if claim.taken_over else problem
-            if claim.taken_over or problem != "missing":
+            why = "a killed worker's lease was stale" if lease.taken_over else problem
+            if lease.taken_over or problem != "missing":
                 log.warning("redoing %s: %s (%s)", key, why, path)
-            _journal(root, key, claim.token)
-            with claim.beating(launcher.heartbeat_seconds):
-                record = run_one(config, key, root)
+            _journal(root, key, lease.token)
+            redo = why if lease.taken_over or problem != "missing" else None
+            with lease.beating(launcher.heartbeat_seconds):
+                record = run_one(config, key, root, redone_because=redo)
             failed.unlink(missing_ok=True)
         except Exception as exc:
             failed.parent.mkdir(parents=True, exist_ok=True)
@@ -316,9 +379,9 @@ def work(
                 raise
             continue
         finally:
-            claim.release()
+            lease.release()
         report.ran.append(key)
-        if claim.taken_over or problem != "missing":
+        if lease.taken_over or problem != "missing":
             report.redone.append((key, why))
         if on_run_done is not None:
             on_run_done(key, record)
@@ -337,7 +400,7 @@ def _journal(root: Path, key: RunKey, token: str) -> None:
                 "run": str(key),
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
-                "claim": token,
+                "lease": token,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
         )
@@ -348,3 +411,11 @@ def _journal(root: Path, key: RunKey, token: str) -> None:
         os.write(fd, line.encode())
     finally:
         os.close(fd)
+
+
+def records_kept(root: Path) -> str:
+    """What a stopped grid leaves for a rerun, in words: its finished records (a run stopped mid-way has none and is
+    redone; its lease is released, or taken over once stale)."""
+    records = [p for p in Path(root).rglob("seed*.json") if p.name.removeprefix("seed").removesuffix(".json").isdigit()]
+    n = len(records)  # not seed<k>.json.lease.json
+    return f"the records of the {n} finished run(s) in {root} (runs stopped mid-way are redone)"

@@ -48,6 +48,44 @@ def save_encoder(stem: str | Path, encoder: nn.Module, arch: str, in_channels: i
     return weights_path
 
 
+#: How every ``torch.save`` file since PyTorch 1.6 starts (a zip archive); older ones are pickles (protocol 2+).
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
+
+
+def torch_file_problem(path: str | Path, deep: bool = False) -> str | None:
+    """Why ``path`` cannot be a ``torch.save`` file, in words, or ``None`` when it looks like one.
+
+    Empty; a zip archive whose end is missing (cut off: a full disk, an interrupted copy or write); neither a zip
+    archive nor a pickle (random bytes, another kind of file). ``deep`` also checks every member's CRC, which reads
+    the whole file and finds damage inside an archive that ``torch.load`` would read without a word."""
+    import zipfile
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return "it is empty (0 bytes)"
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            return f"it is truncated: a zip archive ({size} bytes) whose end is missing"
+        if deep:
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                return f"it is corrupt ({exc})"
+            if bad is not None:
+                return f"it is corrupt: member {bad} fails its CRC check"
+        return None
+    if head.startswith(PICKLE_MAGIC):
+        return None
+    return (
+        f"it is not a PyTorch checkpoint: it starts with bytes {head.hex(' ')}, neither a zip archive (torch.save) "
+        "nor a pickle, so it is corrupt, truncated at its start, or another kind of file"
+    )
+
+
 def read_sidecar(stem: str | Path) -> dict[str, Any]:
     weights_path, sidecar_path = checkpoint_paths(stem)
     if not sidecar_path.is_file():
@@ -86,8 +124,9 @@ def load_encoder(stem: str | Path, expect: dict[str, Any] | None = None) -> tupl
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged files
+        why = torch_file_problem(weights_path) or str(exc).splitlines()[0]
         raise CheckpointError(
-            f"Checkpoint {weights_path} cannot be read ({exc}). Delete it and rerun pretraining."
+            f"Checkpoint {weights_path} cannot be read: {why}. Delete it and rerun pretraining."
         ) from exc
     # assign=True keeps the file's tensors as they are: make them float32 and NCHW, as copying into a built model would
     state = {k: v.float().contiguous() if v.is_floating_point() else v for k, v in state.items()}

@@ -33,6 +33,7 @@ from torch import nn
 
 from rtl_core.errors import CheckpointError
 from rtl_core.models.backbones import BACKBONES, build_backbone
+from rtl_core.models.checkpoints import torch_file_problem
 
 #: First key components outside the encoder that a layout drops on purpose (heads, projectors, momentum copies).
 DROPPED_HEADS = (
@@ -86,20 +87,29 @@ def _read(path: Path) -> tuple[Any, dict[str, str]]:
 
         try:
             with safe_open(str(path), framework="pt") as handle:
-                return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})
+                return {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (a safetensors handle, not a dict), dict(handle.metadata() or {})
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path} is not a readable safetensors file ({exc}).") from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=True), {}
-    except pickle.UnpicklingError as exc:
+    except Exception as exc:  # torch raises several types for damaged files
+        error = exc
+    problem = torch_file_problem(path)  # random bytes end in an UnpicklingError too: not a pickle's fault
+    if problem is not None:
+        raise CheckpointError(
+            f"{path} cannot be loaded: {problem}. Check the path after 'file:' in evaluate.inits, or copy the "
+            "weights file again from where it was made (a torch.save file, or .safetensors)."
+        ) from None
+    if isinstance(error, pickle.UnpicklingError):
         raise CheckpointError(
             f"{path} needs arbitrary Python pickles to load, which rtl_core refuses (torch.load weights_only=True). "
             "Convert it once, on a machine where you trust the file: load it with PyTorch's full unpickler "
             "(weights_only=False), then `torch.save(obj['state_dict'] if 'state_dict' in obj else obj, 'encoder.pt')` "
-            f"(plain tensors only) and use file:encoder.pt. ({str(exc).splitlines()[0]})"
+            f"(plain tensors only) and use file:encoder.pt. ({str(error).splitlines()[0]})"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{path} cannot be read as a PyTorch weights file ({exc}).") from exc
+    if isinstance(error, (RuntimeError, EOFError, OSError)):
+        raise CheckpointError(f"{path} cannot be read as a PyTorch weights file ({error}).") from error
+    raise error
 
 
 def read_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dict[str, str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rtl_core.config import study_option
 from rtl_core.errors import CheckpointError
 from rtl_core.models.backbones import build_backbone
 from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, checkpoint_paths, input_normalization, load_encoder
@@ -18,7 +19,9 @@ DEFAULT_MEAN, DEFAULT_STD = IDENTITY_MEAN, IDENTITY_STD
 
 def check_checkpoint(init: Init, profile: str) -> None:
     """Raise :class:`CheckpointError` naming the fix when the init's weights are missing: the ``rtl pretrain``
-    command for ours, the file for ``file:``, the hub folder for ``torchvision:`` (nothing is downloaded here)."""
+    command for ours, the file for ``file:``, the hub folder for ``torchvision:`` (nothing is downloaded here).
+    ``profile`` is the study's name; the command selects it as :func:`rtl_core.config.study_option` says
+    (``--config <file>`` for a custom study, ``--profile <name>`` for a stock one)."""
     if init.kind == "file":
         if not init.file.is_file():
             raise CheckpointError(
@@ -36,11 +39,11 @@ def check_checkpoint(init: Init, profile: str) -> None:
         return
     weights, sidecar = checkpoint_paths(stem)
     if not (weights.is_file() and sidecar.is_file()):
+        option = study_option(profile)
         raise CheckpointError(
             f"Init {init.name!r} needs the encoder checkpoint {weights} (+ {sidecar.name}), which does not exist. "
-            f"Create it with `{init.pretrain_command(profile)}` (or `rtl pretrain --profile {profile}` for every pool "
-            "of "
-            f"the config), or drop {init.name!r} from evaluate.inits."
+            f"Create it with `{init.pretrain_command(profile, option)}` (or `rtl pretrain {option}` for every pool "
+            f"of the config), or drop {init.name!r} from evaluate.inits."
         )
 
 

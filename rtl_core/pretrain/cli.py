@@ -31,6 +31,7 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_pretrain_command(args: argparse.Namespace) -> list:
     from rtl_core.config import load_config
+    from rtl_core.errors import Interrupted
     from rtl_core.pretrain.train import check_request, pretrain
 
     overrides = {"pretrain": {"epochs": args.epochs}} if args.epochs else None
@@ -41,9 +42,14 @@ def run_pretrain_command(args: argparse.Namespace) -> list:
         for method in methods:
             check_request(config, pool, method)
     written = []
-    for pool in pools:
-        for method in methods:
-            path = pretrain(config, pool, method, sequential=args.sequential, force=args.force)
-            print(f"encoder: {path}")
-            written.append(path)
+    try:
+        for pool in pools:
+            for method in methods:
+                path = pretrain(config, pool, method, sequential=args.sequential, force=args.force)
+                print(f"encoder: {path}")
+                written.append(path)
+    except Interrupted as exc:  # `rtl` prints what was kept: the stopped pretraining's checkpoint, the encoders before
+        if written:
+            exc.kept = "; ".join(filter(None, [exc.kept, "the finished encoders " + ", ".join(map(str, written))]))
+        raise
     return written

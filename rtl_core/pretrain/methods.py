@@ -19,8 +19,8 @@ returns an :class:`SSLMethod`, whose :meth:`~SSLMethod.loss` maps two augmented 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
@@ -37,6 +37,7 @@ from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
 from rtl_core.errors import ConfigError
+from rtl_core.names import add_method
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def register_method(name: str):
         if name in METHODS:
             raise ValueError(f"SSL method {name!r} registered twice")
         METHODS[name] = builder
+        add_method(name)  # a config may name it (rtl_core.names.known_methods)
         return builder
 
     return wrap

@@ -9,18 +9,23 @@ key is reused unless ``force``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from rtl_core.config import StudyConfig
-from rtl_core.errors import CheckpointError, ConfigError
+from rtl_core.errors import BusyError, CheckpointError, ConfigError, Interrupted
 from rtl_core.io import atomic_write
+from rtl_core.leases import acquire, describe_holder
 from rtl_core.models.backbones import build_backbone, feature_dim
 from rtl_core.models.checkpoints import (
     IDENTITY_MEAN,
@@ -29,6 +34,7 @@ from rtl_core.models.checkpoints import (
     load_encoder,
     read_sidecar,
     save_encoder,
+    torch_file_problem,
 )
 from rtl_core.models.devices import resolve_accelerator
 from rtl_core.paths import encoder_stem, pretraining_logs_dir
@@ -202,12 +208,10 @@ def pretrain(
 
     ``sequential=True`` starts from the ``natural`` encoder of the same method (trained first if missing) and
     continues on ``pool`` (the init ``sequential:<pool>:<method>``). An existing encoder for the same settings
-    is returned as is unless ``force``; an interrupted run resumes from its ``last.ckpt``.
+    is returned as is unless ``force``; an interrupted run resumes from its ``last.ckpt``. The pretraining is leased
+    (:func:`pretraining_lease`): while another live process trains the same encoder, :class:`BusyError` names it.
+    A signal raises :class:`~rtl_core.errors.Interrupted` saying what was kept (SIGTERM after the current step).
     """
-    import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
-    from pytorch_lightning.loggers import CSVLogger
-
     plan = check_request(config, pool, method)
     stem = encoder_stem(pool, method, config.study, sequential)
     if not force and (found := existing_encoder(config, pool, method, sequential)):
@@ -216,6 +220,30 @@ def pretrain(
     init_from = None
     if sequential:
         init_from = pretrain(config, SEQUENTIAL_SOURCE, method, progress=progress)
+    with pretraining_lease(config, stem):
+        if not force and (found := existing_encoder(config, pool, method, sequential)):
+            log.info("encoder finished by another process meanwhile: %s", found)
+            return found
+        return _fit(config, pool, method, sequential, force, callbacks, progress, plan, stem, init_from)
+
+
+def _fit(
+    config: StudyConfig,
+    pool: str,
+    method: str,
+    sequential: bool,
+    force: bool,
+    callbacks: Sequence,
+    progress: bool,
+    plan: DevicePlan,
+    stem: Path,
+    init_from: Path | None,
+) -> Path:
+    """The pretraining itself, under its lease (see :func:`pretrain`)."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+    from pytorch_lightning.loggers import CSVLogger
+
     data = load_pretrain_pool(config, pool)
     steps_per_epoch = _check_pool_size(config, data, plan)
     folder = pretraining_dir(config, pool, method, sequential)
@@ -293,12 +321,15 @@ def pretrain(
         num_workers=config.data.num_workers,
     )
     last = folder / "last.ckpt"
+    if last.is_file() and first_process():
+        set_aside_if_damaged(last)
     if last.is_file():
         log.info("resuming from %s", last)
         if trainer.is_global_zero:
             set_aside_metrics(folder)
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.is_file() else None)
+    with stop_between_steps(folder, p.checkpoint_every_n_epochs) as signalled:
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.is_file() else None)
     seconds = time.perf_counter() - start
     weights, _ = checkpoint_paths(stem)
     if trainer.is_global_zero:
@@ -330,4 +361,108 @@ def pretrain(
             normalize={"mean": list(IDENTITY_MEAN), "std": list(IDENTITY_STD)},  # inputs in [0, 1], as trained
         )
         log.info("encoder saved: %s (%.0f s)", weights, seconds)
+    if signalled:  # the signal came as the last step ended, or before Lightning listened: the encoder is whole
+        raise Interrupted(signalled[0], kept=f"the finished encoder {weights}")
     return weights
+
+
+def first_process() -> bool:
+    """Whether this is the first process of its pretraining: not a DDP process that Lightning started for another
+    device (``LOCAL_RANK``), nor a SLURM / torchrun task other than the first (``SLURM_PROCID``, ``RANK``,
+    ``NODE_RANK``). Only the first one holds the lease and looks after ``last.ckpt``."""
+    return all(os.environ.get(name, "0") in ("", "0") for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
+
+
+@contextlib.contextmanager
+def pretraining_lease(config: StudyConfig, stem: Path):
+    """Hold the lease on the encoder at ``stem`` while the block pretrains it (:mod:`rtl_core.leases`; the lease
+    file is ``runs/pretrain/<study>/<encoder>.lease.json``, whatever the settings, as they all write one encoder).
+
+    A live holder makes this raise :class:`BusyError` naming its host, pid and start; the lease of a process that
+    is gone on this host, or whose heartbeat is older than ``launcher.stale_seconds``, is taken over. DDP
+    processes after the first train under the first one's lease."""
+    if not first_process():
+        yield None
+        return
+    target = pretraining_logs_dir(config.study) / stem.name
+    lease = acquire(target, config.launcher.stale_seconds)
+    if lease is None:
+        raise BusyError(
+            f"The pretraining of encoder {stem.name} (study {config.study}) is running in another process: "
+            f"{describe_holder(target)}. Wait for it to finish and rerun this command (its encoder is then reused), "
+            "or stop that process; the lease of a process that died is taken over (at once on the same host, after "
+            f"launcher.stale_seconds = {config.launcher.stale_seconds:g} s from another)."
+        )
+    if lease.taken_over:
+        log.warning("took over the lease of a pretraining of %s whose process is gone (%s)", stem.name, lease.path)
+    try:
+        with lease.beating(config.launcher.heartbeat_seconds):
+            yield lease
+    finally:
+        lease.release()
+
+
+def set_aside_if_damaged(last: Path) -> Path | None:
+    """If the resume checkpoint ``last`` is damaged (empty, truncated, a failing CRC), rename it to
+    ``last.ckpt.damaged-<time>`` beside it so that the pretraining restarts from its first step, and return the new
+    name; ``None`` when it is sound. A file that cannot be moved raises :class:`CheckpointError` saying what to do."""
+    problem = torch_file_problem(last, deep=True)
+    if problem is None:
+        return None
+    aside = last.with_name(f"{last.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        last.rename(aside)
+    except OSError as exc:
+        raise CheckpointError(
+            f"The pretraining's resume checkpoint {last} is damaged ({problem}) and cannot be moved aside "
+            f"({exc.strerror}). Delete it (the pretraining then starts again from its first step) and rerun."
+        ) from exc
+    log.warning(
+        "resume checkpoint %s is damaged (%s): set aside as %s; the pretraining starts again from its first step",
+        last,
+        problem,
+        aside.name,
+    )
+    set_aside_metrics(last.parent)  # its loss curve is redone from step 0 (join_metrics then drops the old rows)
+    return aside
+
+
+def kept_of(folder: Path, every_n_epochs: int) -> str:
+    """What an interrupted pretraining in ``folder`` leaves for a rerun, in words."""
+    last = folder / "last.ckpt"
+    if last.is_file():
+        saved = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.stat().st_mtime))
+        return f"the pretraining checkpoint {last} (saved {saved}; the steps after it are redone)"
+    return (
+        f"no checkpoint of this pretraining yet (the first is written after epoch {every_n_epochs}; it starts "
+        f"again from its first step; folder {folder})"
+    )
+
+
+@contextlib.contextmanager
+def stop_between_steps(folder: Path, every_n_epochs: int):
+    """Around ``trainer.fit``: a SIGTERM ends training after the current step (Lightning's own handler; the
+    caller's is replaced by one that only notes the signal, yielded as a list) and every interruption leaves as
+    :class:`~rtl_core.errors.Interrupted` naming what was kept, where Lightning would exit 0 (SIGTERM) or 1
+    (Ctrl-C)."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    signalled: list[int] = []
+    previous = signal.getsignal(signal.SIGTERM)
+    main = threading.current_thread() is threading.main_thread() and previous is not None  # None: set outside Python
+    if main:
+        signal.signal(signal.SIGTERM, lambda signum, frame: signalled.append(signum))
+    try:
+        yield signalled
+    except SIGTERMException as exc:
+        raise Interrupted(signal.SIGTERM, kept_of(folder, every_n_epochs)) from exc
+    except Interrupted as exc:
+        exc.kept = exc.kept or kept_of(folder, every_n_epochs)
+        raise
+    except SystemExit as exc:  # Lightning answers Ctrl-C with sys.exit(1)
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise Interrupted(signal.SIGINT, kept_of(folder, every_n_epochs)) from exc
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)

@@ -5,6 +5,9 @@ as notebooks by ``make lab``); jupytext turns one into a notebook that papermill
 ``parameters`` with plain defaults. Parameters are checked before execution: an unknown name, or a profile that
 does not exist, is a :class:`ConfigError`. A failing cell raises :class:`NotebookFailed`, which names the notebook,
 the cell and where the partial output is.
+
+The report set follows the study (:func:`study_pages`): one protocol page per protocol it ran, the segmentation
+page only when it has a segmentation task.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from rtl_core.errors import ConfigError, RtlError
 from rtl_core.paths import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-REPORT_DIR = REPO_ROOT / "reports"
 
 
 class NotebookFailed(RtlError):
@@ -39,12 +41,17 @@ class NotebookSpec:
     def source_name(self) -> str:
         return self.source or self.name
 
+    @property
+    def protocol(self) -> str | None:
+        """The protocol a protocol page shows (None for the other pages)."""
+        return self.parameters.get("protocol")
+
 
 def _protocol_page(name: str, title: str, summary: str, protocol: str) -> NotebookSpec:
     return NotebookSpec(name, title, summary, source="20_protocol", parameters={"protocol": protocol})
 
 
-#: In the order a reader meets them.
+#: Every report page, in the order a reader meets them; a study gets the ones that fit it (:func:`study_pages`).
 NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("00_data", "Data", "What is in each pool and task: samples, intensities, split sizes by patient."),
     NotebookSpec(
@@ -63,10 +70,22 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
         "linear",
     ),
     _protocol_page(
+        "21_linear_bn_train",
+        "Linear evaluation, BatchNorm in train mode",
+        "Frozen weights whose BatchNorm statistics keep updating, linear heads (the paper's linear protocol).",
+        "linear_bn_train",
+    ),
+    _protocol_page(
         "22_low_label",
         "Low-label fine-tune",
         "1 % (and 10 %) of the labels: results, statistics, labels vs performance.",
         "lowlabel_1",
+    ),
+    _protocol_page(
+        "22_low_label_10",
+        "Low-label fine-tune, 10 %",
+        "10 % of the labels: results, statistics, labels vs performance.",
+        "lowlabel_10",
     ),
     NotebookSpec(
         "23_segmentation", "Liver segmentation", "U-Net on each encoder: Dice per scan and per slice batch, statistics."
@@ -83,6 +102,20 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
         "90_summary", "Summary", "Every claim of the paper judged by one rule, on our runs and on the paper's; caveats."
     ),
 )
+
+
+def study_pages(config) -> list[NotebookSpec]:
+    """The report pages of a study: every page of :data:`NOTEBOOKS` except protocol pages of protocols it did not
+    run and the segmentation page when it has no segmentation task."""
+    from rtl_core.data.study import task_kind
+
+    protocols = set(config.evaluate.protocols)
+    segmentation = any(task_kind(config.data, t) == "segmentation" for t in config.evaluate.tasks)
+    return [
+        spec
+        for spec in NOTEBOOKS
+        if (spec.protocol is None or spec.protocol in protocols) and (spec.name != "23_segmentation" or segmentation)
+    ]
 
 
 def read_source(path: Path):

@@ -2,6 +2,10 @@
 
 Steps: data splits → pretraining (each pool × method) → evaluation grid → feature-space analysis → claims
 (``claims.json``, copied to ``reports/``) → notebooks (papermill) → HTML (nbconvert) → ``reports/index.html``.
+``reports/`` is :func:`rtl_core.paths.reports_dir`: ``$RTL_OUTPUT_DIR/reports`` when that is set (nothing is written
+into the repository then), else the repository's. The pages follow the study (:func:`study_pages`).
+After the data step a plan is printed: a short calibration on this machine and an estimate per stage
+(:mod:`rtl_core.report.eta`); each finished step prints its time beside its estimate and the time left.
 Progress is printed per step; a failing notebook names its cell and
 where its partial output is. Wall time and peak memory are printed, put on the index page and merged into
 ``reports/bench.json`` (``reproduce.wall_minutes``, ``reproduce.peak_rss_mb``).
@@ -13,15 +17,15 @@ import hashlib
 import json
 import resource
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from rtl_core.config import StudyConfig, load_config
-from rtl_core.errors import RtlError
+from rtl_core.errors import ConfigError, Interrupted, RtlError
 from rtl_core.io import write_json
-from rtl_core.paths import checkpoints_dir, study_dir
-from rtl_core.report.notebooks import NOTEBOOKS, REPORT_DIR, execute_page, to_html
+from rtl_core.paths import checkpoints_dir, results_dir, study_dir
+from rtl_core.report.notebooks import execute_page, study_pages, to_html
 
 
 @dataclass
@@ -29,6 +33,12 @@ class Step:
     name: str
     run: Callable[[], None]
     done: Callable[[], bool] = lambda: False
+    what: tuple = ()  # what the step works on (pretrain: pool, method, sequential; notebook: the page's name)
+
+    @property
+    def stage(self) -> str:
+        """data / pretrain / evaluate / analyze / claims / advise / notebook."""
+        return self.name.split(":")[0].split()[0]
 
 
 def peak_rss_mb() -> float:
@@ -63,14 +73,32 @@ def _inputs_fingerprint(config: StudyConfig) -> str:
     )
 
 
+def chosen_pages(config: StudyConfig, pages: Sequence[str] | None = None) -> list:
+    """The study's report pages (:func:`~rtl_core.report.notebooks.study_pages`), or only those named in ``pages``
+    (e.g. ``["21_linear_eval", "90_summary"]`` to refresh two pages); an unknown name is a :class:`ConfigError`
+    naming the study's pages."""
+    specs = study_pages(config)
+    if pages is None:
+        return specs
+    known = {spec.name for spec in specs}
+    unknown = [name for name in pages if name not in known]
+    if unknown:
+        raise ConfigError(f"no report page {', '.join(unknown)} in study {config.study}; its pages: {sorted(known)}")
+    return [spec for spec in specs if spec.name in set(pages)]
+
+
 def notebook_steps(
-    config: StudyConfig, report_dir: Path, show_code: bool, config_path: str | None = None
+    config: StudyConfig,
+    report_dir: Path,
+    show_code: bool,
+    config_path: str | None = None,
+    pages: Sequence[str] | None = None,
 ) -> list[Step]:
     executed_dir = study_dir("notebooks", config.study)
     stamp_dir = study_dir("report_stamps", config.study)
     parameters = {"profile": config.profile, "config": str(Path(config_path).resolve()) if config_path else ""}
     steps = []
-    for spec in NOTEBOOKS:
+    for spec in chosen_pages(config, pages):
         html_path = report_dir / f"{spec.name}.html"
         stamp = stamp_dir / f"{spec.name}.json"
 
@@ -85,7 +113,7 @@ def notebook_steps(
             recorded = json.loads(stamp.read_text())
             return recorded == {"inputs": _inputs_fingerprint(config), "show_code": show_code}
 
-        steps.append(Step(f"notebook {spec.name} → reports/{html_path.name}", run, done))
+        steps.append(Step(f"notebook {spec.name} → reports/{html_path.name}", run, done, (spec.name,)))
     return steps
 
 
@@ -154,7 +182,7 @@ def _advise(config: StudyConfig) -> None:
     summary["inputs"] = _advise_inputs(config)
     write_json(advisor_dir(config) / "summary.json", summary)
     print("  " + validated_line(summary, config.study))
-    if config.study == "default" and config.profile == "default":  # the demo study's figures (README, rtl advise)
+    if config.study == "default" and config.profile == "default":  # the demo study's figures (docs/advisor.md)
         merge_figures(bench_figures(summary), report_dir_of(config) / "bench.json")
 
 
@@ -190,6 +218,7 @@ def _pretrain_step(config: StudyConfig, pool: str, method: str, sequential: bool
         label,
         lambda: pretrain(config, pool, method, sequential=sequential),
         lambda: existing_encoder(config, pool, method, sequential) is not None,
+        (pool, method, sequential),
     )
 
 
@@ -203,6 +232,11 @@ def _evaluate(config: StudyConfig, threads: int | None) -> None:
         torch.set_num_threads(threads)
     try:
         report = launch(config, progress=True)
+    except Interrupted as exc:
+        from rtl_core.evaluate.runner import records_kept
+
+        exc.kept = exc.kept or records_kept(results_dir(config.study))
+        raise
     finally:
         torch.set_num_threads(before)  # the caller's (a notebook kernel, a test session) thread count comes back
     print(f"  {report.summary()} (launcher {config.launcher.kind})")
@@ -210,7 +244,7 @@ def _evaluate(config: StudyConfig, threads: int | None) -> None:
         raise RtlError(f"{len(report.failed)} run(s) failed; tracebacks: " + "; ".join(w for _, w in report.failed[:5]))
     if report.busy:
         raise RtlError(
-            f"{len(report.busy)} run(s) are held by other live workers (claim files beside their records); "
+            f"{len(report.busy)} run(s) are held by other live workers (lease files beside their records); "
             f"rerun when those finish, or after launcher.stale_seconds if they died: {report.busy[:3]}"
         )
 
@@ -237,19 +271,60 @@ def _analyze(config: StudyConfig) -> None:
 
 
 def _summary(config: StudyConfig):
-    """The claims table for the index page (None before ``rtl claims`` ran)."""
+    """The claims table for the index page: the rows that apply to the study (None before ``rtl claims`` ran or
+    when none applies; :func:`_claims_note` says which were not run)."""
     from rtl_core.analysis.claims import COMPACT, display_table, load_claims
+    from rtl_core.report.views import split_claims
 
-    rows = load_claims(config.study)
-    return display_table(rows)[COMPACT] if len(rows) else None
+    applies, _ = split_claims(load_claims(config.study))
+    return display_table(applies)[COMPACT] if len(applies) else None
 
 
 def _overview(config: StudyConfig):
-    """One line per claim for the index page: statement, our verdicts, the paper's (None before ``rtl claims``)."""
+    """One line per claim that applies to the study, for the index page: statement, our verdicts, the paper's."""
     from rtl_core.analysis.claims import claim_overview, load_claims
+    from rtl_core.report.views import split_claims
 
-    rows = load_claims(config.study)
-    return claim_overview(rows) if len(rows) else None
+    applies, _ = split_claims(load_claims(config.study))
+    return claim_overview(applies) if len(applies) else None
+
+
+def _claims_note(config: StudyConfig) -> str | None:
+    """The index page's line on the paper's claims this study did not run (None when it ran them all)."""
+    from rtl_core.analysis.claims import load_claims
+    from rtl_core.report.views import not_run_note
+
+    return not_run_note(load_claims(config.study), where="in claims.json and 90 · Summary")
+
+
+def _plan(config: StudyConfig, steps: list[Step], first: int, threads: int | None):
+    """Calibrate on this machine and print the plan: one line per stage with its estimate (steps before
+    ``first`` are done). An estimate that cannot be made is said and skipped: it never stops the study."""
+    from rtl_core.report import eta
+
+    try:
+        plan = eta.plan(
+            config,
+            [(s.stage, s.name, s.what, i < first or s.done()) for i, s in enumerate(steps)],
+            threads,
+        )
+    except (RtlError, OSError, ValueError, RuntimeError) as exc:
+        print(f"rtl reproduce: no time estimate ({type(exc).__name__}: {exc})", flush=True)
+        return eta.Plan([], None)
+    print("rtl reproduce: plan, " + "\n".join(plan.lines()), flush=True)
+    return plan
+
+
+def _progress(plan, index: int, start: float) -> str:
+    """`` (estimated …); … elapsed, about … to go`` after step ``index``, from ``plan``."""
+    from rtl_core.report.eta import duration
+
+    if plan is None or index >= len(plan.steps):
+        return ""
+    estimate = plan.steps[index].seconds
+    said = f" (estimated ~{duration(estimate)})" if estimate is not None else ""
+    elapsed, left = duration(time.perf_counter() - start), duration(plan.remaining_after(index))
+    return f"{said}; {elapsed} elapsed, about {left} to go"
 
 
 def _publish_claims(config: StudyConfig, report_dir: Path) -> None:
@@ -266,8 +341,11 @@ def _publish_claims(config: StudyConfig, report_dir: Path) -> None:
 
 def report_dir_of(config: StudyConfig) -> Path:
     """Where a study's HTML goes: ``reports/`` for a stock profile's own study, ``reports/<study>/`` otherwise (so
-    studies never render over each other)."""
-    return REPORT_DIR if config.study == config.profile else REPORT_DIR / config.study
+    studies never render over each other); ``reports/`` is :func:`rtl_core.paths.reports_dir` (under
+    ``$RTL_OUTPUT_DIR`` when that is set)."""
+    from rtl_core.paths import reports_dir
+
+    return reports_dir() if config.study == config.profile else reports_dir() / config.study
 
 
 def reproduce(
@@ -277,9 +355,11 @@ def reproduce(
     report_dir: Path | None = None,
     threads: int | None = 1,
     overrides: dict | None = None,
+    pages: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Run every step not yet done; return the wall time (minutes) and peak memory (MB). The profile is
-    ``profile`` if given, else the config file's ``profile:``, else ``default``."""
+    ``profile`` if given, else the config file's ``profile:``, else ``default``; ``pages`` renders only these
+    report pages (default: every page of the study), and the index links only the pages rendered."""
     from rtl_core.io import merge_figures
     from rtl_core.report.index import build_index, read_bench
 
@@ -287,14 +367,17 @@ def reproduce(
     config = load_config(profile, config_path, overrides)
     report_dir = Path(report_dir) if report_dir else report_dir_of(config)
     report_dir.mkdir(parents=True, exist_ok=True)
-    steps = study_steps(config, threads) + notebook_steps(config, report_dir, show_code, config_path)
+    steps = study_steps(config, threads) + notebook_steps(config, report_dir, show_code, config_path, pages)
     print(
         f"rtl reproduce: study {config.study} (profile {config.profile}), config {config.hash()}, {len(steps)} steps; "
         f"reports in {report_dir}"
     )
     skipped = 0
     stage_seconds: dict[str, float] = {}
+    plan = None
     for number, step in enumerate(steps, start=1):
+        if plan is None and step.stage != "data":  # after the data step: the sizes are known
+            plan = _plan(config, steps, number - 1, threads)
         label = f"[{number}/{len(steps)}] {step.name}"
         if step.done():
             print(f"{label}: done already, skipped")
@@ -302,11 +385,17 @@ def reproduce(
             continue
         print(f"{label} …", flush=True)
         t0 = time.perf_counter()
-        step.run()
+        try:
+            step.run()
+        except Interrupted as exc:  # `rtl` prints it: the reproduce stops here, saying what a rerun keeps
+            exc.where = f"step {number}/{len(steps)} ({step.name})"
+            before = {1: "", 2: "step 1 (done)"}.get(number, f"steps 1-{number - 1} (done)")
+            exc.kept = "; ".join(filter(None, [before, exc.kept])) or "nothing yet"
+            raise
         seconds = time.perf_counter() - t0
         stage = step.name.split(":")[0].split()[0]  # data / pretrain / evaluate / analyze / notebook
         stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
-        print(f"{label}: finished in {seconds:.0f} s", flush=True)
+        print(f"{label}: finished in {seconds:.0f} s{_progress(plan, number - 1, start)}", flush=True)
     wall = (time.perf_counter() - start) / 60
     peak = peak_rss_mb()
     figures = {
@@ -319,7 +408,7 @@ def reproduce(
         merge_figures(figures, report_dir / "bench.json")
     elif stock_default:
         print(f"({skipped} step(s) were already done: this run's time is not recorded in reports/bench.json)")
-    reports = [(f"{spec.name}.html", spec.title, spec.summary) for spec in NOTEBOOKS]
+    reports = [(f"{spec.name}.html", spec.title, spec.summary) for spec in chosen_pages(config, pages)]
     _publish_claims(config, report_dir)
     label = config.profile if config.study == config.profile else f"{config.profile}, study {config.study}"
     build_index(
@@ -328,6 +417,7 @@ def reproduce(
         label,
         summary=_summary(config),
         overview=_overview(config),
+        claims_note=_claims_note(config),
         bench=read_bench(report_dir),
         wall_minutes=wall,
         peak_rss_mb=peak,

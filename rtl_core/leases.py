@@ -1,19 +1,20 @@
-"""Claim files: a worker claims a run before it starts it, so many workers (processes, GPUs, SLURM array tasks)
-can share one results folder and every run is done exactly once.
+"""Leases: a process leases a piece of work before it starts it, so many processes (workers, GPUs, SLURM array
+tasks, two ``rtl`` commands) can share one output folder and every piece is done once, by one of them.
 
-A claim is ``<record>.claim.json`` beside the run's record, created with ``O_CREAT | O_EXCL`` (atomic on a local
-and on an NFS v3+ file system), holding host, pid, a random token, start time and a heartbeat that a thread
-refreshes while the run trains. A claim whose heartbeat is older than ``stale_seconds``, or whose process is gone
-on this host, is stale: one worker wins the atomic rename that removes it and claims the run anew (the run is
-then *redone*). A finished run's record makes every later claim attempt a skip.
+The evaluation grid leases each run (:mod:`rtl_core.evaluate.runner`), pretraining each encoder
+(:func:`rtl_core.pretrain.train.pretrain`). A lease is ``<target>.lease.json`` beside what it guards, created with
+``O_CREAT | O_EXCL`` (atomic on a local and on an NFS v3+ file system), holding host, pid, a random token, start
+time and a heartbeat that a thread refreshes while the work goes on. A lease whose heartbeat is older than
+``stale_seconds``, or whose process is gone on this host, is stale: one process wins the atomic rename that
+removes it and takes the work over (the work is then *redone*).
 
 Example::
 
-    claim = acquire(record_path, stale_seconds=300)
-    if claim is not None:
-        with claim.beating(30):
+    lease = acquire(record_path, stale_seconds=300)
+    if lease is not None:
+        with lease.beating(30):
             ...  # train, write the record
-        claim.release()
+        lease.release()
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUFFIX = ".claim.json"
+SUFFIX = ".lease.json"
 log = logging.getLogger(__name__)
 
 
-def claim_path(record: Path) -> Path:
-    return record.with_name(record.name + SUFFIX)
+def lease_path(target: Path) -> Path:
+    """The lease file of ``target`` (``<target>.lease.json``, beside it)."""
+    return target.with_name(target.name + SUFFIX)
 
 
 def _owner(token: str) -> dict:
@@ -52,8 +54,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_claim(path: Path) -> dict | None:
-    """The owner recorded in a claim file (``None`` if it is gone or still being written)."""
+def read_lease(path: Path) -> dict | None:
+    """The holder recorded in a lease file (``None`` if it is gone or still being written)."""
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
@@ -61,9 +63,9 @@ def read_claim(path: Path) -> dict | None:
 
 
 def is_stale(path: Path, stale_seconds: float) -> bool:
-    """Whether the claim at ``path`` belongs to no live worker: its heartbeat (or, while unreadable, the file's
+    """Whether the lease at ``path`` belongs to no live process: its heartbeat (or, while unreadable, the file's
     mtime) is older than ``stale_seconds``, or its process is gone on this host."""
-    owner = read_claim(path)
+    owner = read_lease(path)
     try:
         mtime = path.stat().st_mtime
     except FileNotFoundError:
@@ -74,25 +76,39 @@ def is_stale(path: Path, stale_seconds: float) -> bool:
     return bool(owner and owner.get("host") == socket.gethostname() and not _alive(int(owner.get("pid", -1))))
 
 
+def describe_holder(target: Path) -> str:
+    """Who holds the lease on ``target``, in words: host, pid, since when, last heartbeat, and the lease file."""
+    path = lease_path(target)
+    owner = read_lease(path)
+    if owner is None:
+        return f"a process that is still writing its lease file {path}"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(owner.get("started", 0))))
+    beat = time.time() - float(owner.get("heartbeat", owner.get("started", 0)))
+    return (
+        f"host {owner.get('host')}, pid {owner.get('pid')}, since {started} "
+        f"(last heartbeat {beat:.0f} s ago; lease file {path})"
+    )
+
+
 @dataclass
-class Claim:
-    """A run this worker holds."""
+class Lease:
+    """A piece of work this process holds."""
 
     path: Path
     token: str
-    taken_over: bool = False  # the run had a stale claim of a worker that died
+    taken_over: bool = False  # the work had a stale lease of a process that died
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def beat(self) -> None:
-        """Refresh the heartbeat (only while the claim is still ours)."""
-        owner = read_claim(self.path)
+        """Refresh the heartbeat (only while the lease is still ours)."""
+        owner = read_lease(self.path)
         if owner is None or owner.get("token") != self.token:
             return
         owner["heartbeat"] = time.time()
         tmp = self.path.with_name(f".{self.path.name}.{self.token}.beat")
         tmp.write_text(json.dumps(owner))
-        current = read_claim(self.path)
-        if current is None or current.get("token") != self.token:  # taken over meanwhile: leave the new claim
+        current = read_lease(self.path)
+        if current is None or current.get("token") != self.token:  # taken over meanwhile: leave the new lease
             tmp.unlink(missing_ok=True)
             return
         os.replace(tmp, self.path)
@@ -118,15 +134,15 @@ class Claim:
             thread.join(timeout=interval + 1)
 
     def release(self) -> None:
-        """Remove the claim if it is still ours."""
-        owner = read_claim(self.path)
+        """Remove the lease if it is still ours."""
+        owner = read_lease(self.path)
         if owner is not None and owner.get("token") == self.token:
             self.path.unlink(missing_ok=True)
 
 
-def acquire(record: Path, stale_seconds: float = 300.0) -> Claim | None:
-    """Claim the run whose record is ``record``; ``None`` when a live worker holds it."""
-    path = claim_path(record)
+def acquire(target: Path, stale_seconds: float = 300.0) -> Lease | None:
+    """Lease the work whose output is ``target``; ``None`` when a live process holds it."""
+    path = lease_path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     taken_over = False
@@ -142,12 +158,12 @@ def acquire(record: Path, stale_seconds: float = 300.0) -> Claim | None:
                 return None
             tomb = path.with_name(f".{path.name}.stale.{token}")
             try:
-                os.rename(path, tomb)  # atomic: of the workers that found it stale, one wins
+                os.rename(path, tomb)  # atomic: of the processes that found it stale, one wins
             except FileNotFoundError:
                 return None
             if tomb.stat().st_ino != judged:
-                # Another worker replaced the stale claim with its own between our check and our rename: put it
-                # back (link fails if a claim exists again, which is then that worker's) and step aside.
+                # Another process replaced the stale lease with its own between our check and our rename: put it
+                # back (link fails if a lease exists again, which is then that process's) and step aside.
                 with contextlib.suppress(FileExistsError):
                     os.link(tomb, path)
                 tomb.unlink(missing_ok=True)
@@ -157,5 +173,5 @@ def acquire(record: Path, stale_seconds: float = 300.0) -> Claim | None:
             continue
         with os.fdopen(fd, "w") as handle:
             handle.write(json.dumps(_owner(token)))
-        return Claim(path, token, taken_over)
+        return Lease(path, token, taken_over)
     return None
