@@ -14,12 +14,9 @@
 # %% [markdown]
 # # 90 · Summary: CT or birds?
 #
-# Every claim of the paper, judged by one rule on our runs and, beside it, on the paper's own runs (`paper_runs.csv`).
-# The rule: Welch's t-test per row, Holm within each claim's family; **supports** / **contradicts** = Holm p < α and the
-# sign of Δ; **equivalent** = TOST within the declared margin (no-difference claims only); **inconclusive** = neither,
-# with the smallest effect this many runs could detect and the runs that would detect the observed Δ; **withheld** = no
-# test is defined, or an arm's encoder did not beat random init on its own domain (kNN sanity check); **not run** = the
-# study lacks an arm, a task or a protocol (the reason names the config change). *Inconclusive is not "no difference".*
+# The study's own questions first, then every claim of the paper, judged by one rule on our runs and, beside it, on
+# the paper's own runs (`paper_runs.csv`). Each verdict gives the arm ahead, Δ (absolute and % of arm B), its scope
+# (over pretraining runs, or about these checkpoints), K × D and its flags.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -45,33 +42,86 @@ results = views.load(study)
 claims = views.claims(study)
 
 # %%
-from rtl_core.analysis import claims as engine
+from IPython.display import Markdown
 
+from rtl_core.analysis import claims as engine
+from rtl_core.analysis.claims.rule import RULE_SUMMARY
+
+display(Markdown(f"**The rule.** {RULE_SUMMARY} Step by step: `docs/claims.md`."))
 rows = engine.current_claims(cfg)
+applies, not_run = views.split_claims(rows)
+own, paper_rows = views.split_questions(applies)
 print(
     f"α = {cfg.analysis.alpha}, equivalence margin ±{cfg.analysis.equivalence_margin:g} % of arm B, "
     f"arms: {engine.config_arms(cfg)}"
 )
+note = views.not_run_note(rows, where="under 'Not run in this study'")
+if note:
+    display(Markdown(f"**{note}**"))
+
+# %% [markdown]
+# ## Questions of this study
+#
+# The questions the study declares (`analysis.questions`), judged on its runs: one line per question, then every
+# row.
+
+# %%
+if len(own):
+    own_table = views.verdict_table(own)
+    display(views.table(views.without_paper(views.overview_details(engine.claim_overview(own), own_table))))
+    display(views.table(views.without_paper(own_table)))
+else:
+    display(Markdown("*This study declares no questions of its own (`analysis.questions`).*"))
 
 # %% [markdown]
 # ## Claims at a glance
 #
-# Our verdicts and the paper's (its own runs, the same rule), counted over each claim's rows.
+# Our verdicts and the paper's (its own runs, the same rule), counted over each claim's rows that apply to this study.
 
 # %%
-engine.claim_overview(rows)
+paper_table = views.verdict_table(paper_rows) if len(paper_rows) else None
+(
+    views.overview_details(engine.claim_overview(paper_rows), paper_table)
+    if len(paper_rows)
+    else Markdown("*No claim of the paper applies to this study.*")
+)
 
 # %% [markdown]
 # ## Every row
 #
-# One row per claim × task × metric. Δ % = (A / B − 1) · 100 with Welch's CI; SD with ddof = 1; p Holm within the
-# claim's family.
+# One row per claim × task × metric that applies to this study. Δ % = (A / B − 1) · 100 with Welch's CI; SD with
+# ddof = 1; p Holm within the claim's family; the paper's verdict and flags beside.
 
 # %%
-engine.display_table(rows)
+paper_table if paper_table is not None else Markdown("*No claim of the paper applies to this study.*")
 
 # %%
-engine.verdict_figure(rows, cfg.analysis.equivalence_margin)
+engine.verdict_figure(applies, cfg.analysis.equivalence_margin) if len(applies) else None
+
+# %% [markdown]
+# ## Variance components
+#
+# Per task × protocol (each task's primary metric): the variance between encoders (pretraining runs of one init)
+# and between downstream seeds (runs of one encoder), the one-way ANOVA estimates of
+# `rtl_core.analysis.replicates.variance_components`. The first decides whether a verdict can speak about
+# pretraining or only about these checkpoints.
+
+# %%
+variance = views.variance_table(results)
+display(Markdown(views.variance_note(variance)))
+views.table(variance)
+
+# %% [markdown]
+# ## Not run in this study
+#
+# The rows of the declared questions (the study's own and the paper's claims) that this study lacks an arm, a task or
+# a protocol for; the reason names the config change that runs them.
+
+# %%
+engine.display_table(not_run)[["claim", "task", "protocol", "metric", "A", "B", "why"]] if len(not_run) else Markdown(
+    "*None: the study ran every claim's arms, tasks and protocols.*"
+)
+
 # %% [markdown]
 # ## The paper judged by the same rule
 #
@@ -87,10 +137,14 @@ engine.display_table(
 # %% [markdown]
 # ## The claims
 #
-# Each claim's statement, arms by role, expected outcome and notes.
+# Each declared question's statement (the study's own first, then the paper's), arms, expected outcome, margin and
+# notes.
 
 # %%
-engine.claim_texts()
+from rtl_core.analysis.questions import declared_claims
+
+declared = declared_claims(cfg)
+engine.claim_texts([c for c in declared if not c.builtin] + [c for c in declared if c.builtin])
 
 # %% [markdown]
 # ## Every comparison

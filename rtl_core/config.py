@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from rtl_core.errors import ConfigError
-from rtl_core.names import DEMO_POOLS, DEMO_TASKS, parse_init
+from rtl_core.names import DEMO_POOLS, DEMO_TASKS, known_methods, parse_init
 from rtl_core.provenance import settings_digest
 
 PROFILES = ("smoke", "default", "paper")
@@ -36,7 +36,9 @@ class UserDataset(Strict):
     format: Literal["imagefolder", "dicom", "nifti", "png_slices"]
     path: str
     window: str | tuple[float, float] | None = Field(
-        None, description="CT window (preset or [level, width]) for HU data"
+        None,
+        description="CT window (preset or [level, width]) for HU data; imagefolder / png_slices: applied to 16-bit "
+        "and float images in their stored values (default: each image's min–max; 8-bit images are kept as they are)",
     )
     labels_path: str | None = Field(None, description="nifti: folder of label maps with the same file names")
     kind: Literal["classification", "segmentation"] = "classification"
@@ -47,6 +49,19 @@ class UserDataset(Strict):
     domain: str | None = Field(
         None, description="imaging domain (ct, natural, xray, mri, …) for the advisor; DICOM/NIfTI/PNG slices: ct"
     )
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="pools: files to leave out, glob patterns of paths relative to `path` (e.g. a damaged file "
+        "the pool check names)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_exclude(self, handler: Any) -> dict[str, Any]:
+        """No ``exclude`` key when nothing is excluded: config hashes and pretraining keys stay as they were."""
+        data = handler(self)
+        if isinstance(data, dict) and not self.exclude:
+            data.pop("exclude", None)
+        return data
 
 
 class DataConfig(Strict):
@@ -140,6 +155,20 @@ class PretrainConfig(Strict):
     min_scale: float = Field(0.08, gt=0, le=1, description="smallest crop area of RandomResizedCrop")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum")
     checkpoint_every_n_epochs: int = Field(1, ge=1, description="how often the resumable last.ckpt is written")
+    replicates: int = Field(
+        1,
+        ge=1,
+        description="pretraining replicates K: independent pretrainings per ssl:/sequential: arm (seeds derived from "
+        "the study seed); the claims engine treats each (init, replicate) as one encoder, the unit of replication",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_single_replicate(self, handler: Any) -> dict[str, Any]:
+        """No ``replicates`` key at K = 1: config hashes, run settings and pretraining keys stay as they were."""
+        data = handler(self)
+        if isinstance(data, dict) and self.replicates == 1:
+            data.pop("replicates", None)
+        return data
 
 
 class InitDetails(Strict):
@@ -246,11 +275,12 @@ class EvaluateConfig(Strict):
 class LauncherConfig(Strict):
     """Where the evaluation grid runs (:mod:`rtl_core.evaluate.launch`): ``inline`` (this process), ``local`` (N
     worker processes on this machine; one GPU each where there are GPUs) or ``submitit`` (a SLURM job array,
-    one run per array task). Every worker claims a run before it starts it."""
+    one run per array task). Every worker leases a run before it starts it (:mod:`rtl_core.leases`); each
+    pretraining is leased with the same ``stale_seconds`` and ``heartbeat_seconds``."""
 
     kind: Literal["inline", "local", "submitit"] = "inline"
     workers: int = Field(2, ge=1, le=256, description="local: worker processes")
-    stale_seconds: float = Field(600, gt=0, description="a claim whose heartbeat is older than this is taken over")
+    stale_seconds: float = Field(600, gt=0, description="a lease whose heartbeat is older than this is taken over")
     heartbeat_seconds: float = Field(30, gt=0)
     cluster: Literal["slurm", "local", "debug"] | None = Field(
         None, description="submitit: None picks SLURM when present"
@@ -264,7 +294,7 @@ class LauncherConfig(Strict):
     array_parallelism: int = Field(64, ge=1, description="array tasks running at once")
 
     @model_validator(mode="after")
-    def _heartbeat_before_stale(self) -> "LauncherConfig":
+    def _heartbeat_before_stale(self) -> LauncherConfig:
         if self.heartbeat_seconds * 3 > self.stale_seconds:
             raise ValueError(
                 f"launcher: heartbeat_seconds ({self.heartbeat_seconds:g}) must be at most a third of "
@@ -274,6 +304,100 @@ class LauncherConfig(Strict):
 
 
 ARM_ROLES = ("ct", "natural", "ct_more", "ct_less", "mixed", "sequential")
+#: The protocols a question may name (the same as ``evaluate.protocols``).
+QuestionProtocol = Literal["finetune", "linear", "linear_bn_train", "lowlabel_10", "lowlabel_1"]
+EXPECTATIONS = ("a_better", "b_better", "no_difference", "non_inferior")
+
+
+class Margin(Strict):
+    """The smallest difference that matters, declared before the runs: the equivalence bound of a
+    ``no_difference`` question, the non-inferiority margin of a ``non_inferior`` one and the effect a directional
+    question is planned to detect (``rtl plan``). ``relative``: % of arm B's mean; ``absolute``: metric units."""
+
+    value: float = Field(gt=0)
+    kind: Literal["relative", "absolute"] = "relative"
+    rationale: str = Field(min_length=3, description="one line: why this margin (a clinical or practical reason)")
+
+
+class QuestionArm(Strict):
+    """One arm of a question: named inits, a claims role (``analysis.arms``) or every init of a pretraining domain
+    (``evaluate.init_details``, else the init's default domain). Shorthand: an init name, ``role:<role>`` or
+    ``domain:<domain>``."""
+
+    inits: list[str] | None = Field(None, min_length=1)
+    role: str | None = None
+    domain: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            for prefix in ("role", "domain"):
+                if value.startswith(prefix + ":"):
+                    return {prefix: value[len(prefix) + 1 :]}
+            return {"inits": [value]}
+        if isinstance(value, list):
+            return {"inits": value}
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> QuestionArm:
+        given = [k for k in ("inits", "role", "domain") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"an arm names exactly one of inits, role or domain; got {given or 'none'}")
+        if self.role and self.role not in ARM_ROLES:
+            raise ValueError(f"unknown role {self.role!r}; roles are {list(ARM_ROLES)}")
+        for init in self.inits or []:
+            try:
+                parse_init(init)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def key(self) -> str:
+        """The arm's name in rows and in the engine's arm map: the role, ``domain:<d>`` or the inits joined."""
+        return self.role or (f"domain:{self.domain}" if self.domain else "+".join(self.inits or []))
+
+
+class Question(Strict):
+    """A question declared before the runs (:mod:`rtl_core.analysis.questions`): is arm A better than, worse than,
+    equivalent to or not worse than arm B on these tasks × protocols (× metrics)? Its cells are one family: Holm
+    corrects over all of them, run or not."""
+
+    id: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
+    text: str = Field(min_length=3)
+    arm_a: QuestionArm
+    arm_b: QuestionArm
+    tasks: list[str] = Field(min_length=1)
+    protocols: list[QuestionProtocol] = Field(min_length=1)
+    metric: str | list[str] = Field("primary", description="metric name(s); 'primary' = each task's primary metric")
+    expectation: Literal["a_better", "b_better", "no_difference", "non_inferior"]
+    margin: Margin | None = Field(None, description="the margin of every metric without its own in `margins`")
+    margins: dict[str, Margin] = Field(default_factory=dict, description="metric -> margin")
+    alpha: float | None = Field(None, gt=0, lt=0.5, description="default: analysis.alpha")
+    note: str = ""
+
+    @property
+    def metrics(self) -> list[str]:
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    def margin_for(self, metric: str) -> Margin | None:
+        return self.margins.get(metric, self.margin)
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> Question:
+        unused = sorted(set(self.margins) - set(self.metrics))
+        if unused:
+            raise ValueError(f"margins for {unused}, which are not among metric {self.metrics}")
+        missing = [m for m in self.metrics if self.margin_for(m) is None]
+        if missing:
+            raise ValueError(
+                f"no margin for metric(s) {missing}: declare `margin: {{value: 1.0, kind: relative, rationale: ...}}` "
+                "(the smallest difference that matters) before the runs"
+            )
+        if self.arm_a == self.arm_b:
+            raise ValueError("arm_a and arm_b are the same arm")
+        return self
 
 
 class AnalysisConfig(Strict):
@@ -293,9 +417,34 @@ class AnalysisConfig(Strict):
         description="claim roles -> inits (default: by name, ssl:ct:* is ct, ssl:natural:* natural …)",
     )
     sanity_random_seeds: int = Field(3, ge=1, le=10, description="random inits the kNN sanity check compares against")
+    questions: list[Question] = Field(
+        default_factory=list, description="the study's own questions, declared before the runs (rtl claims, rtl plan)"
+    )
+    builtin_questions: Literal["paper", "none"] = Field(
+        "paper", description="paper: the paper's claims (C1-C10) are judged beside the study's own questions"
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_questions(self, handler: Any) -> dict[str, Any]:
+        """No question keys while at their defaults: config hashes stay as they were."""
+        data = handler(self)
+        if isinstance(data, dict):
+            if not self.questions:
+                data.pop("questions", None)
+            if self.builtin_questions == "paper":
+                data.pop("builtin_questions", None)
+        return data
 
     @model_validator(mode="after")
-    def _known_roles(self) -> "AnalysisConfig":
+    def _unique_questions(self) -> AnalysisConfig:
+        ids = [q.id for q in self.questions]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"analysis.questions: id(s) {twice} are declared more than once")
+        return self
+
+    @model_validator(mode="after")
+    def _known_roles(self) -> AnalysisConfig:
         unknown = sorted(set(self.arms) - set(ARM_ROLES))
         if unknown:
             raise ValueError(f"analysis.arms: unknown role(s) {unknown}; roles are {list(ARM_ROLES)}")
@@ -308,10 +457,10 @@ STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 class StudyConfig(Strict):
     """A study: a profile's settings plus the config file's, under a name that namespaces every artifact.
 
-    ``study`` defaults to the profile's name, so the stock profiles keep their folders; a custom config that
-    changes anything else should name its own study (``study: my_liver_study``), or its runs would be redone over
-    the stock ones (they are checked by settings hash and never mixed, but the stock results would be replaced).
-    Outputs go to ``$RTL_OUTPUT_DIR`` (default ``<repo>/artifacts``)."""
+    ``study`` defaults to the profile's name, so the stock profiles keep their folders; a config file without
+    ``study:`` is named after the file (:func:`study_from_file`: ``my_smoke.yaml`` → ``my_smoke``), so a user's
+    study never writes into a stock study's folders or reports. Outputs go to ``$RTL_OUTPUT_DIR`` (default
+    ``<repo>/artifacts``)."""
 
     profile: Literal["smoke", "default", "paper"] = "default"
     study: str | None = Field(
@@ -336,17 +485,21 @@ class StudyConfig(Strict):
         return values
 
     @model_validator(mode="after")
-    def _default_study(self) -> "StudyConfig":
+    def _default_study(self) -> StudyConfig:
         if self.study is None:
             object.__setattr__(self, "study", self.profile)
         return self
 
     @model_validator(mode="after")
-    def _names_exist(self) -> "StudyConfig":
+    def _names_exist(self) -> StudyConfig:
         pools = set(DEMO_POOLS) | set(self.data.pools)
         for pool in self.pretrain.pools:
             if pool not in pools:
                 raise ValueError(f"pretrain.pools: unknown pool {pool!r}; known: {sorted(pools)}")
+        methods = known_methods()
+        for method in self.pretrain.methods:
+            if method not in methods:
+                raise ValueError(f"pretrain.methods: unknown SSL method {method!r}; known methods: {list(methods)}")
         tasks = set(DEMO_TASKS) | set(self.data.tasks)
         for task in self.evaluate.tasks:
             if task not in tasks:
@@ -358,6 +511,10 @@ class StudyConfig(Strict):
                 raise ValueError(str(exc)) from None
             if parsed.ours and parsed.pool not in pools:
                 raise ValueError(f"evaluate.inits: {init!r} names pool {parsed.pool!r}; known pools: {sorted(pools)}")
+            if parsed.ours and parsed.method not in methods:
+                raise ValueError(
+                    f"evaluate.inits: {init!r} names SSL method {parsed.method!r}; known methods: {list(methods)}"
+                )
         unknown = sorted(set(self.evaluate.init_details) - set(self.evaluate.inits))
         if unknown:
             raise ValueError(f"evaluate.init_details: {unknown} are not in evaluate.inits {self.evaluate.inits}")
@@ -369,6 +526,18 @@ class StudyConfig(Strict):
             raise ValueError(
                 f"data.pools/data.tasks: names {sorted(overlap)} are taken by the demo suite; choose others"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _question_tasks_exist(self) -> StudyConfig:
+        tasks = set(DEMO_TASKS) | set(self.data.tasks)
+        for i, question in enumerate(self.analysis.questions):
+            unknown = [t for t in question.tasks if t not in tasks]
+            if unknown:
+                raise ValueError(
+                    f"analysis.questions.{i} ({question.id}): unknown task(s) {unknown}; known: {sorted(tasks)} "
+                    "(a task of your own goes under data.tasks)"
+                )
         return self
 
     def hash(self) -> str:
@@ -406,10 +575,22 @@ def _format_errors(error: ValidationError, origin: str) -> str:
     return f"Invalid config ({origin}):\n" + "\n".join(lines)
 
 
+def study_from_file(path: Path) -> str:
+    """The study name of a config file that gives none: its file stem, with characters a study name cannot hold
+    as ``_``; a stem that is a stock profile's name gets ``_config`` (``smoke.yaml`` → ``smoke_config``) unless
+    the file is that profile's own YAML."""
+    import re
+
+    stem = re.sub(r"^[^A-Za-z0-9]+", "", re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem))[:57] or "study"
+    own_profile_file = path.resolve().parent == PROFILE_DIR.resolve()
+    return f"{stem}_config" if stem in PROFILES and not own_profile_file else stem
+
+
 def load_config(
     profile: str | None = None, path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> StudyConfig:
-    """Build a config: the profile's YAML, then the file at ``path``, then ``overrides`` (nested dicts)."""
+    """Build a config: the profile's YAML, then the file at ``path``, then ``overrides`` (nested dicts). A file
+    without ``study:`` names the study after itself (:func:`study_from_file`)."""
     file_values = _read_yaml(Path(path)) if path else {}
     name = profile or file_values.get("profile") or "default"
     if name not in PROFILES:
@@ -417,7 +598,30 @@ def load_config(
     values = _merge(_read_yaml(PROFILE_DIR / f"{name}.yaml"), file_values)
     values = _merge(values, overrides or {})
     values["profile"] = name
+    if path and "study" not in file_values and "study" not in (overrides or {}):
+        values["study"] = study_from_file(Path(path))
     try:
-        return StudyConfig.model_validate(values)
+        config = StudyConfig.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, str(path) if path else f"profile {name}")) from None
+    if path:
+        _SOURCES[config.study] = Path(path).resolve()
+    else:
+        _SOURCES.pop(config.study, None)
+    return config
+
+
+_SOURCES: dict[str, Path] = {}
+"""The config file each study was last loaded from in this process (:func:`study_option`)."""
+
+
+def study_option(study: str) -> str:
+    """The ``rtl`` option that selects study ``study`` again, for hints: ``--config <file>`` for a study loaded
+    from a config file (a custom study), ``--profile <name>`` for a stock profile."""
+    import shlex
+
+    if study in _SOURCES:
+        return f"--config {shlex.quote(str(_SOURCES[study]))}"
+    if study in PROFILES:
+        return f"--profile {study}"
+    return f"--config <the config file of study {study}>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,8 @@ def radnet_vs_imagenet(paper_runs) -> pd.DataFrame:
     return compare_inits(paper_runs, "RadNet-1.28M", "ImageNet", n_resamples=2000)
 
 
-# README table: (protocol, data_fraction) -> (mean ± SD RadNet-1.28M, mean ± SD ImageNet, Δ %, Welch p)
+# The table of ../shared/reference/README.md, shown again in docs/claims.md ("Reference results"):
+# (protocol, data_fraction) -> (mean ± SD RadNet-1.28M, mean ± SD ImageNet, Δ %, Welch p)
 README_CHECKS = {
     ("finetune", 1.0): ("0.93655 ± 0.00550", "0.93541 ± 0.00952", "+0.122 %", "0.844"),
     ("linear", 1.0): ("0.95115 ± 0.00500", "0.93121 ± 0.00420", "+2.141 %", "0.0010"),
@@ -95,7 +97,8 @@ def test_loader_drops_e6_e8_copies_and_maps_schema(paper_runs):
         assert col in paper_runs.columns
     assert set(paper_runs.groupby("experiment")["protocol"].unique().map(tuple)) == {("finetune",), ("linear",)}
     assert paper_runs.loc[paper_runs["experiment"] == "E4", "protocol"].eq("linear").all()
-    # README: every experiment/task/fraction/init group has 4 runs; after the drop no run is counted twice.
+    # ../shared/reference/README.md: every experiment/task/fraction/init group has 4 runs; after the drop no run is
+    # counted twice.
     assert (summarize(paper_runs)["n"] == 4).all()
 
 
@@ -276,3 +279,65 @@ def test_mcnemar_exact_counts_discordant_pairs():
     assert (only_a, only_b) == (1, 1) and p == pytest.approx(1.0)
     with pytest.raises(ValueError, match="same images"):
         mcnemar_exact([True], [True, False])
+
+
+# --------------------------------------------------------------------------------------------- replicates, B vs A
+def _replicated(means_a, means_b, d=3, seed=0) -> pd.DataFrame:
+    """K encoders per init (``replicate``), each with D seeds drawn around its mean."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for init, means in (("A", means_a), ("B", means_b)):
+        for k, m in enumerate(means):
+            for s in range(d):
+                rows.append(
+                    {
+                        "protocol": "linear",
+                        "task": "ct_cls",
+                        "data_fraction": 1.0,
+                        "metric": "accuracy",
+                        "primary": True,
+                        "init": init,
+                        "replicate": k,
+                        "seed": s,
+                        "value": m + rng.normal(0, 0.01),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_compare_inits_uses_encoder_means_when_an_init_is_replicated():
+    table = _replicated([0.80, 0.84, 0.88], [0.79, 0.80, 0.81])
+    row = compare_inits(table, "A", "B", n_resamples=200).iloc[0]
+    means = table.groupby(["init", "replicate"])["value"].mean()
+    assert (row["n_a"], row["n_b"]) == (3, 3) and np.isnan(row["paired_p"])
+    assert row["welch_p"] == pytest.approx(welch_ttest(means["A"], means["B"])[2])
+
+
+def test_variance_components_match_the_mixed_model_on_a_balanced_design():
+    """The one-way ANOVA estimates equal statsmodels' REML fit of value ~ init + (1 | encoder) when positive."""
+    import statsmodels.formula.api as smf
+
+    from rtl_core.analysis.replicates import variance_components
+
+    table = _replicated([0.80, 0.86, 0.83, 0.90], [0.70, 0.75, 0.79, 0.72], d=4, seed=3)
+    comp = variance_components(table).iloc[0]
+    data = table.assign(encoder=table["init"] + table["replicate"].astype(str))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels' boundary heuristic; the estimates below are interior
+        fit = smf.mixedlm("value ~ init", data, groups=data["encoder"]).fit(reml=True)
+    assert comp["var_encoder"] == pytest.approx(float(fit.cov_re.iloc[0, 0]), rel=1e-3)
+    assert comp["var_seed"] == pytest.approx(float(fit.scale), rel=1e-3)
+    assert (comp["encoders"], comp["d"], comp["replicated_inits"]) == (8, 4, "A, B") and 0 < comp["icc"] < 1
+
+
+def test_directed_comparisons_read_b_vs_a_with_the_sign_of_b_minus_a():
+    """Δ = B − A with A the earlier init (scratch first): a pretrained init ahead of scratch reads positive."""
+    from rtl_core.analysis.stats import directed_comparisons, direction_table
+
+    table = tidy(X, X[::-1] + 0.06).assign(primary=True).replace({"init": {"A": "scratch", "B": "ssl:ct:simclr"}})
+    out = directed_comparisons(table, ["scratch", "ssl:ct:simclr"])
+    assert out.iloc[0]["init_a"] == "ssl:ct:simclr" and out.iloc[0]["delta_abs"] == pytest.approx(0.06)
+    shown = direction_table(out, {("ct_cls", "finetune", frozenset(("scratch", "ssl:ct:simclr"))): "Q1"})
+    assert shown.iloc[0]["B vs A"] == "ssl:ct:simclr vs scratch" and shown.iloc[0]["Δ = B − A"].startswith("+")
+    assert shown.iloc[0]["judged in"] == "Q1" and "p Welch (uncorrected)" in shown.columns
+    assert direction_table(out).iloc[0]["judged in"] == "exploratory"

@@ -15,6 +15,12 @@ For each group (by default protocol/task/data_fraction/metric) :func:`compare_in
 * a seeded percentile-bootstrap CI of the mean difference (each init's runs resampled on their own);
 * Holm and Benjamini–Hochberg adjusted Welch p-values across the family of comparisons in that call.
 
+A table may carry ``replicate`` (the pretraining run an init's encoder came from): an init with several replicates
+in a group enters its tests as its encoder means, the unit of replication (:mod:`rtl_core.analysis.replicates`), and
+has no paired test. :func:`directed_comparisons` / :func:`direction_table` show every pair as *B vs A* with
+Δ = B − A and say that their p-values are uncorrected. Equivalence and non-inferiority (:func:`tost_welch`,
+:func:`noninferiority_welch`) and the units a design needs (:func:`units_needed`) serve the claims engine.
+
 :func:`paper_table` formats the result like the paper's tables (mean ± SD, Δ %, p).
 
 On the paper's runs this reproduces the reference README's checks (RadNet-1.28M vs ImageNet on RadNet-CTBR: E1
@@ -33,7 +39,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -156,7 +163,14 @@ def summarize(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame
 
 
 def _runs(group: pd.DataFrame, init: str, key: dict[str, object]) -> pd.Series:
-    runs = group.loc[group["init"] == init].set_index("seed")["value"].astype(float)
+    part = group.loc[group["init"] == init]
+    if "replicate" in part.columns and part["replicate"].nunique() > 1:
+        # several pretraining runs of this init: its units are their encoder means (the unit of replication)
+        twice = part.duplicated(["replicate", "seed"])
+        if twice.any():
+            raise DataError(f"group {key}, init '{init}': runs share replicate and seed; drop the duplicated runs.")
+        return part.groupby("replicate")["value"].mean().astype(float).rename_axis("seed")
+    runs = part.set_index("seed")["value"].astype(float)
     if runs.index.duplicated().any():
         dup = sorted(set(runs.index[runs.index.duplicated()]))
         raise DataError(
@@ -201,7 +215,8 @@ def compare_inits(
         ra, rb = _runs(group, a, key), _runs(group, b, key)
         mean_a, mean_b = float(ra.mean()), float(rb.mean())
         welch_t, welch_dof, welch_p = welch_ttest(ra, rb)
-        paired_t, paired_p = paired_ttest(ra, rb)
+        replicated = "replicate" in group.columns and group.groupby("init")["replicate"].nunique().max() > 1
+        paired_t, paired_p = (math.nan, math.nan) if replicated else paired_ttest(ra, rb)  # no seed pairs encoders
         ci_low, ci_high = bootstrap_mean_diff_ci(ra, rb, confidence=confidence, n_resamples=n_resamples, seed=seed)
         welch_low, welch_high = welch_ci(ra, rb, confidence)
         row: dict[str, object] = dict(key)
@@ -221,7 +236,7 @@ def compare_inits(
             welch_t=welch_t,
             welch_dof=welch_dof,
             welch_p=welch_p,
-            paired_n=len(ra) if set(ra.index) == set(rb.index) else 0,
+            paired_n=len(ra) if set(ra.index) == set(rb.index) and not replicated else 0,
             paired_t=paired_t,
             paired_p=paired_p,
             ci_low=ci_low,
@@ -311,6 +326,52 @@ def tost_welch(a: Sequence[float], b: Sequence[float], margin: float) -> float:
     return float(p)
 
 
+def noninferiority_welch(a: Sequence[float], b: Sequence[float], margin: float) -> float:
+    """One-sided Welch t-test of non-inferiority, H0: ``mean(a) - mean(b) <= -margin`` (absolute units), via
+    statsmodels' ``ttest_ind(value=-margin, alternative='larger', usevar='unequal')``. p < α: ``a`` is shown to be
+    no worse than ``b`` by more than ``margin``."""
+    from statsmodels.stats.weightstats import ttest_ind
+
+    if not margin > 0:
+        raise ConfigError(f"the non-inferiority margin must be positive, got {margin}.")
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    _, p, _ = ttest_ind(a, b, value=-margin, alternative="larger", usevar="unequal")
+    return float(p)
+
+
+def units_needed(
+    effect_d: float, alpha: float, power: float = 0.8, test: Literal["two_sided", "one_sided", "tost"] = "two_sided"
+) -> int | None:
+    """Units per arm (runs, or encoders when the unit is an encoder mean) for ``power`` at a standardised effect
+    ``effect_d`` (the declared margin / SD of a unit), statsmodels' ``TTestIndPower``: ``two_sided`` a difference
+    test at ``alpha``; ``one_sided`` non-inferiority at a true difference of 0; ``tost`` equivalence at a true
+    difference of 0, each one-sided test at ``alpha`` with power 1 − (1 − ``power``) / 2 (Chow, Shao & Wang 2008)."""
+    if test == "two_sided":
+        return runs_needed(effect_d, alpha, power)
+    import warnings
+
+    from statsmodels.stats.power import TTestIndPower
+
+    if not np.isfinite(effect_d) or abs(effect_d) < 1e-12:
+        return None
+    target = power if test == "one_sided" else 1 - (1 - power) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            n = float(
+                np.squeeze(
+                    TTestIndPower().solve_power(
+                        effect_size=abs(effect_d), alpha=alpha, power=target, ratio=1.0, alternative="larger"
+                    )
+                )
+            )
+        except (ValueError, RuntimeError):
+            n = math.nan
+    if not np.isfinite(n):
+        n = 2 * ((sps.norm.ppf(1 - alpha) + sps.norm.ppf(target)) / abs(effect_d)) ** 2
+    return max(2, int(np.ceil(n)))
+
+
 def min_detectable_d(n_a: int, n_b: int, alpha: float, power: float = 0.8) -> float:
     """Smallest standardised effect (Cohen's d) a two-sided two-sample t-test with ``n_a`` and ``n_b`` runs detects
     with ``power`` at level ``alpha`` (``statsmodels.stats.power.TTestIndPower``)."""
@@ -384,3 +445,49 @@ def paper_table(comparisons: pd.DataFrame, *, digits: int = 5, delta_digits: int
     out["p (Holm)"] = [format_p(p) for p in comparisons["p_holm"]]
     out["p (BH)"] = [format_p(p) for p in comparisons["p_bh"]]
     return out.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------- B vs A
+def directed_comparisons(df: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
+    """Every pair of inits on the primary metrics as *B vs A*: A is the earlier init of ``order`` (the reference,
+    ``scratch`` first in a study's ``evaluate.inits``), B the later, and :func:`compare_inits` runs as ``(B, A)``,
+    so ``delta_abs`` = B − A and ``delta_rel_pct`` = (B / A − 1) · 100 read with their sign."""
+    data = df[df["primary"].astype(bool)] if "primary" in df.columns else df
+    present = list(dict.fromkeys(data["init"]))
+    inits = [i for i in order if i in present] + [i for i in present if i not in order]
+    pairs = [(b, a) for i, a in enumerate(inits) for b in inits[i + 1 :]]
+    return compare_all(data, pairs, primary_only=False) if pairs else pd.DataFrame()
+
+
+def direction_table(
+    comparisons: pd.DataFrame, judged: Mapping[tuple[str, str, frozenset], str] | None = None, digits: int = 4
+) -> pd.DataFrame:
+    """:func:`directed_comparisons` as a reader needs it: ``B vs A``, both means, Δ = B − A (absolute and % of A),
+    Welch's CI of Δ and the *uncorrected* Welch p; ``judged in`` names the declared questions whose family holds
+    the comparison (``judged``: (task, protocol, {A, B}) → ids; Holm there, `rtl claims`), else ``exploratory``."""
+    judged = judged or {}
+
+    def pm(m: float, sd: float, n: int) -> str:
+        return f"{m:.{digits}f} ± {sd:.{digits}f} ({n})"
+
+    c = comparisons
+    proto = c["protocol"] if "protocol" in c.columns else c.get("experiment", pd.Series([""] * len(c)))
+    return pd.DataFrame(
+        {
+            "protocol": proto,
+            "task": c["task"],
+            "B vs A": [f"{b} vs {a}" for b, a in zip(c["init_a"], c["init_b"])],
+            "B mean ± SD (n)": [pm(*v) for v in zip(c["mean_a"], c["sd_a"], c["n_a"])],
+            "A mean ± SD (n)": [pm(*v) for v in zip(c["mean_b"], c["sd_b"], c["n_b"])],
+            "Δ = B − A": [f"{d:+.{digits}f}" for d in c["delta_abs"]],
+            "Δ % of A": [f"{d:+.2f} %" for d in c["delta_rel_pct"]],
+            "95 % CI of Δ (Welch)": [
+                f"[{lo:+.{digits}f}, {hi:+.{digits}f}]" for lo, hi in zip(c["welch_ci_low"], c["welch_ci_high"])
+            ],
+            "p Welch (uncorrected)": [format_p(p) for p in c["welch_p"]],
+            "judged in": [
+                judged.get((t, p, frozenset((a, b))), "exploratory")
+                for t, p, a, b in zip(c["task"], proto, c["init_a"], c["init_b"])
+            ],
+        }
+    )

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from rtl_core.analysis.claims.rule import RULE_SUMMARY
 from rtl_core.io import atomic_write
 from rtl_core.provenance import git_commit, machine
+from rtl_core.report.views import overview_details, split_questions, without_paper
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -34,15 +36,6 @@ document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventLis
 """
 
 
-CLAIMS_RULE = (
-    "One rule for every row, ours and the paper's: Welch's t-test, Holm within each claim; supports / contradicts = "
-    "Holm p < α and the sign of Δ; equivalent = TOST within the declared margin (no-difference claims only); "
-    "inconclusive = neither (the row gives the smallest detectable effect and the runs needed); withheld = no test "
-    "is defined or an arm's encoder did not beat random init (kNN sanity check); not run = the study lacks an arm, "
-    "task or protocol. 'Inconclusive' is not 'no difference'."
-)
-
-
 def table_html(frame: pd.DataFrame) -> str:
     """A sortable HTML table."""
     return frame.to_html(
@@ -56,6 +49,7 @@ def build_index(
     profile: str,
     summary: pd.DataFrame | None = None,
     overview: pd.DataFrame | None = None,
+    claims_note: str | None = None,
     bench: dict | None = None,
     wall_minutes: float | None = None,
     peak_rss_mb: float | None = None,
@@ -64,7 +58,9 @@ def build_index(
     complete_run: bool = True,
 ) -> Path:
     """Write ``index.html``; ``reports`` holds (file name, title, one-line summary) in reading order; ``summary`` is
-    the claims table (one row per claim × task × metric), ``overview`` one line per claim."""
+    the claims table (one row per claim × task × metric that applies to the study, as ``display_table(rows)[COMPACT]``),
+    ``overview`` one line per claim, ``claims_note`` the line on the paper's claims the study did not run. The
+    study's own questions lead (:func:`_verdicts`)."""
     info = machine()
     rows = "".join(
         f"<tr><td><a href='{html.escape(file)}'>{html.escape(title)}</a></td><td>{html.escape(text)}</td></tr>"
@@ -102,26 +98,54 @@ def build_index(
         "<h2>Reports</h2><table><thead><tr><th>report</th><th>what it shows</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
-    parts.append("<h2>Claims: the paper's, judged on our runs and on its own</h2>")
-    if summary is not None and len(summary):
-        parts.append(
-            f"<p class='meta'>{html.escape(CLAIMS_RULE)} Full rows: <a href='claims.json'>claims.json</a>; "
-            "the reading: <a href='90_summary.html'>90 · Summary</a>.</p>"
-        )
-        if overview is not None and len(overview):
-            parts.append(table_html(overview))
-        parts.append(table_html(summary))
-    else:
-        parts.append("<p>No claims judged yet (run <code>rtl claims</code> after the evaluation grid).</p>")
+    parts += _verdicts(summary, overview, claims_note)
     for note in notes or []:
         parts.append(f"<p class='meta'>{html.escape(note)}</p>")
     if bench:
         frame = pd.DataFrame(sorted(bench.items()), columns=["figure", "value"])
-        parts.append("<h2>Benchmarks (reports/bench.json)</h2>" + table_html(frame))
+        parts.append("<h2>Benchmarks (bench.json)</h2>" + table_html(frame))
     parts.append(f"<script>{SORT_JS}</script></body></html>")
     path = report_dir / "index.html"
     text = "\n".join(parts)
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def _verdicts(summary: pd.DataFrame | None, overview: pd.DataFrame | None, claims_note: str | None) -> list[str]:
+    """The index page's verdicts: the study's own questions first (no paper columns: they are no paper claim), then
+    the paper's claims; the rule (:data:`~rtl_core.analysis.claims.rule.RULE_SUMMARY`) once, before the first
+    table; every row with the arm ahead, Δ (absolute and %), scope, K × D and flags, and each claim's line with the
+    K × D and flags of its rows."""
+    empty = pd.DataFrame(columns=["claim"])
+    summary = summary if summary is not None else empty
+    own, paper = split_questions(summary)
+    overview = overview_details(overview, summary) if overview is not None and len(overview) else empty
+    mine = overview["claim"].isin(set(own["claim"]))
+    links = "Full rows: <a href='claims.json'>claims.json</a>; the reading: <a href='90_summary.html'>90 · Summary</a>."
+    rule = [f"<p class='meta'>{html.escape(RULE_SUMMARY)} {links}</p>"]
+    parts: list[str] = []
+    if len(own):
+        parts.append("<h2>Questions of this study</h2>")
+        parts.append("<p>The questions this study declares (<code>analysis.questions</code>), judged on its runs.</p>")
+        parts += rule
+        rule = []
+        if mine.any():
+            parts.append(table_html(without_paper(overview[mine])))
+        parts.append(table_html(without_paper(own)))
+    if len(paper) or claims_note or not len(own):
+        parts.append("<h2>Claims: the paper's, judged on our runs and on its own</h2>")
+    if claims_note:
+        parts.append(
+            f"<p>{html.escape(claims_note)} (<a href='claims.json'>claims.json</a>, "
+            "<a href='90_summary.html'>90 · Summary</a>)</p>"
+        )
+    if len(paper):
+        parts += rule
+        if (~mine).any():
+            parts.append(table_html(overview[~mine]))
+        parts.append(table_html(paper))
+    elif not claims_note and not len(own):
+        parts.append("<p>No claims judged yet (run <code>rtl claims</code> after the evaluation grid).</p>")
+    return parts
 
 
 def read_bench(report_dir: Path) -> dict:
