@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-stamp
 PROFILE ?= default
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup browser test lint format reproduce bench lab summary clean-artifacts
+.PHONY: setup browser test test-fast lint format reproduce bench lab summary clean-artifacts
 
 setup: $(STAMP)
 
@@ -24,7 +24,11 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: setup browser lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+# The inner loop: every test but the end-to-end ones (`@pytest.mark.slow`); no browser needed.
+test-fast: setup lint
+	$(PY) -m pytest -q -m "not slow" --durations=10
 
 # ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle (lines <= 120), import order and the formatter's layout;
 # `make format` applies the fixes.

@@ -15,6 +15,7 @@ from rtl_core.models.checkpoints import save_encoder
 from rtl_core.paths import encoder_stem
 
 
+@pytest.mark.slow
 def test_analyze_writes_every_table(tmp_path):
     config = load_config("smoke", overrides={"analysis": {"cka_images": 24, "embedding_images": 70}})
     for seed, pool in enumerate(("ct", "natural")):

@@ -16,6 +16,7 @@ RANKS = {
     "errors": 0,
     "paths": 1,
     "io": 2,
+    "leases": 2,
     "provenance": 2,
     "names": 3,
     "config": 4,
@@ -113,3 +114,9 @@ def test_the_check_sees_an_upward_import(planted, tmp_path):
     fake.write_text(f"def f():\n    from {planted} import format_p\n")
     assert _imports(fake, set(MODULES)) == {planted}
     assert RANKS[_stage(planted)] > RANKS["data"]
+
+
+def test_benchmarks_live_only_in_bench():
+    """One job per room (issue 27): a benchmark module (``*bench*``) outside ``rtl_core/bench/`` is misplaced."""
+    misplaced = sorted(m for m in MODULES if "bench" in m.split(".")[-1] and _stage(m) != "bench")
+    assert misplaced == [], f"benchmarks outside rtl_core/bench/: {misplaced}"

@@ -18,9 +18,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from rtl_core.analysis.activations import ActivationRecorder, collect_activations
 from rtl_core.analysis.cka import LayerwiseCKA, layerwise_cka, weight_cka
-from rtl_core.analysis.cka_bench import RESNET18_STAGES, bench_cka
 from rtl_core.analysis.hsic import cka
+from rtl_core.bench.cka_bench import bench_cka
 from rtl_core.errors import CheckpointError, ConfigError, DataError
+from rtl_core.models.backbones import RESNET_STAGES
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -253,7 +254,7 @@ def test_layerwise_self_comparison_has_unit_diagonal(real_images: torch.Tensor, 
     model = resnet(0)
     model.train()
     loader = DataLoader(TensorDataset(real_images), batch_size=4)
-    layers = list(RESNET18_STAGES)
+    layers = list(RESNET_STAGES)
     with caplog.at_level(logging.INFO, logger="rtl_core.analysis.cka"):
         mat = layerwise_cka(
             model, model, loader, layers, layers, pool="flatten", max_streaming_dim=1024, device="cpu", progress=False

@@ -138,7 +138,7 @@ def test_umap_frame_and_static_figures(frame, sample):
     fig = embedding_grid(frame, hue="domain")
     assert len(fig.axes) >= 1
     plt.close(fig)
-    with pytest.raises(Exception):
+    with pytest.raises((KeyError, ValueError)):
         embedding_grid(frame, hue="no_such_column")
 
 

@@ -85,8 +85,8 @@ def test_no_test_or_val_image_reaches_training(monkeypatch, tmp_path):
 
 
 def test_missing_checkpoint_names_the_pretrain_command(tmp_path):
-    config = tiny_config(inits=["scratch", "ssl:natural:nosuchmethod"])
-    with pytest.raises(CheckpointError, match=r"rtl pretrain --profile smoke --pool natural --method nosuchmethod`"):
+    config = tiny_config(inits=["scratch", "ssl:natural:byol"])
+    with pytest.raises(CheckpointError, match=r"rtl pretrain --profile smoke --pool natural --method byol`"):
         run_grid(config, tasks=["mri_cls"], protocols=["linear"], seeds=[42], root=tmp_path, progress=False)
     assert not list(tmp_path.rglob("*.json"))  # failed before any run
     with pytest.raises(CheckpointError, match="rtl pretrain --profile smoke --pool ct --method simclr --sequential"):
@@ -278,7 +278,8 @@ def test_a_flip_is_a_mirror_and_a_full_crop_is_the_identity():
 def test_warm_up_and_per_epoch_decay_shape_the_learning_rate():
     """fit's schedule: a linear ramp over warmup_epochs, then × decay_per_epoch after each epoch (the authors' 0.97)."""
     from rtl_core.evaluate.compute import ComputePlan
-    from rtl_core.evaluate.train import Timer, fit
+    from rtl_core.evaluate.context import FitSpec, RunContext
+    from rtl_core.evaluate.train import fit
 
     plan = ComputePlan(torch.device("cpu"), "32", channels_last=False, fused_optimizer=False)
     torch.manual_seed(0)
@@ -287,42 +288,69 @@ def test_warm_up_and_per_epoch_decay_shape_the_learning_rate():
     model = torch.nn.Linear(5, 2)
 
     def run(**schedule):
-        return fit(
+        ctx = RunContext(plan, seed=0, arch="resnet18", init_info={})
+        spec = FitSpec(**{"epochs": 3, "lr": 0.1, "batch_size": 10, **schedule})
+        result = fit(
             model,
             list(model.parameters()),
             loader,
-            3,
-            0.1,
-            0.0,
-            model.train,
-            lambda: {"accuracy": 0.5},
-            "accuracy",
-            "last",
-            Timer(),
-            plan,
-            **schedule,
-        ).curves["lr"]
+            spec,
+            ctx,
+            train_mode=model.train,
+            validate=lambda: {"accuracy": 0.5},
+            primary="accuracy",
+        )
+        assert ctx.timer.model_seconds > 0  # the run's timer saw every step
+        return result.curves
 
-    assert run() == pytest.approx([0.1, 0.1, 0.1])
-    assert run(decay_per_epoch=0.5) == pytest.approx([0.05, 0.025, 0.0125])
+    assert run()["lr"] == pytest.approx([0.1, 0.1, 0.1])
+    assert run(decay_per_epoch=0.5)["lr"] == pytest.approx([0.05, 0.025, 0.0125])
     # two warm-up epochs of 4 steps: after epoch 1 the ramp is at step 5 of 8; full rate from epoch 2 on
-    assert run(warmup_epochs=2) == pytest.approx([0.1 * 5 / 8, 0.1, 0.1])
-    curves = fit(
-        model,
-        list(model.parameters()),
-        loader,
-        3,
-        0.1,
-        0.0,
-        model.train,
-        lambda: {"accuracy": 0.5},
-        "accuracy",
-        "last",
-        Timer(),
-        plan,
-        validate_every_epoch=True,
-    ).curves
+    assert run(warmup_epochs=2)["lr"] == pytest.approx([0.1 * 5 / 8, 0.1, 0.1])
+    curves = run(validate_every_epoch=True)
     assert curves["val_accuracy"] == [0.5, 0.5, 0.5]  # learning curves: validated after every epoch
+    assert run(epochs=1, min_steps=9)["epoch"] == [1, 2, 3]  # 9 steps at 4 per epoch: 3 epochs
+
+
+def test_a_fit_spec_comes_from_the_config_and_is_frozen():
+    """FitSpec.from_config: fine-tunes (and segmentation decoders) train epochs at lr, a frozen encoder's linear head
+    linear_epochs at linear_lr; everything else is the same config's, and augment_p 0 means no augmentation."""
+    import dataclasses
+
+    from rtl_core.evaluate.augment import CropFlip
+    from rtl_core.evaluate.context import FitSpec
+
+    cfg = tiny_config(
+        epochs=3,
+        lr=0.002,
+        linear_epochs=7,
+        linear_lr=0.03,
+        augment_p=0.4,
+        warmup_epochs=0.5,
+        min_steps=5,
+        lr_decay_per_epoch=0.97,
+        selection="best_val",
+        learning_curves=True,
+        weight_decay=0.01,
+    ).evaluate
+    tune, head = FitSpec.from_config(cfg), FitSpec.from_config(cfg, linear_head=True)
+    assert (tune.epochs, tune.lr, head.epochs, head.lr) == (3, 0.002, 7, 0.03)
+    assert dataclasses.replace(head, epochs=3, lr=0.002) == tune
+    assert tune == FitSpec(
+        epochs=3,
+        lr=0.002,
+        batch_size=32,
+        weight_decay=0.01,
+        min_steps=5,
+        warmup_epochs=0.5,
+        decay_per_epoch=0.97,
+        selection="best_val",
+        validate_every_epoch=True,
+        augment=CropFlip(0.4, cfg.augment_min_scale),
+    )
+    assert FitSpec.from_config(tiny_config(augment_p=0.0).evaluate).augment is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tune.epochs = 4  # type: ignore[misc]
 
 
 def test_precise_batchnorm_re_estimates_the_statistics_of_the_training_images():
@@ -330,9 +358,9 @@ def test_precise_batchnorm_re_estimates_the_statistics_of_the_training_images():
     given images (exactly, with one batch), flags and momenta come back; a frozen encoder is never recalibrated."""
     from rtl_core.evaluate.classification import batchnorm_calibration
     from rtl_core.evaluate.compute import ComputePlan
+    from rtl_core.evaluate.context import RunContext
     from rtl_core.evaluate.data import calibration_batches
     from rtl_core.evaluate.models import recompute_batchnorm
-    from rtl_core.evaluate.train import Timer
 
     task = load_task_data("ct_cls", 32)
     torch.manual_seed(0)
@@ -348,8 +376,9 @@ def test_precise_batchnorm_re_estimates_the_statistics_of_the_training_images():
     cfg = tiny_config(precise_bn=True).evaluate
     clf = Classifier(model, 512, 2, (0.0,) * 3, (1.0,) * 3)
     before = clf.encoder.bn1.running_mean.clone()
-    batchnorm_calibration(clf, task, np.arange(64), get_protocol("linear"), cfg, plan, Timer())()
+    ctx = RunContext(plan, seed=0, arch="resnet18", init_info={})
+    batchnorm_calibration(clf, task, np.arange(64), get_protocol("linear"), cfg, ctx)()
     assert torch.equal(clf.encoder.bn1.running_mean, before)  # frozen: the protocol's statistics stay
     clf.encoder.bn1.running_mean.fill_(5.0)
-    batchnorm_calibration(clf, task, np.arange(64), get_protocol("finetune"), cfg, plan, Timer())()
+    batchnorm_calibration(clf, task, np.arange(64), get_protocol("finetune"), cfg, ctx)()
     assert clf.encoder.bn1.running_mean.abs().max() < 5.0

@@ -53,7 +53,7 @@ def test_multiclass_metrics_match_sklearn():
     assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(MULTI_Y, MULTI_P.argmax(1)))
     assert got["auc"] == pytest.approx(skm.roc_auc_score(MULTI_Y, MULTI_P, multi_class="ovr", average="macro"))
     # one-vs-rest macro by hand: the mean of three binary AUCs
-    by_hand = np.mean([skm.roc_auc_score(MULTI_Y == c, MULTI_P[:, c]) for c in range(3)])
+    by_hand = np.mean([skm.roc_auc_score(c == MULTI_Y, MULTI_P[:, c]) for c in range(3)])
     assert got["auc"] == pytest.approx(by_hand)
 
 

@@ -25,6 +25,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gather", [True, False], ids=["gathered negatives", "local negatives"])
 def test_two_slurm_tasks_train_one_encoder(gather, tmp_path):
     study = f"slurm_{'gather' if gather else 'local'}"

@@ -215,7 +215,7 @@ def probe_figure(table: pd.DataFrame, col_wrap: int = 4):
         height=2.8,
         aspect=1.1,
     )
-    for ax, (prop, part) in zip(grid.axes.flat, table.groupby("property", sort=False)):
+    for ax, (_prop, part) in zip(grid.axes.flat, table.groupby("property", sort=False)):
         ax.set_ylabel(part["metric"].iloc[0])
     return grid.figure
 

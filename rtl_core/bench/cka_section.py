@@ -1,12 +1,12 @@
 """``make bench`` section for CKA: 5,000 real pool images through two ResNet-18 encoders, layer-wise linear CKA
-with our scalable path vs the full-Gram implementation (see :mod:`rtl_core.analysis.cka_bench`)."""
+with our scalable path vs the full-Gram implementation (see :mod:`rtl_core.bench.cka_bench`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from rtl_core.analysis.cka_bench import bench_cka
+from rtl_core.bench.cka_bench import bench_cka
 from rtl_core.data.registry import load_pool
 from rtl_core.models.backbones import build_backbone
 from rtl_core.models.checkpoints import load_encoder

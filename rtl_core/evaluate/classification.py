@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from rtl_core.config import EvaluateConfig
-from rtl_core.evaluate.compute import ComputePlan
-from rtl_core.evaluate.data import BatchLoader, TaskData, batches, calibration_batches, training_augment
+from rtl_core.evaluate.context import FitSpec, RunContext
+from rtl_core.evaluate.data import BatchLoader, TaskData, batches, calibration_batches
 from rtl_core.evaluate.metrics import classification_metrics
 from rtl_core.evaluate.models import (
     Classifier,
@@ -31,7 +31,7 @@ from rtl_core.evaluate.models import (
     trainable_parameters,
 )
 from rtl_core.evaluate.protocols import Protocol
-from rtl_core.evaluate.train import FitResult, Timer, epochs_for, fit
+from rtl_core.evaluate.train import FitResult, fit
 from rtl_core.models.backbones import feature_dim
 
 
@@ -45,14 +45,15 @@ class RunOutput:
 
 @torch.no_grad()
 def predict_probs(
-    model: nn.Module, data, batch_size: int, timer: Timer, plan: ComputePlan, forward: Callable | None = None
+    model: nn.Module, data, batch_size: int, ctx: RunContext, forward: Callable | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (N, C) and targets (N,) of a whole split, model in eval mode."""
     forward = forward or (lambda m, x: m(x))
+    plan = ctx.plan
     model.eval()
     probs, targets = [], []
     for x, y in batches(data, batch_size):
-        with timer.model():
+        with ctx.timer.model():
             with plan.autocast():
                 logits = forward(model, plan.inputs(x))
             probs.append(torch.softmax(logits.float(), 1).cpu())
@@ -74,12 +75,12 @@ _FEATURE_CACHE: dict[tuple, dict[str, _Features]] = {}
 
 
 @torch.no_grad()
-def _extract(model: Classifier, data, batch_size: int, timer: Timer, plan: ComputePlan) -> _Features:
+def _extract(model: Classifier, data, batch_size: int, ctx: RunContext) -> _Features:
     model.eval()
     feats = []
     for x, _ in batches(data, batch_size):
-        with timer.model(), plan.autocast():
-            feats.append(model.features(plan.inputs(x)).float().cpu())
+        with ctx.timer.model(), ctx.plan.autocast():
+            feats.append(model.features(ctx.plan.inputs(x)).float().cpu())
     return _Features(torch.cat(feats), data.targets)
 
 
@@ -89,8 +90,7 @@ def cached_features(
     task: TaskData,
     train_indices: np.ndarray,
     batch_size: int,
-    timer: Timer,
-    plan: ComputePlan,
+    ctx: RunContext,
 ) -> dict[str, _Features]:
     """Features of the training images in ``train_indices`` (in that order) and of the validation and test splits,
     under ``key`` plus the indices (kept for the last few keys of this process)."""
@@ -102,112 +102,83 @@ def cached_features(
         train = _Features(task.train.images[index], task.train.targets[index])
         bs = max(batch_size, 256)
         _FEATURE_CACHE[key] = {
-            "train": _extract(model, train, bs, timer, plan),
-            "val": _extract(model, task.val, bs, timer, plan),
-            "test": _extract(model, task.test, bs, timer, plan),
+            "train": _extract(model, train, bs, ctx),
+            "val": _extract(model, task.val, bs, ctx),
+            "test": _extract(model, task.test, bs, ctx),
         }
     return _FEATURE_CACHE[key]
 
 
 def run_classification(
-    task: TaskData,
-    protocol: Protocol,
-    encoder: nn.Module,
-    init_info: dict,
-    cfg: EvaluateConfig,
-    arch: str,
-    seed: int,
-    plan: ComputePlan,
-    timer: Timer,
-    feature_key: tuple | None = None,
+    task: TaskData, protocol: Protocol, encoder: nn.Module, cfg: EvaluateConfig, ctx: RunContext
 ) -> RunOutput:
     """Train and test one classification run; the encoder is modified in place."""
-    torch.manual_seed(seed)  # the head's initialisation
+    torch.manual_seed(ctx.seed)  # the head's initialisation
     model = Classifier(
         encoder,
-        feature_dim(arch),
+        feature_dim(ctx.arch),
         task.num_classes,
-        init_info["mean"],
-        init_info["std"],
+        ctx.init_info["mean"],
+        ctx.init_info["std"],
         probe=protocol.frozen_encoder and cfg.linear_probe_norm,
         bias=cfg.head_bias,
     )
-    model = plan.prepare(model, encoder, task.train.images.shape[-1])
+    model = ctx.plan.prepare(model, encoder, task.train.images.shape[-1])
     freeze_encoder(model, protocol)
-    indices = task.train_indices(protocol, seed, cfg.max_train_images)
+    indices = task.train_indices(protocol, ctx.seed, cfg.max_train_images)
     names = task.metric_names
     primary = names[0]
+    # A frozen encoder means only the linear head trains: one set of head hyper-parameters for every linear protocol,
+    # whether its features are cached or recomputed through the encoder (linear_bn_train, linear_on_features=False).
+    spec = FitSpec.from_config(cfg, linear_head=protocol.frozen_encoder)
+    bs = max(spec.batch_size, 256)
     if protocol.name == "linear" and cfg.linear_on_features:
-        feats = cached_features(feature_key or (id(encoder),), model, task, indices, cfg.batch_size, timer, plan)
-        head = model.head
-        loader = BatchLoader(feats["train"], np.arange(len(indices)), cfg.batch_size, seed)  # type: ignore[arg-type]
-        bs = max(cfg.batch_size, 256)
+        feats = cached_features(ctx.feature_key or (id(encoder),), model, task, indices, spec.batch_size, ctx)
+        head = model.head  # trains on the cached features, un-augmented (see the module doc)
+        loader = BatchLoader(feats["train"], np.arange(len(indices)), spec.batch_size, ctx.seed)  # type: ignore[arg-type]
 
-        def validate() -> dict[str, float]:
-            p, t = predict_probs(head, feats["val"], bs, timer, plan)
+        def validate_head() -> dict[str, float]:
+            p, t = predict_probs(head, feats["val"], bs, ctx)
             return classification_metrics(t, p, names)
 
         result = fit(
             head,
             list(head.parameters()),
             loader,
-            epochs_for(cfg.linear_epochs, len(loader), cfg.min_steps),
-            cfg.linear_lr,
-            cfg.weight_decay,
-            head.train,
-            validate,
-            primary,
-            cfg.selection,
-            timer,
-            plan,
-            validate_every_epoch=cfg.learning_curves,
-            warmup_epochs=cfg.warmup_epochs,
-            decay_per_epoch=cfg.lr_decay_per_epoch,
+            spec,
+            ctx,
+            train_mode=head.train,
+            validate=validate_head,
+            primary=primary,
         )
-        p, t = predict_probs(head, feats["test"], bs, timer, plan)
+        p, t = predict_probs(head, feats["test"], bs, ctx)
         return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 
-    loader = BatchLoader(task.train, indices, cfg.batch_size, seed, augment=training_augment(cfg))
-    calibrate = batchnorm_calibration(model, task, indices, protocol, cfg, plan, timer)
+    loader = BatchLoader(task.train, indices, spec.batch_size, ctx.seed, augment=spec.augment)
+    calibrate = batchnorm_calibration(model, task, indices, protocol, cfg, ctx)
 
     def validate() -> dict[str, float]:
         calibrate()
-        p, t = predict_probs(model, task.val, max(cfg.batch_size, 256), timer, plan)
+        p, t = predict_probs(model, task.val, bs, ctx)
         return classification_metrics(t, p, names)
 
-    # A frozen encoder means only the linear head trains: one set of head hyper-parameters for every linear protocol,
-    # whether its features are cached or recomputed through the encoder (linear_bn_train, linear_on_features=False).
-    epochs, lr = (cfg.linear_epochs, cfg.linear_lr) if protocol.frozen_encoder else (cfg.epochs, cfg.lr)
     result = fit(
         model,
         trainable_parameters(model),
         loader,
-        epochs_for(epochs, len(loader), cfg.min_steps),
-        lr,
-        cfg.weight_decay,
-        lambda: set_train_mode(model, protocol),
-        validate,
-        primary,
-        cfg.selection,
-        timer,
-        plan,
-        validate_every_epoch=cfg.learning_curves,
-        warmup_epochs=cfg.warmup_epochs,
-        decay_per_epoch=cfg.lr_decay_per_epoch,
+        spec,
+        ctx,
+        train_mode=lambda: set_train_mode(model, protocol),
+        validate=validate,
+        primary=primary,
     )
     calibrate()
-    p, t = predict_probs(model, task.test, max(cfg.batch_size, 256), timer, plan)
+    p, t = predict_probs(model, task.test, bs, ctx)
     return RunOutput(classification_metrics(t, p, names), result, len(indices), _correct(p, t))
 
 
 def batchnorm_calibration(
-    model: nn.Module,
-    task: TaskData,
-    indices: np.ndarray,
-    protocol: Protocol,
-    cfg: EvaluateConfig,
-    plan: ComputePlan,
-    timer: Timer,
+    model: nn.Module, task: TaskData, indices: np.ndarray, protocol: Protocol, cfg: EvaluateConfig, ctx: RunContext
 ) -> Callable[[], None]:
     """What to run before each validation and the test: precise BatchNorm on the training images when
     ``evaluate.precise_bn`` and the encoder trains (a frozen encoder keeps the statistics its protocol defines)."""
@@ -216,8 +187,8 @@ def batchnorm_calibration(
     batches = calibration_batches(task.train, indices, max(cfg.batch_size, 64), cfg.precise_bn_images)
 
     def calibrate() -> None:
-        with timer.model():
-            recompute_batchnorm(model, batches, plan.inputs, plan.autocast)
+        with ctx.timer.model():
+            recompute_batchnorm(model, batches, ctx.plan.inputs, ctx.plan.autocast)
 
     return calibrate
 

@@ -29,7 +29,7 @@ from rtl_core.models.single_pixel import use_single_pixel_matmuls
 AGREEMENT_TOLERANCE = 0.05
 """Largest |bf16 − fp32| difference of a primary metric (accuracy, AUC, Dice; all in [0, 1]) on one fixed seed
 that the precision test accepts: bf16 rounding changes early batches' gradients slightly and a 5-epoch run
-ends near, not at, the fp32 model (measured: see README, "Precision of downstream runs")."""
+ends near, not at, the fp32 model (measured: see docs/methods.md, "Precision of downstream runs")."""
 
 
 def resolve_precision(requested: str, device_type: str) -> str:
@@ -52,7 +52,7 @@ class ComputePlan:
     single_pixel_matmul: bool = False
 
     @classmethod
-    def for_config(cls, evaluate_config, device: torch.device | None = None) -> "ComputePlan":
+    def for_config(cls, evaluate_config, device: torch.device | None = None) -> ComputePlan:
         device = device or default_device()
         precision = resolve_precision(evaluate_config.precision, device.type)
         return cls(

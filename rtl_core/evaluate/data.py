@@ -157,11 +157,6 @@ def calibration_batches(data: TensorImageDataset, indices: np.ndarray, batch_siz
     return [as_float(data.images[rows[i : i + step]]) for i in range(0, len(rows), step) if len(rows[i : i + step]) > 1]
 
 
-def training_augment(cfg) -> CropFlip | None:
-    """The downstream augmentation of an :class:`rtl_core.config.EvaluateConfig` (None when ``augment_p`` is 0)."""
-    return CropFlip(cfg.augment_p, cfg.augment_min_scale) if cfg.augment_p > 0 else None
-
-
 def as_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images → float in ``[0, 1]``; anything else (e.g. cached features) unchanged."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x

@@ -1,8 +1,8 @@
-"""The training loop every protocol shares: fixed epochs of AdamW (in the run's :class:`ComputePlan`), an optional
-validation pass per epoch, and
-model selection (``last`` epoch, or the epoch with the best validation primary metric).
+"""The training loop every protocol shares: the epochs of a :class:`FitSpec` of AdamW (in the run's
+:class:`ComputePlan`), an optional validation pass per epoch, and model selection (``last`` epoch, or the epoch with
+the best validation primary metric).
 
-Time spent inside the model (forward, backward, optimizer step, inference) is accumulated in
+Time spent inside the model (forward, backward, optimizer step, inference) is accumulated in the run's
 :class:`Timer` so a run can report the share spent elsewhere (data, metrics, I/O).
 """
 
@@ -12,28 +12,12 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from rtl_core.evaluate.compute import ComputePlan
-
-
-@dataclass
-class Timer:
-    """Seconds spent in model computation."""
-
-    model_seconds: float = 0.0
-
-    @contextmanager
-    def model(self):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.model_seconds += time.perf_counter() - start
+from rtl_core.evaluate.context import FitSpec, RunContext
 
 
 @dataclass
@@ -52,44 +36,43 @@ def fit(
     model: nn.Module,
     parameters: list[nn.Parameter],
     loader: Iterable,
-    epochs: int,
-    lr: float,
-    weight_decay: float,
-    set_mode: Callable[[], None],
+    spec: FitSpec,
+    ctx: RunContext,
+    *,
+    train_mode: Callable[[], None],
     validate: Callable[[], dict[str, float]],
     primary: str,
-    selection: str,
-    timer: Timer,
-    plan: ComputePlan,
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
-    validate_every_epoch: bool = False,
-    warmup_epochs: float = 0.0,
-    decay_per_epoch: float = 1.0,
 ) -> FitResult:
-    """Train ``parameters`` of ``model`` with AdamW and cross-entropy for ``epochs`` epochs.
+    """Train ``parameters`` of ``model`` with AdamW and cross-entropy as ``spec`` says, on ``ctx``'s plan.
 
-    ``set_mode`` puts the model in its protocol's train mode; ``validate`` returns validation metrics (called every
-    epoch when ``selection == "best_val"`` or ``validate_every_epoch`` (learning curves), else once after the last
-    epoch). With ``best_val`` the weights of the best epoch (ties: the earlier) are restored before returning.
+    The epochs are ``spec.epochs``, raised to make at least ``spec.min_steps`` steps. ``train_mode`` puts the model
+    in its protocol's train mode; ``validate`` returns validation metrics, ``primary`` names the one selection reads
+    (called every epoch when ``spec.selection == "best_val"`` or ``spec.validate_every_epoch`` (learning curves),
+    else once after the last epoch). With ``best_val`` the weights of the best epoch (ties: the earlier) are
+    restored before returning.
 
-    The learning rate ramps up linearly over ``warmup_epochs`` (from 1/steps of ``lr``; Goyal et al. 2017), then
-    falls by ``decay_per_epoch`` after each epoch (Jonske et al.'s fine-tuning: ``ExponentialLR``, γ = 0.97).
+    The learning rate ramps up linearly over ``spec.warmup_epochs`` (from 1/steps of ``lr``; Goyal et al. 2017),
+    then falls by ``spec.decay_per_epoch`` after each epoch (Jonske et al.'s fine-tuning: ``ExponentialLR``,
+    γ = 0.97).
     """
+    plan, timer, selection = ctx.plan, ctx.timer, spec.selection
     forward = forward or (lambda m, x: m(x))
-    optimizer = plan.optimizer(parameters, lr, weight_decay)
+    optimizer = plan.optimizer(parameters, spec.lr, spec.weight_decay)
     steps = max(1, len(loader))
-    warmup = warmup_epochs * steps
+    epochs = epochs_for(spec.epochs, steps, spec.min_steps)
+    warmup, decay = spec.warmup_epochs * steps, spec.decay_per_epoch
 
     def factor(step: int) -> float:  # the LR multiplier before optimizer step ``step`` (0-based)
         ramp = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-        return ramp * decay_per_epoch ** (step // steps)
+        return ramp * decay ** (step // steps)
 
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor) if warmup > 0 or decay_per_epoch != 1 else None
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor) if warmup > 0 or decay != 1 else None
     curves: dict[str, list[float]] = {"epoch": [], "train_loss": [], "epoch_seconds": [], f"val_{primary}": []}
     best, best_epoch, best_state, best_val = -math.inf, epochs, None, {}
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        set_mode()
+        train_mode()
         total, count = 0.0, 0
         for x, y in loader:
             x, y = plan.inputs(x), y.to(plan.device, non_blocking=True)
@@ -108,7 +91,7 @@ def fit(
         curves["train_loss"].append(total / max(count, 1))
         curves["epoch_seconds"].append(time.perf_counter() - start)
         curves.setdefault("lr", []).append(optimizer.param_groups[0]["lr"])  # after the epoch's last step
-        if selection == "best_val" or epoch == epochs or validate_every_epoch:
+        if selection == "best_val" or epoch == epochs or spec.validate_every_epoch:
             val = validate()
             curves[f"val_{primary}"].append(val[primary])
             score = val[primary] if not math.isnan(val[primary]) else -math.inf

@@ -6,7 +6,7 @@ random here (``weights=None``): pretrained weights come from our own checkpoints
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 from torchvision import models

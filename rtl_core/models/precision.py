@@ -3,7 +3,7 @@
 * GPUs: bf16 autocast (fp16 where bf16 is missing) and ``channels_last`` (Micikevicius et al. 2018, mixed precision).
 * CPUs with bf16 units, AMX tiles (Intel Sapphire Rapids and later) or AVX512-BF16 (AMD Zen 4 and later):
   bf16 autocast and ``channels_last`` run the ResNet's early stages on oneDNN's bf16 kernels (``make bench``:
-  on Intel AMX 1.3–1.4× faster SimCLR steps at 32 px; on an AMD EPYC with AVX512-BF16 1.4×, see README,
+  on Intel AMX 1.3–1.4× faster SimCLR steps at 32 px; on an AMD EPYC with AVX512-BF16 1.4×, see docs/measurements.md,
   "Measured on this project's machine").
   On feature maps of at most :data:`TINY_MAP` pixels oneDNN's bf16 convolutions are slower than fp32 (a
   512-channel 3×3 convolution on 1×1 maps, forward + backward: 70 ms in bf16 vs 26 ms in fp32) and, for a

@@ -7,8 +7,8 @@ times the kernel taps that touch them (the other taps only ever multiply padding
 zero either way). oneDNN computes these convolutions with all taps, padding included, and its weight-gradient
 kernel is slow on such shapes: on the project's 2-core CPU a ResNet-18 fine-tune step at 32 px (batch 64, one
 thread, bf16 plan) took 110 ms with them and 90 ms with matrix products, and the SimCLR pretraining step went from
-1.91× to 2.34× the textbook loop (``make bench``: ``pretrain.speedup``; README, "Measured on this project's
-machine").
+1.91× to 2.34× the textbook loop (``make bench``: ``pretrain.speedup``; docs/measurements.md, "Measured on this
+project's machine").
 
 :func:`use_single_pixel_matmuls` switches every plain ``nn.Conv2d`` of a model to :class:`SinglePixelConv2d`
 (in place: same parameters, same ``state_dict`` keys, same class for pickling and ``deepcopy``). The switch is

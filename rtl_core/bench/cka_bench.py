@@ -1,4 +1,5 @@
-"""Benchmark: scalable layer-wise CKA vs the straightforward full-Gram implementation.
+"""Benchmark: scalable layer-wise CKA vs the straightforward full-Gram implementation (``make bench`` section
+``cka``: :mod:`rtl_core.bench.cka_section`).
 
 Both variants compute linear (biased) CKA between the ResNet-18 stages of two models over the same
 images, each in its own fresh Python process so that its peak resident memory
@@ -35,10 +36,8 @@ from rtl_core.analysis.activations import Pool, eval_mode, iter_paired_activatio
 from rtl_core.analysis.cka import LayerwiseCKA
 from rtl_core.analysis.hsic import center_gram, gram_linear
 from rtl_core.errors import DataError
+from rtl_core.models.backbones import RESNET_STAGES
 from rtl_core.models.devices import default_device
-
-#: The stages of a torchvision ResNet-18 compared layer by layer.
-RESNET18_STAGES: tuple[str, ...] = ("conv1", "layer1", "layer2", "layer3", "layer4", "avgpool")
 
 
 def _sync(device: torch.device) -> None:
@@ -126,7 +125,7 @@ def bench_cka(
     model_a: nn.Module,
     model_b: nn.Module,
     batch_size: int = 250,
-    layers: Sequence[str] = RESNET18_STAGES,
+    layers: Sequence[str] = RESNET_STAGES,
     pool: Pool = "avg",
     device: torch.device | str | None = None,
     arch: str = "resnet18",
@@ -166,7 +165,7 @@ def bench_cka(
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         for variant in ("minibatch", "fullgram"):
             out = Path(tmp) / f"{variant}.json"
-            cmd = [sys.executable, "-m", "rtl_core.analysis.cka_bench", "--variant", variant]
+            cmd = [sys.executable, "-m", "rtl_core.bench.cka_bench", "--variant", variant]
             proc = subprocess.run(
                 [*cmd, "--payload", str(payload_path), "--out", str(out)], env=env, capture_output=True, text=True
             )
