@@ -33,7 +33,7 @@ from rtl_core.analysis.figures import (  # noqa: E402
     separability_figure,
     thumbnail_uris,
 )
-from rtl_core.errors import DataError  # noqa: E402
+from rtl_core.errors import ConfigError, DataError  # noqa: E402
 from rtl_core.models.backbones import build_backbone  # noqa: E402
 from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, save_encoder  # noqa: E402
 
@@ -138,7 +138,7 @@ def test_umap_frame_and_static_figures(frame, sample):
     fig = embedding_grid(frame, hue="domain")
     assert len(fig.axes) >= 1
     plt.close(fig)
-    with pytest.raises((KeyError, ValueError)):
+    with pytest.raises(ConfigError, match="frame has no column 'no_such_column'"):
         embedding_grid(frame, hue="no_such_column")
 
 

@@ -87,7 +87,8 @@ def _read(path: Path) -> tuple[Any, dict[str, str]]:
 
         try:
             with safe_open(str(path), framework="pt") as handle:
-                return {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (a safetensors handle, not a dict), dict(handle.metadata() or {})
+                tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (a handle, not a dict)
+                return tensors, dict(handle.metadata() or {})
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path} is not a readable safetensors file ({exc}).") from exc
     try:
