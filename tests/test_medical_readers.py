@@ -27,9 +27,9 @@ from rtl_core.data.medical import (
     read_dicom_series,
     read_dicom_slice,
     read_nifti_volume,
-    read_png_slice_folder,
     resample_labels_to,
 )
+from rtl_core.data.png_slices import read_png_slice_folder
 from rtl_core.errors import DataError
 from rtl_core.paths import DEFAULT_DATA_DIR
 

@@ -31,7 +31,8 @@ from rtl_core.data.imagefolder import (
     ImageFolderStream,
     index_image_folder,
 )
-from rtl_core.data.medical import list_dicom_files, read_nifti_volume, read_png_slice_folder
+from rtl_core.data.medical import list_dicom_files, read_nifti_volume
+from rtl_core.data.png_slices import read_png_slice_folder
 from rtl_core.data.pool_check import check_pool_files
 from rtl_core.data.splits import grouped_split
 from rtl_core.errors import ConfigError, DataError
