@@ -4,7 +4,7 @@ pre-registration by :mod:`rtl_core.analysis.questions`."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -15,7 +15,9 @@ from rtl_core.names import parse_init
 ARM_ROLES = ("ct", "natural", "ct_more", "ct_less", "mixed", "sequential")
 #: The protocols a question may name (the same as ``evaluate.protocols``).
 QuestionProtocol = Literal["finetune", "linear", "linear_bn_train", "lowlabel_10", "lowlabel_1"]
-EXPECTATIONS = ("a_better", "b_better", "no_difference", "non_inferior")
+#: What a question expects of arm A against arm B.
+Expectation = Literal["a_better", "b_better", "no_difference", "non_inferior"]
+EXPECTATIONS = get_args(Expectation)
 
 
 class Margin(Strict):
@@ -80,7 +82,7 @@ class Question(Strict):
     tasks: list[str] = Field(min_length=1)
     protocols: list[QuestionProtocol] = Field(min_length=1)
     metric: str | list[str] = Field("primary", description="metric name(s); 'primary' = each task's primary metric")
-    expectation: Literal["a_better", "b_better", "no_difference", "non_inferior"]
+    expectation: Expectation
     margin: Margin | None = Field(None, description="the margin of every metric without its own in `margins`")
     margins: dict[str, Margin] = Field(default_factory=dict, description="metric -> margin")
     alpha: float | None = Field(None, gt=0, lt=0.5, description="default: analysis.alpha")
