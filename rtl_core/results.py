@@ -299,12 +299,19 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     write_json(path, record)
 
 
+def record_paths(root: str | Path) -> list[Path]:
+    """Every record file ``seed<k>.json`` below ``root``, sorted (not a worker's ``seed<k>.json.lease.json``)."""
+    return sorted(
+        p for p in Path(root).rglob("seed*.json") if p.name.removeprefix("seed").removesuffix(".json").isdigit()
+    )
+
+
 def load_records(root: str | Path, strict: bool = False) -> list[dict]:
     """Every complete record below ``root`` (``seed*.json`` files) as a dict with its ``_path``; broken ones are
     skipped with a warning, or raise :class:`DataError` when ``strict``. Stale records (made with an encoder that
     has changed since: :func:`encoder_problem`) are skipped with a warning too: `rtl evaluate` redoes them."""
     complete, broken = [], []
-    for path in sorted(Path(root).rglob("seed*.json")):
+    for path in record_paths(root):
         record, problem = read_record(path)
         if record is None:
             broken.append(f"{path} ({problem})")

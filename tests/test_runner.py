@@ -242,3 +242,14 @@ print(len(verbs), sorted(heavy & {m.split(".")[0] for m in sys.modules}))
     assert done.returncode == 0, done.stderr
     count, loaded = done.stdout.strip().split(" ", 1)
     assert int(count) >= 9 and loaded == "[]"
+
+
+def test_a_workers_lease_file_is_not_read_as_a_record(tmp_path):
+    """``seed<k>.json.lease.json`` lies beside the records while a grid runs: never a broken record, never a result."""
+    from rtl_core.results import load_records, record_paths
+
+    folder = tmp_path / "ct_cls" / "scratch" / "linear"
+    folder.mkdir(parents=True)
+    (folder / "seed42.json.lease.json").write_text(json.dumps({"host": "h", "pid": 1}))
+    assert record_paths(tmp_path) == []
+    assert load_records(tmp_path, strict=True) == []  # strict: a lease read as a record would raise

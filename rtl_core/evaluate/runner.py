@@ -45,7 +45,15 @@ from rtl_core.models.inits import check_checkpoint, load_init
 from rtl_core.names import init_slug, parse_init
 from rtl_core.paths import results_dir
 from rtl_core.provenance import provenance, settings_digest
-from rtl_core.results import RECORD_VERSION, STALE_ENCODER, RunKey, file_digest, record_problem, write_record
+from rtl_core.results import (
+    RECORD_VERSION,
+    STALE_ENCODER,
+    RunKey,
+    file_digest,
+    record_paths,
+    record_problem,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -416,6 +424,5 @@ def _journal(root: Path, key: RunKey, token: str) -> None:
 def records_kept(root: Path) -> str:
     """What a stopped grid leaves for a rerun, in words: its finished records (a run stopped mid-way has none and is
     redone; its lease is released, or taken over once stale)."""
-    records = [p for p in Path(root).rglob("seed*.json") if p.name.removeprefix("seed").removesuffix(".json").isdigit()]
-    n = len(records)  # not seed<k>.json.lease.json
+    n = len(record_paths(root))
     return f"the records of the {n} finished run(s) in {root} (runs stopped mid-way are redone)"
