@@ -168,5 +168,7 @@ pd.concat(
 #   near-duplicates may still straddle splits.
 # * The pools are ~5k images each, far from RadNet's 1.28M / ImageNet's 1.28M: this tests the method, not the paper's
 #   scale.
-# * With 4 seeds per arm only large effects are detectable (see each row's smallest detectable Δ): an inconclusive row
-#   says the study cannot tell, not that the arms are alike.
+# * With few runs per arm (the default study: 2 downstream seeds per encoder; 3 pretraining runs for CT and natural,
+#   evaluated linearly) only large effects are detectable (see each row's smallest detectable Δ and K × D): an
+#   inconclusive row says the study cannot tell, not that the arms are alike. A row whose scope is `checkpoints`
+#   speaks about the encoders this study trained, not about pretraining on that domain.

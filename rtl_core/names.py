@@ -102,17 +102,19 @@ class Init:
         """Pretrained by this project (``ssl`` / ``sequential``): a checkpoint under the study's artifacts."""
         return self.kind in ("ssl", "sequential")
 
-    def stem(self, study: str) -> Path | None:
-        """Where this study's checkpoint of an init of ours lives (without suffix); ``None`` for the others."""
+    def stem(self, study: str, replicate: int = 0) -> Path | None:
+        """Where this study's checkpoint of an init of ours lives (without suffix), replicate ``replicate`` of it;
+        ``None`` for the others."""
         if not self.ours:
             return None
-        return encoder_stem(self.pool, self.method, study, sequential=self.kind == "sequential")
+        return encoder_stem(self.pool, self.method, study, sequential=self.kind == "sequential", replicate=replicate)
 
-    def pretrain_command(self, profile: str, option: str | None = None) -> str:
-        """The command that creates this init's checkpoint; ``option`` selects the study (``--config <file>`` for a
-        custom study, :func:`rtl_core.config.study_option`), else ``--profile <profile>``."""
+    def pretrain_command(self, profile: str, option: str | None = None, replicate: int = 0) -> str:
+        """The command that creates this init's checkpoint (replicate ``replicate``); ``option`` selects the study
+        (``--config <file>`` for a custom study, :func:`rtl_core.config.study_option`), else ``--profile``."""
         cmd = f"rtl pretrain {option or f'--profile {profile}'} --pool {self.pool} --method {self.method}"
-        return cmd + " --sequential" if self.kind == "sequential" else cmd
+        cmd += " --sequential" if self.kind == "sequential" else ""
+        return cmd + f" --replicate {replicate}" if replicate else cmd
 
     def default_domain(self) -> str | None:
         """The pretraining domain when the config does not say: the pool's for ours, natural for torchvision's
@@ -154,6 +156,8 @@ def parse_init(name: str) -> Init:
     raise ConfigError(f"evaluate.inits: {name!r} is not {GRAMMAR}.")
 
 
-def init_slug(name: str) -> str:
-    """:attr:`Init.slug` of an init name: the one way an init becomes a file or folder name."""
-    return parse_init(name).slug
+def init_slug(name: str, replicate: int = 0) -> str:
+    """:attr:`Init.slug` of an init name: the one way an init becomes a file or folder name; replicate ``r`` ≥ 1 of
+    a replicated arm (``pretrain.replicates``) is ``<slug>-r<r>``, replicate 0 the plain slug."""
+    slug = parse_init(name).slug
+    return f"{slug}-r{replicate}" if replicate else slug

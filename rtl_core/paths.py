@@ -7,8 +7,9 @@ Outputs: ``$RTL_OUTPUT_DIR`` if set, else ``<repo>/artifacts`` (never in git), o
       cache/                          decoded data-pack arrays, rendered tasks (safe to delete)
       splits/<study>/                 every task's saved split (data stage)
       runs/pretrain/<study>/          one folder per pretraining: last.ckpt, metrics.csv (pretrain stage)
-      checkpoints/<study>/            <pool>-<method>.pt + .json sidecar: the encoders (pretrain stage)
-      results/<study>/                <task>/<init slug>/<protocol>/seed<k>.json: the results store (evaluate)
+      checkpoints/<study>/            <pool>-<method>[-r<r>].pt + .json sidecar: the encoders (pretrain stage;
+                                      -r<r>: replicate r >= 1 of a replicated arm)
+      results/<study>/                <task>/<init slug>[-r<r>]/<protocol>/seed<k>.json: the results store
       finetuned/<study>/              <init slug>/<task>/seed<k>.pt: early layers of fine-tuned encoders (evaluate)
       analysis/<study>/               CKA, probes, kNN sanity, advisor, claims (analysis stage)
       notebooks/<study>/, report_stamps/<study>/, exports/<study>/   executed notebooks, their inputs, exports
@@ -138,14 +139,15 @@ def checkpoints_dir(study: str) -> Path:
     return study_dir("checkpoints", study)
 
 
-def encoder_stem(pool: str, method: str, study: str, sequential: bool = False) -> Path:
+def encoder_stem(pool: str, method: str, study: str, sequential: bool = False, replicate: int = 0) -> Path:
     """Where the encoder pretrained with ``method`` on ``pool`` in ``study`` lives (without suffix).
 
     ``sequential=True`` names the natural-then-``pool`` encoder (pretraining continued on ``pool`` from the
-    ``natural`` encoder of the same method), i.e. the init ``sequential:<pool>:<method>``.
+    ``natural`` encoder of the same method), i.e. the init ``sequential:<pool>:<method>``. Replicate ``r`` ≥ 1 of
+    a replicated arm (``pretrain.replicates``) is ``<name>-r<r>``; replicate 0 keeps the plain name.
     """
     name = f"natural_then_{pool}-{method}" if sequential else f"{pool}-{method}"
-    return checkpoints_dir(study) / name
+    return checkpoints_dir(study) / (f"{name}-r{replicate}" if replicate else name)
 
 
 def pretraining_logs_dir(study: str) -> Path:

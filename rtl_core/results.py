@@ -44,6 +44,7 @@ COLUMNS = (
     "protocol",
     "data_fraction",
     "seed",
+    "replicate",
     "metric",
     "value",
     "profile",
@@ -65,12 +66,15 @@ class RunKey:
     init: str
     protocol: str
     seed: int
+    replicate: int = 0  # which of a replicated arm's encoders (pretrain.replicates); 0 for every other init
 
     def path(self, root: Path) -> Path:
-        return Path(root) / self.task / init_slug(self.init) / self.protocol / f"seed{self.seed}.json"
+        slug = init_slug(self.init, self.replicate)
+        return Path(root) / self.task / slug / self.protocol / f"seed{self.seed}.json"
 
     def __str__(self) -> str:
-        return f"{self.task} · {self.init} · {self.protocol} · seed {self.seed}"
+        init = f"{self.init} (replicate {self.replicate})" if self.replicate else self.init
+        return f"{self.task} · {init} · {self.protocol} · seed {self.seed}"
 
 
 class EncoderId(BaseModel):
@@ -101,6 +105,7 @@ class RunRecord(BaseModel):
     init: str
     protocol: str
     seed: StrictInt
+    replicate: StrictInt = 0  # records made before replicates existed are replicate 0
     data_fraction: float
     profile: str
     metrics: dict[str, StrictFloat | StrictInt | None]
@@ -122,7 +127,7 @@ class RunRecord(BaseModel):
 
     @property
     def key(self) -> RunKey:
-        return RunKey(self.task, self.init, self.protocol, self.seed)
+        return RunKey(self.task, self.init, self.protocol, self.seed, self.replicate)
 
 
 def _problem(error: ValidationError) -> str:
@@ -356,6 +361,7 @@ def results_table(study: str | None = None, root: str | Path | None = None, stri
                     "protocol": r["protocol"],
                     "data_fraction": float(r["data_fraction"]),
                     "seed": int(r["seed"]),
+                    "replicate": int(r.get("replicate", 0)),
                     "metric": metric,
                     "value": float(value),
                     "profile": r["profile"],

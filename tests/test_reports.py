@@ -105,10 +105,17 @@ KEY_CONTENT = {
 SMOKE_PAGES = [spec for spec in NOTEBOOKS if spec.name in KEY_CONTENT]
 
 
+#: As the default study: CT and natural pretrained twice each (replicates), the extra encoders evaluated linearly.
+REPLICATES = {
+    "pretrain": {"replicates": {"ssl:ct:simclr": 2, "ssl:natural:simclr": 2}},
+    "evaluate": {"replicate_protocols": ["linear"]},
+}
+
+
 @pytest.fixture(scope="module")
 def smoke_reports(tmp_path_factory):
     report_dir = tmp_path_factory.mktemp("reports")
-    figures = reproduce("smoke", report_dir=report_dir)
+    figures = reproduce("smoke", report_dir=report_dir, overrides=REPLICATES)
     return report_dir, figures
 
 
@@ -142,13 +149,17 @@ def test_every_report_exists_with_key_tables_and_figures(smoke_reports):
     claims = json.loads((report_dir / "claims.json").read_text())
     assert {row["claim"] for row in claims["claims"]} == {c.id for c in CLAIMS}
     assert all(row["verdict"] in VERDICTS and row["paper_verdict"] for row in claims["claims"])
+    # CT and natural are replicated (K = 2, linear only): those linear cells speak about pretraining
+    replicated = [r for r in claims["claims"] if r["scope"] == "pretraining"]
+    assert replicated and all(r["protocol"] == "linear" and r["k_a"] == r["k_b"] == 2 for r in replicated)
+    assert {r["scope"] for r in claims["claims"] if r["protocol"] == "finetune"} <= {"checkpoints", None}
     assert f"{os.cpu_count()} CPUs" in index and "{" not in re.sub(r"<(style|script)>.*?</\1>", "", index, flags=re.S)
 
 
 @pytest.mark.slow
 def test_rerun_skips_done_steps(smoke_reports, capsys):
     report_dir, _ = smoke_reports
-    reproduce("smoke", report_dir=report_dir)
+    reproduce("smoke", report_dir=report_dir, overrides=REPLICATES)
     out = capsys.readouterr().out
     for spec in SMOKE_PAGES:
         assert re.search(rf"notebook {spec.name} .*: done already, skipped", out), out

@@ -153,7 +153,7 @@ def weight_uniqueness_table(encoders) -> pd.DataFrame:
 
 def who_knew_what(config: StudyConfig) -> pd.DataFrame:
     """Overlap of correctly classified test images between inits, per task, protocol and seed (from the run
-    records' ``test_correct``), against the overlap independence predicts."""
+    records' ``test_correct``), against the overlap independence predicts; an init's replicate 0 stands for it."""
     from rtl_core.analysis.overlap import overlap_table
     from rtl_core.paths import results_dir
     from rtl_core.results import load_records
@@ -161,7 +161,7 @@ def who_knew_what(config: StudyConfig) -> pd.DataFrame:
     root = results_dir(config.study)
     groups: dict[tuple, dict[str, np.ndarray]] = {}
     for record in load_records(root):
-        if record.get("test_correct") and record["init"] in config.evaluate.inits:
+        if record.get("test_correct") and record["init"] in config.evaluate.inits and not record.get("replicate"):
             key = (record["task"], record["protocol"], record["seed"])
             groups.setdefault(key, {})[record["init"]] = np.asarray(record["test_correct"], dtype=bool)
     frames = []

@@ -164,18 +164,44 @@ class PretrainConfig(Strict):
     min_scale: float = Field(0.08, gt=0, le=1, description="smallest crop area of RandomResizedCrop")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum")
     checkpoint_every_n_epochs: int = Field(1, ge=1, description="how often the resumable last.ckpt is written")
-    replicates: int = Field(
+    replicates: int | dict[str, int] = Field(
         1,
-        ge=1,
-        description="pretraining replicates K: independent pretrainings per ssl:/sequential: arm (seeds derived from "
-        "the study seed); the claims engine treats each (init, replicate) as one encoder, the unit of replication",
+        description="pretraining replicates K: independent pretrainings of an ssl:/sequential: arm, replicate r "
+        "seeded by replicate_seed(seed, r); one K for every arm, or K per init name (e.g. {'ssl:ct:simclr': 3}; "
+        "unnamed arms 1). The claims engine treats each (init, replicate) as one encoder, the unit of replication",
     )
+
+    @model_validator(mode="after")
+    def _replicates_valid(self) -> PretrainConfig:
+        counts = self.replicates.values() if isinstance(self.replicates, dict) else [self.replicates]
+        if any(k < 1 for k in counts):
+            raise ValueError(f"pretrain.replicates: {self.replicates} asks for fewer than 1 pretraining per arm")
+        for name in self.replicates if isinstance(self.replicates, dict) else ():
+            try:
+                ours = parse_init(name).ours
+            except ConfigError as exc:
+                raise ValueError(f"pretrain.replicates: {exc}") from None
+            if not ours:
+                raise ValueError(
+                    f"pretrain.replicates: {name!r} is not pretrained by the study (only ssl:<pool>:<method> and "
+                    "sequential:<pool>:<method> arms have replicates; a fixed checkpoint is one encoder)"
+                )
+        return self
+
+    def replicates_of(self, init: str) -> int:
+        """K of an init: 1 for an init not pretrained by the study, else ``replicates`` (its entry, when a mapping)."""
+        if not parse_init(init).ours:
+            return 1
+        if isinstance(self.replicates, dict):
+            return self.replicates.get(init, 1)
+        return self.replicates
 
     @model_serializer(mode="wrap")
     def _omit_single_replicate(self, handler: Any) -> dict[str, Any]:
         """No ``replicates`` key at K = 1: config hashes, run settings and pretraining keys stay as they were."""
         data = handler(self)
-        if isinstance(data, dict) and self.replicates == 1:
+        single = self.replicates == 1 or (isinstance(self.replicates, dict) and set(self.replicates.values()) <= {1})
+        if isinstance(data, dict) and single:
             data.pop("replicates", None)
         return data
 
@@ -204,6 +230,16 @@ class EvaluateConfig(Strict):
         default_factory=lambda: ["finetune", "linear", "lowlabel_1"]
     )
     seeds: list[int] = Field(default_factory=lambda: [42, 1, 2, 3])
+    replicate_protocols: list[Literal["finetune", "linear", "linear_bn_train", "lowlabel_10", "lowlabel_1"]] | None = (
+        Field(
+            None,
+            description="the protocols the extra encoders of a replicated arm (replicates 1..K-1) run; None: all of "
+            "protocols. Frozen-feature protocols (linear) buy K at little cost (docs/claims.md)",
+        )
+    )
+    replicate_seeds: list[int] | None = Field(
+        None, description="the downstream seeds of replicates 1..K-1 (D of the extra encoders); None: all of seeds"
+    )
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of fine-tunes (encoder and head)")
@@ -279,6 +315,31 @@ class EvaluateConfig(Strict):
             "convolutions with a 1x1 output computed as the matrix product they are (rtl_core.models.single_pixel)"
         ),
     )
+
+    @model_validator(mode="after")
+    def _replicate_grid_within_grid(self) -> EvaluateConfig:
+        for name, subset, grid in (
+            ("replicate_protocols", self.replicate_protocols, self.protocols),
+            ("replicate_seeds", self.replicate_seeds, self.seeds),
+        ):
+            outside = [x for x in subset or () if x not in grid]
+            if outside:
+                which = name.removeprefix("replicate_")
+                raise ValueError(
+                    f"evaluate.{name}: {outside} are not in evaluate.{which} {grid}; the extra encoders run a "
+                    f"subset of the grid (add them to evaluate.{which}, or drop them here)"
+                )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_replicate_grid(self, handler: Any) -> dict[str, Any]:
+        """No replicate-grid keys while unset: config hashes stay as they were."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("replicate_protocols", "replicate_seeds"):
+                if getattr(self, key) is None:
+                    data.pop(key, None)
+        return data
 
 
 class LauncherConfig(Strict):

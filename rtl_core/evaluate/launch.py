@@ -123,7 +123,7 @@ def _launch_local(config: StudyConfig, runs: list[RunKey], root: Path, progress:
     n = config.launcher.workers
     threads = 1 if torch.cuda.is_available() else _threads_per_worker(n)
     payload = config.model_dump_json()
-    keys = [(k.task, k.init, k.protocol, k.seed) for k in runs]
+    keys = [(k.task, k.init, k.protocol, k.seed, k.replicate) for k in runs]
     report = GridReport(root=root)
     since = time.time()
     with ProcessPoolExecutor(max_workers=max(1, n - 1), mp_context=mp.get_context("spawn")) as pool:
@@ -202,7 +202,7 @@ def _launch_submitit(config: StudyConfig, runs: list[RunKey], root: Path) -> Gri
     report = GridReport(root=root)
     todo = []
     for key in runs:
-        done = any(record_problem(key.path(root), key, h, encoders[key.init]) is None for h in hashes)
+        done = any(record_problem(key.path(root), key, h, encoders[key.init, key.replicate]) is None for h in hashes)
         (report.skipped if done else todo).append(key)
     if not todo:
         return report
@@ -222,7 +222,7 @@ def _launch_submitit(config: StudyConfig, runs: list[RunKey], root: Path) -> Gri
     jobs = executor.map_array(
         run_array_task,
         [payload] * len(todo),
-        [(k.task, k.init, k.protocol, k.seed) for k in todo],
+        [(k.task, k.init, k.protocol, k.seed, k.replicate) for k in todo],
         [str(root)] * len(todo),
     )
     for job in jobs:

@@ -99,7 +99,8 @@ def settings_hash(config: StudyConfig, device_type: str | None = None) -> str:
     values.pop("analysis", None)
     values.pop("study", None)  # a name, not a setting
     values.pop("launcher", None)  # where runs execute does not change them
-    for key in ("tasks", "inits", "protocols", "seeds"):
+    values["pretrain"].pop("replicates", None)  # how many encoders an arm has; each encoder is named by its record
+    for key in ("tasks", "inits", "protocols", "seeds", "replicate_protocols", "replicate_seeds"):
         values["evaluate"].pop(key, None)
     for spec in [*values["data"].get("tasks", {}).values(), *values["data"].get("pools", {}).values()]:
         spec.pop("domain", None)  # a name for the advisor, not a setting of any run
@@ -132,8 +133,10 @@ def plan_grid(
     protocols: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
 ) -> list[RunKey]:
-    """Every run of the grid, ordered task → init → protocol → seed (so cached features are reused); ``seeds`` must
-    be a subset of ``evaluate.seeds`` (the analysis reads those only)."""
+    """Every run of the grid, ordered task → init → replicate → protocol → seed (so cached features are reused);
+    ``seeds`` must be a subset of ``evaluate.seeds`` (the analysis reads those only). An init of ours with K
+    replicates (``pretrain.replicates``) is K encoders: replicate 0 runs the whole grid, replicates 1 … K−1 the
+    ``evaluate.replicate_protocols`` × ``replicate_seeds`` part of it (all of it when those are unset)."""
     ev = config.evaluate
     tasks, inits = list(tasks or ev.tasks), list(inits or ev.inits)
     protocols, seeds = list(protocols or ev.protocols), list(seeds if seeds is not None else ev.seeds)
@@ -150,13 +153,26 @@ def plan_grid(
         get_protocol(name)
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"evaluate.seeds: {seeds} repeats a seed; each seed is one run.")
-    return [RunKey(t, i, p, s) for t in tasks for i in inits for p in protocols for s in seeds]
+    extra_protocols = set(ev.replicate_protocols or ev.protocols)
+    extra_seeds = set(ev.replicate_seeds or ev.seeds)
+    keys = []
+    for t in tasks:
+        for i in inits:
+            for r in range(config.pretrain.replicates_of(i)):
+                keys += [
+                    RunKey(t, i, p, s, r)
+                    for p in protocols
+                    for s in seeds
+                    if r == 0 or (p in extra_protocols and s in extra_seeds)
+                ]
+    return keys
 
 
-def encoder_identity(name: str, study: str) -> dict[str, Any]:
-    """Which encoder init ``name`` loads now, as :class:`rtl_core.results.EncoderId` fields: the weights file (ours:
-    the study's checkpoint; ``file:`` inits: the file), its SHA-256 (``None`` while the file is missing) and the
-    sidecar's ``run_key``; no file for a random init or torchvision's published weights (named, not hashed)."""
+def encoder_identity(name: str, study: str, replicate: int = 0) -> dict[str, Any]:
+    """Which encoder init ``name`` (replicate ``replicate`` of it) loads now, as :class:`rtl_core.results.EncoderId`
+    fields: the weights file (ours: the study's checkpoint; ``file:`` inits: the file), its SHA-256 (``None`` while
+    the file is missing) and the sidecar's ``run_key``; no file for a random init or torchvision's published weights
+    (named, not hashed)."""
     init = parse_init(name)
     if init.kind == "scratch":
         return {"file": None, "sha256": None, "run_key": None, "what": "random init seeded by the run's seed"}
@@ -167,7 +183,7 @@ def encoder_identity(name: str, study: str) -> dict[str, Any]:
     if init.kind == "file":
         weights, what = init.file.resolve(), "weights file"
     else:
-        weights, sidecar = checkpoint_paths(init.stem(study))
+        weights, sidecar = checkpoint_paths(init.stem(study, replicate))
         weights, what = weights.resolve(), "rtl_core checkpoint"
         with contextlib.suppress(OSError, ValueError, AttributeError):  # loading the init names a sidecar's fault
             run_key = json.loads(sidecar.read_text()).get("run_key")
@@ -175,9 +191,11 @@ def encoder_identity(name: str, study: str) -> dict[str, Any]:
     return {"file": str(weights), "sha256": sha, "run_key": run_key, "what": what}
 
 
-def current_encoders(config: StudyConfig, keys: Sequence[RunKey]) -> dict[str, dict[str, Any]]:
-    """:func:`encoder_identity` of every init among ``keys`` (each weights file hashed once, then cached)."""
-    return {name: encoder_identity(name, config.study) for name in dict.fromkeys(k.init for k in keys)}
+def current_encoders(config: StudyConfig, keys: Sequence[RunKey]) -> dict[tuple[str, int], dict[str, Any]]:
+    """:func:`encoder_identity` of every (init, replicate) among ``keys`` (each weights file hashed once, then
+    cached)."""
+    pairs = dict.fromkeys((k.init, k.replicate) for k in keys)
+    return {(name, r): encoder_identity(name, config.study, r) for name, r in pairs}
 
 
 @lru_cache(maxsize=1)
@@ -196,7 +214,7 @@ def _keep_finetuned(encoder: torch.nn.Module, profile: str, key: RunKey) -> None
     from rtl_core.io import atomic_write
     from rtl_core.paths import finetuned_path
 
-    path = finetuned_path(profile, init_slug(key.init), key.task, key.seed)
+    path = finetuned_path(profile, init_slug(key.init, key.replicate), key.task, key.seed)
     state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items() if k.startswith(KEPT_PREFIXES)}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
@@ -219,9 +237,11 @@ def run_one(
     torch.manual_seed(key.seed)
     np.random.seed(key.seed)
     details = ev.init_details.get(key.init)
-    identity = encoder_identity(key.init, config.study)
-    encoder, info = load_init(key.init, config.study, arch, key.seed, details.model_dump() if details else None)
-    if encoder_identity(key.init, config.study)["sha256"] != identity["sha256"]:  # cheap: cached by size and mtime
+    identity = encoder_identity(key.init, config.study, key.replicate)
+    encoder, info = load_init(
+        key.init, config.study, arch, key.seed, details.model_dump() if details else None, key.replicate
+    )
+    if encoder_identity(key.init, config.study, key.replicate)["sha256"] != identity["sha256"]:  # cached: cheap
         raise CheckpointError(
             f"{identity['file']} changed while run {key} loaded it (is `rtl pretrain` writing it?). "
             "Rerun `rtl evaluate` once the pretraining has finished."
@@ -252,6 +272,7 @@ def run_one(
         "init": key.init,
         "protocol": key.protocol,
         "seed": key.seed,
+        "replicate": key.replicate,
         "data_fraction": protocol.data_fraction,
         "profile": config.profile,
         "study": config.study,
@@ -307,8 +328,8 @@ def run_grid(
     after each run. Runs are leased first (:mod:`rtl_core.leases`), so other workers may share the
     folder; see :mod:`rtl_core.evaluate.launch` for many workers and SLURM."""
     keys = plan_grid(config, tasks, inits, protocols, seeds)
-    for name in dict.fromkeys(k.init for k in keys):
-        check_checkpoint(parse_init(name), config.study)  # fail before any run, naming the pretrain command
+    for name, replicate in dict.fromkeys((k.init, k.replicate) for k in keys):
+        check_checkpoint(parse_init(name), config.study, replicate)  # fail before any run, naming the pretrain command
     return work(config, keys, root, progress=progress, on_run_done=on_run_done)
 
 
@@ -341,7 +362,7 @@ def work(
     report = GridReport(root=root)
     todo = []
     for key in keys:
-        problem = record_problem(key.path(root), key, settings, encoders[key.init])
+        problem = record_problem(key.path(root), key, settings, encoders[key.init, key.replicate])
         if problem is None:
             report.skipped.append(key)
         else:
@@ -366,7 +387,7 @@ def work(
             report.busy.append(key)
             continue
         try:
-            problem = record_problem(path, key, settings, encoders[key.init])  # another worker may have done it
+            problem = record_problem(path, key, settings, encoders[key.init, key.replicate])  # done meanwhile?
             if problem is None:
                 report.skipped.append(key)
                 continue

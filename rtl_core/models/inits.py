@@ -17,11 +17,12 @@ from rtl_core.names import Init, parse_init
 DEFAULT_MEAN, DEFAULT_STD = IDENTITY_MEAN, IDENTITY_STD
 
 
-def check_checkpoint(init: Init, profile: str) -> None:
+def check_checkpoint(init: Init, profile: str, replicate: int = 0) -> None:
     """Raise :class:`CheckpointError` naming the fix when the init's weights are missing: the ``rtl pretrain``
     command for ours, the file for ``file:``, the hub folder for ``torchvision:`` (nothing is downloaded here).
     ``profile`` is the study's name; the command selects it as :func:`rtl_core.config.study_option` says
-    (``--config <file>`` for a custom study, ``--profile <name>`` for a stock one)."""
+    (``--config <file>`` for a custom study, ``--profile <name>`` for a stock one); ``replicate`` names which of a
+    replicated arm's encoders (``pretrain.replicates``)."""
     if init.kind == "file":
         if not init.file.is_file():
             raise CheckpointError(
@@ -34,7 +35,7 @@ def check_checkpoint(init: Init, profile: str) -> None:
 
         torchvision_file(init.arch, init.weights)  # unknown arch / weights fail here, before any run
         return
-    stem = init.stem(profile)
+    stem = init.stem(profile, replicate)
     if stem is None:
         return
     weights, sidecar = checkpoint_paths(stem)
@@ -42,15 +43,18 @@ def check_checkpoint(init: Init, profile: str) -> None:
         option = study_option(profile)
         raise CheckpointError(
             f"Init {init.name!r} needs the encoder checkpoint {weights} (+ {sidecar.name}), which does not exist. "
-            f"Create it with `{init.pretrain_command(profile, option)}` (or `rtl pretrain {option}` for every pool "
-            f"of the config), or drop {init.name!r} from evaluate.inits."
+            f"Create it with `{init.pretrain_command(profile, option, replicate)}` (or `rtl pretrain {option}` for "
+            f"every pool and replicate of the config), or drop {init.name!r} from evaluate.inits."
         )
 
 
-def load_init(name: str, profile: str, arch: str, seed: int, details: dict | None = None) -> tuple[nn.Module, dict]:
+def load_init(
+    name: str, profile: str, arch: str, seed: int, details: dict | None = None, replicate: int = 0
+) -> tuple[nn.Module, dict]:
     """The encoder an init starts from (pooled-feature torchvision ResNet, ``fc`` = identity) and its info
     (``{"init", "checkpoint", "mean", "std", "layout", "label", "domain", "sidecar"}``). ``details`` are the
-    config's ``evaluate.init_details[name]`` (label, domain, mean / std for file inits)."""
+    config's ``evaluate.init_details[name]`` (label, domain, mean / std for file inits); ``replicate`` picks one
+    of a replicated arm's encoders (ours only; ``pretrain.replicates``)."""
     from rtl_core.models.foreign import load_file_encoder, load_torchvision_encoder
 
     init = parse_init(name)
@@ -68,7 +72,7 @@ def load_init(name: str, profile: str, arch: str, seed: int, details: dict | Non
             "layout": "random init",
             "sidecar": {},
         }
-    check_checkpoint(init, profile)
+    check_checkpoint(init, profile, replicate)
     if init.kind in ("file", "torchvision"):
         if init.kind == "file":
             encoder, found = load_file_encoder(init.file, arch)
@@ -89,7 +93,7 @@ def load_init(name: str, profile: str, arch: str, seed: int, details: dict | Non
             "layout": found["layout"],
             "sidecar": found.get("sidecar", {}),
         }
-    stem = init.stem(profile)
+    stem = init.stem(profile, replicate)
     encoder, sidecar = load_encoder(stem, expect={"arch": arch, "in_channels": 3})
     mean, std = input_normalization(sidecar)
     info = {
@@ -100,7 +104,17 @@ def load_init(name: str, profile: str, arch: str, seed: int, details: dict | Non
         "layout": "rtl_core checkpoint",
         "sidecar": {
             k: sidecar.get(k)
-            for k in ("method", "pool", "epochs", "profile", "config_hash", "data_fingerprint", "git_commit")
+            for k in (
+                "method",
+                "pool",
+                "epochs",
+                "profile",
+                "config_hash",
+                "data_fingerprint",
+                "git_commit",
+                "replicate",
+                "seed",
+            )
         },
     }
     return encoder, info

@@ -1,9 +1,11 @@
 """``rtl pretrain``: SSL pretraining from the command line (wired into :mod:`rtl_core.cli`).
 
     rtl pretrain --pool ct --method simclr --profile default [--config file.yaml] [--sequential] [--force]
+                 [--replicate 0 1 2]
 
 Without ``--pool``/``--method`` it trains every pool and method the config lists (``pretrain.pools``,
-``pretrain.methods``). An existing encoder for the same settings is skipped; a killed run resumes.
+``pretrain.methods``), and every replicate of each (``pretrain.replicates``) unless ``--replicate`` picks some (one
+SLURM job per replicate, say). An existing encoder for the same settings is skipped; a killed run resumes.
 """
 
 from __future__ import annotations
@@ -25,29 +27,46 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
         "--force", action="store_true", help="retrain even if the encoder exists (discards the run's last.ckpt)"
     )
     p.add_argument("--epochs", type=int, default=None, help="override pretrain.epochs")
+    p.add_argument(
+        "--replicate",
+        type=int,
+        nargs="*",
+        default=None,
+        help="which replicate(s) of each arm to train (0 … K-1); default: all K of pretrain.replicates",
+    )
     p.set_defaults(func=run_pretrain_command)
     return p
 
 
 def run_pretrain_command(args: argparse.Namespace) -> list:
     from rtl_core.config import load_config
-    from rtl_core.errors import Interrupted
+    from rtl_core.errors import ConfigError, Interrupted
     from rtl_core.pretrain.train import check_request, pretrain
 
     overrides = {"pretrain": {"epochs": args.epochs}} if args.epochs else None
     config = load_config(args.profile, args.config, overrides)
     pools = args.pool or config.pretrain.pools
     methods = args.method or config.pretrain.methods
+    kind = "sequential" if args.sequential else "ssl"
+    jobs = []
     for pool in pools:  # fail on a bad name before any training starts
         for method in methods:
             check_request(config, pool, method)
+            k = config.pretrain.replicates_of(f"{kind}:{pool}:{method}")
+            replicates = range(k) if args.replicate is None else args.replicate
+            outside = [r for r in replicates if not 0 <= r < k]
+            if outside:
+                raise ConfigError(
+                    f"--replicate {' '.join(map(str, outside))}: {kind}:{pool}:{method} has K = {k} replicate(s) "
+                    f"(0 … {k - 1}) in pretrain.replicates; pick among those or raise K in the config."
+                )
+            jobs += [(pool, method, r) for r in replicates]
     written = []
     try:
-        for pool in pools:
-            for method in methods:
-                path = pretrain(config, pool, method, sequential=args.sequential, force=args.force)
-                print(f"encoder: {path}")
-                written.append(path)
+        for pool, method, replicate in jobs:
+            path = pretrain(config, pool, method, sequential=args.sequential, force=args.force, replicate=replicate)
+            print(f"encoder: {path}")
+            written.append(path)
     except Interrupted as exc:  # `rtl` prints what was kept: the stopped pretraining's checkpoint, the encoders before
         if written:
             exc.kept = "; ".join(filter(None, [exc.kept, "the finished encoders " + ", ".join(map(str, written))]))

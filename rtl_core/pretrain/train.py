@@ -95,9 +95,20 @@ def plan_devices(config: StudyConfig) -> DevicePlan:
     return DevicePlan(accelerator, devices, p.num_nodes, precision, p.batch_size // world)
 
 
-def pretraining_key(config: StudyConfig, pool: str, method: str, sequential: bool) -> str:
-    """Hash of everything that determines the trained weights (not which pools/methods a study lists)."""
-    pre = config.pretrain.model_dump(mode="json", exclude={"pools", "methods", "checkpoint_every_n_epochs"})
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The seed of replicate ``replicate`` of a pretraining: the study seed for replicate 0 (so a study with K = 1 is
+    the study it was), ``seed + 1000 * replicate`` after it. Replicates share the pool and every setting; the seed
+    changes the initial weights, the augmentations and the order of the pool, i.e. what varies between two
+    pretraining runs of one recipe."""
+    return seed + 1000 * replicate
+
+
+def pretraining_key(config: StudyConfig, pool: str, method: str, sequential: bool, replicate: int = 0) -> str:
+    """Hash of everything that determines the trained weights (not which pools/methods a study lists, nor how many
+    replicates it asks for: replicate ``r`` enters the key as itself, replicate 0 not at all)."""
+    pre = config.pretrain.model_dump(
+        mode="json", exclude={"pools", "methods", "checkpoint_every_n_epochs", "replicates"}
+    )
     data = config.data.model_dump(
         mode="json", include={"data_dir", "image_size", "pool_size", "split_seed", "ct_window"}
     )
@@ -107,19 +118,22 @@ def pretraining_key(config: StudyConfig, pool: str, method: str, sequential: boo
         data["pool"] = config.data.pools[pool].model_dump(mode="json")
     # "auto" means bf16 on some CPUs, fp32 on others: the resolved precision changes the weights
     pre["precision"] = resolve_precision(config.pretrain.precision, resolve_accelerator(config.pretrain.accelerator))
-    return settings_digest(
-        {"pretrain": pre, "data": data, "seed": config.seed, "pool": pool, "method": method, "sequential": sequential}
-    )
+    settings = {"pretrain": pre, "data": data, "seed": config.seed, "pool": pool, "method": method}
+    settings["sequential"] = sequential
+    if replicate:
+        settings["replicate"] = replicate
+    return settings_digest(settings)
 
 
-def pretraining_dir(config: StudyConfig, pool: str, method: str, sequential: bool = False) -> Path:
+def pretraining_dir(config: StudyConfig, pool: str, method: str, sequential: bool = False, replicate: int = 0) -> Path:
     """Folder of the pretraining's resumable Lightning checkpoints and its metrics.csv.
 
     Vocabulary: a *pretraining* is one pool × method (× sequential) fit, in this folder; a *run* is one downstream
     training (task × init × protocol × seed), its record in ``results/``. The sidecar keys ``run_key`` and
     ``run_dir`` keep their names so that encoders already trained are still recognised."""
-    name = encoder_stem(pool, method, config.study, sequential).name
-    return pretraining_logs_dir(config.study) / f"{name}-{pretraining_key(config, pool, method, sequential)}"
+    name = encoder_stem(pool, method, config.study, sequential, replicate).name
+    key = pretraining_key(config, pool, method, sequential, replicate)
+    return pretraining_logs_dir(config.study) / f"{name}-{key}"
 
 
 def check_request(config: StudyConfig, pool: str, method: str) -> DevicePlan:
@@ -148,9 +162,11 @@ def _check_pool_size(config: StudyConfig, data: PretrainPool, plan: DevicePlan) 
     return n // plan.world_size // plan.batch_per_device
 
 
-def existing_encoder(config: StudyConfig, pool: str, method: str, sequential: bool = False) -> Path | None:
+def existing_encoder(
+    config: StudyConfig, pool: str, method: str, sequential: bool = False, replicate: int = 0
+) -> Path | None:
     """The finished encoder for this exact config, or None (missing, incomplete, or trained with other settings)."""
-    stem = encoder_stem(pool, method, config.study, sequential)
+    stem = encoder_stem(pool, method, config.study, sequential, replicate)
     weights, _ = checkpoint_paths(stem)
     try:
         sidecar = read_sidecar(stem)
@@ -158,7 +174,7 @@ def existing_encoder(config: StudyConfig, pool: str, method: str, sequential: bo
         return None
     if not weights.is_file():
         return None
-    if sidecar.get("run_key") != pretraining_key(config, pool, method, sequential):
+    if sidecar.get("run_key") != pretraining_key(config, pool, method, sequential, replicate):
         log.info("encoder %s was trained with other settings (run key %s); retraining", weights, sidecar.get("run_key"))
         return None
     return weights
@@ -203,50 +219,59 @@ def pretrain(
     force: bool = False,
     callbacks: Sequence = (),
     progress: bool = True,
+    replicate: int = 0,
 ) -> Path:
     """Pretrain ``method`` on ``pool`` under ``config`` and return the encoder weights path.
 
     ``sequential=True`` starts from the ``natural`` encoder of the same method (trained first if missing) and
-    continues on ``pool`` (the init ``sequential:<pool>:<method>``). An existing encoder for the same settings
+    continues on ``pool`` (the init ``sequential:<pool>:<method>``). ``replicate`` r trains the r-th of a replicated
+    arm's encoders (``pretrain.replicates``), seeded by :func:`replicate_seed`; a sequential replicate r starts
+    from natural replicate r. An existing encoder for the same settings
     is returned as is unless ``force``; an interrupted run resumes from its ``last.ckpt``. The pretraining is leased
     (:func:`pretraining_lease`): while another live process trains the same encoder, :class:`BusyError` names it.
     A signal raises :class:`~rtl_core.errors.Interrupted` saying what was kept (SIGTERM after the current step).
     """
     plan = check_request(config, pool, method)
-    stem = encoder_stem(pool, method, config.study, sequential)
-    if not force and (found := existing_encoder(config, pool, method, sequential)):
+    if replicate < 0:
+        raise ConfigError(f"--replicate {replicate}: replicates are numbered from 0.")
+    stem = encoder_stem(pool, method, config.study, sequential, replicate)
+    if not force and (found := existing_encoder(config, pool, method, sequential, replicate)):
         log.info("encoder exists, skipping pretraining: %s (use --force to retrain)", found)
         return found
     init_from = None
     if sequential:
-        init_from = pretrain(config, SEQUENTIAL_SOURCE, method, progress=progress)
+        init_from = pretrain(config, SEQUENTIAL_SOURCE, method, progress=progress, replicate=replicate)
     with pretraining_lease(config, stem):
-        if not force and (found := existing_encoder(config, pool, method, sequential)):
+        if not force and (found := existing_encoder(config, pool, method, sequential, replicate)):
             log.info("encoder finished by another process meanwhile: %s", found)
             return found
-        return _fit(config, pool, method, sequential, force, callbacks, progress, plan, stem, init_from)
+        fit = Fit(pool, method, sequential, replicate, stem, init_from)
+        return _fit(config, fit, force, callbacks, progress, plan)
 
 
-def _fit(
-    config: StudyConfig,
-    pool: str,
-    method: str,
-    sequential: bool,
-    force: bool,
-    callbacks: Sequence,
-    progress: bool,
-    plan: DevicePlan,
-    stem: Path,
-    init_from: Path | None,
-) -> Path:
+@dataclass(frozen=True)
+class Fit:
+    """Which encoder one pretraining makes: pool, method, sequential, replicate, where it goes, where it starts."""
+
+    pool: str
+    method: str
+    sequential: bool
+    replicate: int
+    stem: Path
+    init_from: Path | None
+
+
+def _fit(config: StudyConfig, fit: Fit, force: bool, callbacks: Sequence, progress: bool, plan: DevicePlan) -> Path:
     """The pretraining itself, under its lease (see :func:`pretrain`)."""
+    pool, method, sequential, stem, init_from = fit.pool, fit.method, fit.sequential, fit.stem, fit.init_from
+    seed = replicate_seed(config.seed, fit.replicate)
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger
 
     data = load_pretrain_pool(config, pool)
     steps_per_epoch = _check_pool_size(config, data, plan)
-    folder = pretraining_dir(config, pool, method, sequential)
+    folder = pretraining_dir(config, pool, method, sequential, fit.replicate)
     if force and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -264,7 +289,7 @@ def _fit(
         folder,
     )
 
-    pl.seed_everything(config.seed, workers=True, verbose=False)
+    pl.seed_everything(seed, workers=True, verbose=False)
     backbone = build_backbone(p.backbone)
     if init_from is not None:
         source, _ = load_encoder(init_from, expect={"arch": p.backbone, "in_channels": 3})
@@ -282,7 +307,7 @@ def _fit(
     )
     from rtl_core.pretrain.module import PretrainModule
 
-    module = PretrainModule(build_method(method, backbone, context), p, seed=config.seed)
+    module = PretrainModule(build_method(method, backbone, context), p, seed=seed)
     trainer = pl.Trainer(
         accelerator=plan.accelerator,
         devices=plan.devices,
@@ -317,7 +342,7 @@ def _fit(
         plan.batch_per_device,
         trainer.world_size,
         trainer.global_rank,
-        config.seed,
+        seed,
         num_workers=config.data.num_workers,
     )
     last = folder / "last.ckpt"
@@ -345,7 +370,9 @@ def _fit(
             profile=config.profile,
             study=config.study,
             config_hash=config.hash(),
-            run_key=pretraining_key(config, pool, method, sequential),
+            run_key=pretraining_key(config, pool, method, sequential, fit.replicate),
+            replicate=fit.replicate,
+            seed=seed,
             data_fingerprint=data.fingerprint,
             pool_images=len(data),
             sequential=sequential,

@@ -246,9 +246,9 @@ def run_seconds(config, protocol_name: str, sizes: tuple[str, int, int, int], ca
     return seconds + RUN_OVERHEAD_SECONDS
 
 
-def pending_runs(config, waiting_inits: set[str]) -> tuple[list, int]:
-    """The runs of the grid without a usable record (or whose init's encoder is still to be pretrained), and how
-    many runs the grid has."""
+def pending_runs(config, waiting_inits: set[tuple[str, int]]) -> tuple[list, int]:
+    """The runs of the grid without a usable record (or whose encoder, (init, replicate), is still to be
+    pretrained), and how many runs the grid has."""
     from rtl_core.evaluate.runner import plan_grid, settings_hashes
     from rtl_core.paths import results_dir
     from rtl_core.results import record_problem
@@ -259,7 +259,7 @@ def pending_runs(config, waiting_inits: set[str]) -> tuple[list, int]:
     for key in keys:
         path = key.path(root)
         usable = path.is_file() and any(record_problem(path, key, h) is None for h in hashes)
-        if key.init in waiting_inits or not usable:
+        if (key.init, key.replicate) in waiting_inits or not usable:
             out.append(key)
     return out, len(keys)
 
@@ -337,16 +337,18 @@ def plan(
 
     estimates: list[StepEstimate] = []
     upstream_changes = False
-    waiting: set[str] = set()  # inits whose encoder is still to be pretrained
+    waiting: set[tuple[str, int]] = set()  # (init, replicate) whose encoder is still to be pretrained
     for stage, name, what, done in steps:
         pending = not done or (upstream_changes and stage in ("analyze", "claims", "advise", "notebook"))
         estimates.append(StepEstimate(stage, name, pending))
         if stage == "pretrain" and pending:
-            pool, method, sequential = what
+            pool, method, sequential, replicate = what
             kind = "sequential" if sequential else "ssl"
-            waiting |= {i for i in config.evaluate.inits if i == f"{kind}:{pool}:{method}"}
+            waiting |= {(i, replicate) for i in config.evaluate.inits if i == f"{kind}:{pool}:{method}"}
             if pool == "natural" and not sequential:
-                waiting |= {i for i in config.evaluate.inits if i.startswith("sequential:") and i.endswith(method)}
+                waiting |= {
+                    (i, replicate) for i in config.evaluate.inits if i.startswith("sequential:") and i.endswith(method)
+                }
             upstream_changes = True
         if stage == "analyze" and pending:
             upstream_changes = True
@@ -377,7 +379,7 @@ def plan(
         if stage == "data":
             e.seconds = 5.0 * len(config.evaluate.tasks)
         elif stage == "pretrain" and cal:
-            pool, method, sequential = what
+            pool = what[0]
             p = config.pretrain
             images = pool_images(config, pool)
             if images is None:

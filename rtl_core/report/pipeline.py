@@ -33,7 +33,7 @@ class Step:
     name: str
     run: Callable[[], None]
     done: Callable[[], bool] = lambda: False
-    what: tuple = ()  # what the step works on (pretrain: pool, method, sequential; notebook: the page's name)
+    what: tuple = ()  # what the step works on (pretrain: pool, method, sequential, replicate; notebook: page)
 
     @property
     def stage(self) -> str:
@@ -124,20 +124,21 @@ def study_steps(config: StudyConfig, threads: int | None = 1) -> list[Step]:
     steps = [
         Step("data: save every task's split", lambda: [save_task_split(config, name) for name in task_names(config)])
     ]
-    needed: list[tuple[str, str, bool]] = []
+    needed: list[tuple[str, str, bool, int]] = []
     from rtl_core.names import parse_init
 
     for name in config.evaluate.inits:
         init = parse_init(name)
-        if init.ours:  # torchvision: and file: inits come ready-made
-            if init.kind == "sequential":
-                needed.append(("natural", init.method, False))
-            needed.append((init.pool, init.method, init.kind == "sequential"))
+        if init.ours:  # torchvision: and file: inits come ready-made; replicate r of sequential needs natural's r
+            for r in range(config.pretrain.replicates_of(name)):
+                if init.kind == "sequential":
+                    needed.append(("natural", init.method, False, r))
+                needed.append((init.pool, init.method, init.kind == "sequential", r))
     for pool in config.pretrain.pools:
         for method in config.pretrain.methods:
-            needed.append((pool, method, False))
-    for pool, method, sequential in dict.fromkeys(needed):
-        steps.append(_pretrain_step(config, pool, method, sequential))
+            needed += [(pool, method, False, r) for r in range(config.pretrain.replicates_of(f"ssl:{pool}:{method}"))]
+    for pool, method, sequential, replicate in sorted(dict.fromkeys(needed), key=lambda n: n[3]):
+        steps.append(_pretrain_step(config, pool, method, sequential, replicate))
     steps.append(Step("evaluate: downstream grid (finished runs are skipped)", lambda: _evaluate(config, threads)))
     steps.append(
         Step(
@@ -210,15 +211,16 @@ def _claims(config: StudyConfig) -> None:
     print("  " + ", ".join(f"{verdict} {n}" for verdict, n in counts.items()) + f"; {path}")
 
 
-def _pretrain_step(config: StudyConfig, pool: str, method: str, sequential: bool) -> Step:
+def _pretrain_step(config: StudyConfig, pool: str, method: str, sequential: bool, replicate: int = 0) -> Step:
     from rtl_core.pretrain.train import existing_encoder, pretrain
 
     label = f"pretrain: {method} on {'natural → ' if sequential else ''}{pool}"
+    label += f" (replicate {replicate})" if replicate else ""
     return Step(
         label,
-        lambda: pretrain(config, pool, method, sequential=sequential),
-        lambda: existing_encoder(config, pool, method, sequential) is not None,
-        (pool, method, sequential),
+        lambda: pretrain(config, pool, method, sequential=sequential, replicate=replicate),
+        lambda: existing_encoder(config, pool, method, sequential, replicate) is not None,
+        (pool, method, sequential, replicate),
     )
 
 
