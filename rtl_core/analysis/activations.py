@@ -9,6 +9,12 @@ Layers are named as in ``model.named_modules()`` (torchvision names: ``conv1``, 
 * ``pool="flatten"``: flatten every axis but the batch (``(N, C*H*W)``), as Kornblith et al. do.
   Faithful to the paper's definition but high dimensional; CKA then usually takes the minibatch path.
 
+A vision transformer (a model with timm's ``num_prefix_tokens``, e.g. ``timm:vit_small_patch16_224``) is read
+explicitly: a ``(N, T, D)`` block output is a token sequence, pooled to ``(N, D)`` by ``tokens="cls"`` (the class
+token, which the ViT's head reads) or ``tokens="mean"`` (the mean of the patch tokens); never averaged over its
+feature axis as a 1-D conv map would be. A channels-last ``(N, H, W, D)`` output of such a model (timm's
+``patch_embed`` with ``dynamic_img_size``) is refused, naming ``patch_embed.proj`` (its conv) to hook instead.
+
 Example::
 
     with ActivationRecorder(model, ["layer1", "layer4"], pool="avg") as rec:
@@ -28,6 +34,25 @@ from rtl_core.errors import ConfigError, DataError
 
 Pool = Literal["avg", "flatten"]
 POOLINGS: tuple[str, ...] = ("avg", "flatten")
+Tokens = Literal["cls", "mean"]
+TOKEN_POOLINGS: tuple[str, ...] = ("cls", "mean")
+
+
+def prefix_tokens(model: nn.Module) -> int | None:
+    """The class (and register) tokens before the patch tokens of a timm ViT; ``None`` for a model without tokens."""
+    found = getattr(model, "num_prefix_tokens", None)
+    return int(found) if found is not None else None
+
+
+def pool_tokens(t: torch.Tensor, prefix: int, tokens: Tokens = "cls") -> torch.Tensor:
+    """``(N, T, D) -> (N, D)``: the class token (``cls``) or the mean of the ``T - prefix`` patch tokens."""
+    if tokens not in TOKEN_POOLINGS:
+        raise ConfigError(f"tokens={tokens!r} is not known; use one of {TOKEN_POOLINGS}.")
+    if tokens == "cls":
+        if prefix < 1:
+            raise ConfigError("tokens='cls': this ViT has no class token (num_prefix_tokens = 0); use tokens='mean'.")
+        return t[:, 0]
+    return t[:, prefix:].mean(dim=1)
 
 
 def pool_activation(t: torch.Tensor, pool: Pool = "avg") -> torch.Tensor:
@@ -55,9 +80,11 @@ class ActivationRecorder:
     ``outputs`` maps each layer name to the (detached) activations of the latest forward pass.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[str], pool: Pool = "avg") -> None:
+    def __init__(self, model: nn.Module, layers: Sequence[str], pool: Pool = "avg", tokens: Tokens = "cls") -> None:
         if pool not in POOLINGS:
             raise ConfigError(f"pool={pool!r} is not known; use one of {POOLINGS}.")
+        if tokens not in TOKEN_POOLINGS:
+            raise ConfigError(f"tokens={tokens!r} is not known; use one of {TOKEN_POOLINGS}.")
         if not layers:
             raise ConfigError("layers is empty; name at least one module, e.g. 'layer1'.")
         names = dict(model.named_modules())
@@ -70,15 +97,28 @@ class ActivationRecorder:
         self.model = model
         self.layers = list(layers)
         self.pool: Pool = pool
+        self.tokens: Tokens = tokens
+        self.prefix = prefix_tokens(model)
         self.outputs: dict[str, torch.Tensor] = {}
         self._modules = {name: names[name] for name in self.layers}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def _hook(self, name: str):
-        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            self.outputs[name] = pool_activation(_first_tensor(output).detach(), self.pool)
+        def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+            self.outputs[name] = self._pooled(name, module, _first_tensor(output).detach())
 
         return hook
+
+    def _pooled(self, name: str, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        """A conv map by ``pool``; a ViT's token sequence by ``tokens`` (module docs)."""
+        if self.prefix is None or isinstance(module, nn.Conv2d) or t.ndim == 2:
+            return pool_activation(t, self.pool)
+        if t.ndim == 3:
+            return pool_tokens(t, self.prefix, self.tokens)
+        raise DataError(
+            f"Layer {name!r} of {type(self.model).__name__} (a vision transformer) gives {tuple(t.shape)}, neither a "
+            "token sequence (N, T, D) nor a conv map; hook its blocks ('blocks.<i>') or 'patch_embed.proj'."
+        )
 
     def __enter__(self) -> ActivationRecorder:
         self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self._modules.items()]

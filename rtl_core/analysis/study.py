@@ -19,6 +19,7 @@ Everything lands in ``artifacts/analysis/<study>/`` as CSV / HTML; a rerun skips
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,6 @@ from torch import nn
 from rtl_core.analysis.cka import layerwise_cka, weight_cka
 from rtl_core.analysis.embeddings import (
     EMBEDDING_TASKS,
-    LAYERS,
     encoder_features,
     normalize,
     sample_tasks,
@@ -39,10 +39,12 @@ from rtl_core.analysis.embeddings import (
 from rtl_core.analysis.sanity import sanity_table
 from rtl_core.config import StudyConfig
 from rtl_core.io import atomic_write, write_json
-from rtl_core.models.backbones import RESNET_STAGES
+from rtl_core.models.backbones import RESNET_STAGES, analysis_layers, stage_layers
 from rtl_core.names import init_slug
 from rtl_core.paths import analysis_dir, finetuned_dir, study_dir
 from rtl_core.pretrain.knn import knn_image_size
+
+log = logging.getLogger(__name__)
 
 #: Bumped whenever the set of tables changes, so an older analysis is redone rather than read.
 ANALYSIS_VERSION = 6  # 4: kNN sanity at the pretraining crop size; 5: CUB rows beside (gates = false); 6: debiased CKA
@@ -87,8 +89,9 @@ def _normalised_batches(images: torch.Tensor, stats: tuple, batch_size: int = 12
 
 
 def cka_tables(config: StudyConfig, encoders, stats, n_images: int) -> pd.DataFrame:
-    """Tidy layer-wise CKA: one row per (model_a, model_b, inputs, layer_a, layer_b)."""
-    rows = []
+    """Tidy layer-wise CKA: one row per (model_a, model_b, inputs, layer_a, layer_b); the layers are the backbone's
+    (:func:`rtl_core.models.backbones.analysis_layers`: a ResNet's ``CKA_LAYERS``, a ViT's blocks, …)."""
+    rows, layers = [], analysis_layers(config.pretrain.backbone)
     inputs = {
         "ct": sample_tasks(CT_TASKS, n_per_task=max(2, n_images // len(CT_TASKS)), size=config.data.image_size, seed=1),
         "natural": sample_tasks(NATURAL_TASKS, n_per_task=n_images, size=config.data.image_size, seed=1),
@@ -103,14 +106,14 @@ def cka_tables(config: StudyConfig, encoders, stats, n_images: int) -> pd.DataFr
                     encoders[a],
                     encoders[b],
                     loader,
-                    CKA_LAYERS,
-                    CKA_LAYERS,
+                    layers,
+                    layers,
                     debiased=CKA_DEBIASED,
                     paired_inputs=True,
                     progress=False,
                 )
-                for la, row in zip(CKA_LAYERS, matrix):
-                    for lb, value in zip(CKA_LAYERS, row):
+                for la, row in zip(layers, matrix):
+                    for lb, value in zip(layers, row):
                         rows.append(
                             {
                                 "model_a": a,
@@ -214,19 +217,28 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
     encoders, stats = study_encoders(config)
     n = config.analysis.cka_images
     cka_tables(config, encoders, stats, n).to_csv(out / "cka.csv", index=False)
-    weight_reuse_table(config, encoders).to_csv(out / "weight_cka.csv", index=False)
-    weight_uniqueness_table(encoders).to_csv(out / "weight_uniqueness.csv", index=False)
+    if analysis_layers(config.pretrain.backbone)[0] == "conv1":  # the paper's weight layers are a ResNet's
+        weight_reuse_table(config, encoders).to_csv(out / "weight_cka.csv", index=False)
+        weight_uniqueness_table(encoders).to_csv(out / "weight_uniqueness.csv", index=False)
+    else:
+        log.warning(
+            "weight-space CKA reads a ResNet's conv1 and layer1; backbone %s has neither: its tables are empty",
+            config.pretrain.backbone,
+        )
+        pd.DataFrame(columns=["init", "task", "run", "layer", "weight_cka"]).to_csv(out / "weight_cka.csv", index=False)
+        weight_uniqueness_table({}).to_csv(out / "weight_uniqueness.csv", index=False)
     who_knew_what(config).to_csv(out / "overlap.csv", index=False)
     _sanity_check(config, encoders, stats).to_csv(out / "sanity.csv", index=False)
 
     per_task = max(8, config.analysis.embedding_images // len(EMBEDDING_TASKS))
     sample = sample_tasks(EMBEDDING_TASKS, n_per_task=per_task, size=config.data.image_size, seed=2)
-    features = encoder_features(encoders, sample.images, LAYERS, stats=stats)
+    stages = stage_layers(config.pretrain.backbone)  # a ResNet's LAYERS (layer1 … layer4)
+    features = encoder_features(encoders, sample.images, stages, stats=stats)
     separability_table(features, sample.meta).to_csv(out / "separability.csv", index=False)
     separability_table(features, sample.meta, by="task").to_csv(out / "separability_task.csv", index=False)
     targets = probe_targets(sample)
     probe_table(features, targets, sample.meta["group"].to_numpy()).to_csv(out / "probes.csv", index=False)
-    frame = umap_frame(features, sample.meta, layers=["layer4"], n_neighbors=15, seed=config.seed)
+    frame = umap_frame(features, sample.meta, layers=[stages[-1]], n_neighbors=15, seed=config.seed)
     frame.to_csv(out / "umap.csv", index=False)
     thumbs = thumbnail_uris(sample.images, size=48, fmt="webp")
     for init, part in frame.groupby("init", sort=False):
@@ -234,7 +246,7 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
             part.reset_index(drop=True),
             [thumbs[i] for i in part["image_index"]],
             color="domain",
-            title=f"{init}: layer4 features of every domain (UMAP)",
+            title=f"{init}: {stages[-1]} features of every domain (UMAP)",
             include_plotlyjs=True,
             full_html=False,
         )

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_serializer, model_validator
+from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
 
+from rtl_core.config.backbones import check_backbone_name, check_input_size
 from rtl_core.config.base import Strict
 from rtl_core.config.questions import ARM_ROLES, EXPECTATIONS, Margin, Question, QuestionArm, QuestionProtocol
 from rtl_core.errors import ConfigError
@@ -102,7 +103,11 @@ class PretrainConfig(Strict):
 
     pools: list[str] = Field(default_factory=lambda: ["ct", "natural"])
     methods: list[str] = Field(default_factory=lambda: ["simclr"])
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
+    backbone: str = Field(
+        "resnet18",
+        description="encoder: resnet18, resnet34, resnet50 (torchvision) or timm:<model> (any timm model, e.g. "
+        "timm:vit_small_patch16_224, timm:convnext_tiny; rtl_core.models.backbones); also the evaluation's arch",
+    )
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(256, ge=2)
     optimizer: Literal["lars", "sgd", "adamw"] = "lars"
@@ -196,6 +201,14 @@ class PretrainConfig(Strict):
             return self.replicates.get(init, 1)
         return self.replicates
 
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        try:
+            return check_backbone_name(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
     @model_serializer(mode="wrap")
     def _omit_single_replicate(self, handler: Any) -> dict[str, Any]:
         """No ``replicates`` key at K = 1: config hashes, run settings and pretraining keys stay as they were."""
@@ -211,8 +224,15 @@ class InitDetails(Strict):
 
     label: str | None = Field(None, description="name in reports, e.g. 'ImageNet (torchvision)'")
     domain: str | None = Field(None, description="pretraining domain: ct, natural, mixed, xray, … (claims, advisor)")
-    mean: tuple[float, float, float] | None = Field(None, description="input normalisation of a file: init")
-    std: tuple[float, float, float] | None = None
+    mean: tuple[float, ...] | None = Field(
+        None, min_length=1, max_length=3, description="input normalisation of a file: init (1 or 3 values)"
+    )
+    std: tuple[float, ...] | None = Field(None, min_length=1, max_length=3)
+    channels: Literal[1, 3] | None = Field(None, description="input channels of a file: init (see models.contracts)")
+    value_range: tuple[float, float] | None = Field(
+        None, description="pixel values the init takes before mean/std, e.g. [-1024, 1024] (TorchXRayVision)"
+    )
+    window: tuple[float, float] | None = Field(None, description="CT window [level, width] the init expects")
 
 
 class EvaluateConfig(Strict):
@@ -499,6 +519,21 @@ class StudyConfig(Strict):
             raise ValueError(
                 f"data.pools/data.tasks: names {sorted(overlap)} are taken by the demo suite; choose others"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _backbone_fits_image_sizes(self) -> StudyConfig:
+        """A ViT backbone's patch size divides the pretraining crops and the evaluation images."""
+        sizes = {"pretrain.crop_size": self.pretrain.crop_size}
+        if self.evaluate.image_size is None:
+            sizes["data.image_size (evaluate.image_size unset)"] = self.data.image_size
+        else:
+            sizes["evaluate.image_size"] = self.evaluate.image_size
+        for where, size in sizes.items():
+            try:
+                check_input_size(self.pretrain.backbone, size, where)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     @model_validator(mode="after")

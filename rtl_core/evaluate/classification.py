@@ -26,6 +26,7 @@ from rtl_core.evaluate.metrics import classification_metrics
 from rtl_core.evaluate.models import (
     Classifier,
     freeze_encoder,
+    input_stage,
     recompute_batchnorm,
     set_train_mode,
     trainable_parameters,
@@ -122,6 +123,7 @@ def run_classification(
         ctx.init_info["std"],
         probe=protocol.frozen_encoder and cfg.linear_probe_norm,
         bias=cfg.head_bias,
+        stage=input_stage(ctx.init_info, task),  # the init's input contract (conversions recorded)
     )
     model = ctx.plan.prepare(model, encoder, task.train.images.shape[-1])
     freeze_encoder(model, protocol)

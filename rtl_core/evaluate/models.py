@@ -1,18 +1,22 @@
 """Downstream models around a pretrained encoder: a linear classifier and a U-Net (segmentation-models-pytorch).
 
-Images arrive in ``[0, 1]``; each model normalises them itself with the mean/std its init prescribes.
+Images arrive in ``[0, 1]``; each model maps them onto its init's input contract itself (channels, value range,
+mean / std: :func:`input_stage`, the one place where a task's images meet an init's contract).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
 from rtl_core.errors import CheckpointError
+from rtl_core.evaluate.data import TaskData
 from rtl_core.evaluate.protocols import Protocol
+from rtl_core.models.contracts import InputContract, is_grey, plan_conversion
 
 
 class Normalize(nn.Module):
@@ -25,6 +29,22 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+def input_stage(init_info: Mapping[str, Any], task: TaskData) -> nn.Module:
+    """The module that feeds ``task``'s images to the init of ``init_info`` (its ``contract``, else its mean /
+    std): exact conversions only (:func:`rtl_core.models.contracts.plan_conversion`), written to
+    ``init_info["input_conversion"]`` so that the run record keeps them; anything else is a :class:`ConfigError`."""
+    if "contract" in init_info:
+        contract = InputContract.from_dict(init_info["contract"])
+    else:
+        contract = InputContract(mean=tuple(init_info["mean"]), std=tuple(init_info["std"]), source="init mean/std")
+    splits = (task.train.images, task.val.images, task.test.images)
+    grey = all(is_grey(images) for images in splits)
+    stage, conversions = plan_conversion(contract, int(splits[0].shape[1]), grey, str(init_info.get("init")), task.name)
+    if isinstance(init_info, MutableMapping):
+        init_info["input_conversion"] = conversions
+    return stage
 
 
 class Classifier(nn.Module):
@@ -46,9 +66,10 @@ class Classifier(nn.Module):
         std: Sequence[float],
         probe: bool = False,
         bias: bool = True,
+        stage: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.normalize = Normalize(mean, std)
+        self.normalize = stage if stage is not None else Normalize(mean, std)
         self.encoder = encoder
         linear = nn.Linear(feature_dim, num_classes, bias=bias)
         self.head = nn.Sequential(nn.BatchNorm1d(feature_dim, affine=False), linear) if probe else linear
@@ -63,9 +84,11 @@ class Classifier(nn.Module):
 class Segmenter(nn.Module):
     """Normalise → ``smp.Unet`` whose ResNet encoder carries our pretrained weights."""
 
-    def __init__(self, unet: smp.Unet, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(
+        self, unet: smp.Unet, mean: Sequence[float], std: Sequence[float], stage: nn.Module | None = None
+    ) -> None:
         super().__init__()
-        self.normalize = Normalize(mean, std)
+        self.normalize = stage if stage is not None else Normalize(mean, std)
         self.unet = unet
         self.encoder = unet.encoder
 
@@ -80,16 +103,23 @@ def build_segmenter(
     mean: Sequence[float],
     std: Sequence[float],
     decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
+    stage: nn.Module | None = None,
 ) -> Segmenter:
     """A U-Net on a ResNet ``arch`` whose encoder gets ``encoder``'s weights (torchvision key names; ``fc`` dropped).
 
     smp's ResNet encoder subclasses torchvision's ResNet, so the state dicts share their keys; loading is strict
-    apart from the absent ``fc``.
+    apart from the absent ``fc``. A ``timm:<model>`` backbone goes through smp's timm encoders
+    (:func:`rtl_core.models.timm_unet.timm_unet`).
     """
+    if arch.startswith("timm:"):
+        from rtl_core.models.timm_unet import timm_unet
+
+        return Segmenter(timm_unet(encoder, arch, num_classes, decoder_channels), mean, std, stage)
+    conv1 = encoder.state_dict().get("conv1.weight")
     unet = smp.Unet(
         encoder_name=arch,
         encoder_weights=None,
-        in_channels=3,
+        in_channels=int(conv1.shape[1]) if conv1 is not None else 3,  # 1: a grey encoder's stem (TorchXRayVision)
         classes=num_classes,
         decoder_channels=list(decoder_channels),
     )
@@ -101,7 +131,7 @@ def build_segmenter(
             f"Encoder weights do not fit smp's {arch} encoder: missing {missing}, unexpected {unexpected}."
         )
     nn.Module.load_state_dict(unet.encoder, state, strict=True)
-    return Segmenter(unet, mean, std)
+    return Segmenter(unet, mean, std, stage)
 
 
 def freeze_encoder(model: nn.Module, protocol: Protocol) -> None:

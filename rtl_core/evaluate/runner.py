@@ -104,9 +104,9 @@ def settings_hash(config: StudyConfig, device_type: str | None = None) -> str:
         values["evaluate"].pop(key, None)
     for spec in [*values["data"].get("tasks", {}).values(), *values["data"].get("pools", {}).values()]:
         spec.pop("domain", None)  # a name for the advisor, not a setting of any run
-    # Of an init's details only a file init's input normalisation changes its runs (labels and domains are names).
+    # Of an init's details only its declared input contract changes its runs (labels and domains are names).
     norms = {
-        init: {k: d[k] for k in ("mean", "std") if d.get(k) is not None}
+        init: {k: d[k] for k in ("mean", "std", "channels", "value_range", "window") if d.get(k) is not None}
         for init, d in values["evaluate"].pop("init_details", {}).items()
     }
     if any(norms.values()):
@@ -216,6 +216,8 @@ def _keep_finetuned(encoder: torch.nn.Module, profile: str, key: RunKey) -> None
 
     path = finetuned_path(profile, init_slug(key.init, key.replicate), key.task, key.seed)
     state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items() if k.startswith(KEPT_PREFIXES)}
+    if not state:  # not a ResNet (a timm ViT, a ConvNeXt): the weight-space CKA does not read it
+        return
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -260,6 +262,7 @@ def run_one(
             config.data.split_seed,
             key.seed if scratch else None,
             plan.precision,
+            json.dumps(info.get("contract"), sort_keys=True, default=str),  # the input conversion the features saw
         )
         ctx = RunContext(plan, key.seed, arch, info, feature_key=feature_key)
         out = run_classification(task, protocol, encoder, ev, ctx)

@@ -17,7 +17,13 @@ from rtl_core.evaluate.classification import RunOutput, batchnorm_calibration
 from rtl_core.evaluate.context import FitSpec, RunContext
 from rtl_core.evaluate.data import BatchLoader, TaskData, batches
 from rtl_core.evaluate.metrics import segmentation_metrics
-from rtl_core.evaluate.models import build_segmenter, freeze_encoder, set_train_mode, trainable_parameters
+from rtl_core.evaluate.models import (
+    build_segmenter,
+    freeze_encoder,
+    input_stage,
+    set_train_mode,
+    trainable_parameters,
+)
 from rtl_core.evaluate.protocols import Protocol
 from rtl_core.evaluate.train import fit
 
@@ -45,7 +51,8 @@ def run_segmentation(
         raise ConfigError(f"evaluate.image_size: the U-Net of {task.name} needs a multiple of 32 px, got {size}.")
     torch.manual_seed(ctx.seed)  # the decoder's initialisation
     mean, std = ctx.init_info["mean"], ctx.init_info["std"]
-    model = build_segmenter(encoder, ctx.arch, task.num_classes, mean, std, cfg.decoder_channels)
+    stage = input_stage(ctx.init_info, task)  # the init's input contract (conversions recorded)
+    model = build_segmenter(encoder, ctx.arch, task.num_classes, mean, std, cfg.decoder_channels, stage)
     model = ctx.plan.prepare(model, model.encoder, size)
     freeze_encoder(model, protocol)
     indices = task.train_indices(protocol, ctx.seed, cfg.max_train_images)

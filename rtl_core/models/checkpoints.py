@@ -18,7 +18,7 @@ from torch import nn
 
 from rtl_core.errors import CheckpointError
 from rtl_core.io import atomic_write, write_json
-from rtl_core.models.backbones import BACKBONES, build_backbone
+from rtl_core.models.backbones import build_backbone, is_known_backbone
 from rtl_core.provenance import provenance
 
 FORMAT_VERSION = 1
@@ -101,14 +101,18 @@ def read_sidecar(stem: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in sidecar]
     if missing:
         raise CheckpointError(f"Checkpoint sidecar {sidecar_path} lacks {missing}. Rerun pretraining.")
-    if sidecar["arch"] not in BACKBONES:
-        raise CheckpointError(f"{sidecar_path}: unknown architecture {sidecar['arch']!r}.")
+    if not is_known_backbone(sidecar["arch"]):
+        raise CheckpointError(
+            f"{sidecar_path}: unknown architecture {sidecar['arch']!r} (a torchvision ResNet or timm:<model> that "
+            "this timm version has). Install the timm version that wrote it, or rerun pretraining."
+        )
     return sidecar
 
 
 def load_encoder(stem: str | Path, expect: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the torchvision backbone from a checkpoint; ``expect`` (e.g. ``{"arch": "resnet18",
-    "in_channels": 3}``) must match the sidecar, else :class:`CheckpointError` names both values."""
+    """Rebuild the backbone (torchvision ResNet or ``timm:<model>``) from a checkpoint; ``expect`` (e.g.
+    ``{"arch": "resnet18", "in_channels": 3}``) must match the sidecar, else :class:`CheckpointError` names both
+    values."""
     weights_path, sidecar_path = checkpoint_paths(stem)
     sidecar = read_sidecar(stem)
     for key, wanted in (expect or {}).items():
@@ -134,6 +138,9 @@ def load_encoder(stem: str | Path, expect: dict[str, Any] | None = None) -> tupl
         model = build_backbone(sidecar["arch"], in_channels=int(sidecar["in_channels"]))
     try:
         model.load_state_dict(state, strict=True, assign=True)
+        if any(t.is_meta for t in model.buffers()):  # buffers outside the state_dict (some timm models)
+            model = build_backbone(sidecar["arch"], in_channels=int(sidecar["in_channels"]))
+            model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(
             f"Checkpoint {weights_path} does not fit a {sidecar['arch']} with {sidecar['in_channels']} input channels: "

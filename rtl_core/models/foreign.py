@@ -8,7 +8,11 @@
 * ``module.`` prefixes of DataParallel / DDP;
 * Lightning / lightly checkpoints (``{"state_dict": …}`` with ``backbone.`` or ``encoder.`` prefixes; projection
   and prediction heads, momentum copies and classifiers dropped);
-* ``.safetensors`` files (e.g. ``rtl export``'s, whose metadata carry the input normalisation).
+* ``.safetensors`` files (e.g. ``rtl export``'s, whose metadata carry the architecture and input contract);
+* the public encoders of :mod:`rtl_core.models.layouts`: RadImageNet's ResNet-50 (PyTorch port),
+  TorchXRayVision's DenseNet-121 and ResNet-50 (1-channel), DINOv2 / RAD-DINO ViTs in timm or Hugging Face keys.
+
+Each layout brings its input contract (:mod:`rtl_core.models.contracts`): channels, value range, mean / std.
 
 Loading is strict: after the documented prefixes and heads are removed, every key must match the study's
 backbone exactly; a missing or unexpected key is a :class:`CheckpointError` that lists them (the paper's own
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +39,22 @@ from torch import nn
 from rtl_core.errors import CheckpointError
 from rtl_core.models.backbones import BACKBONES, build_backbone
 from rtl_core.models.checkpoints import torch_file_problem
-
-#: First key components outside the encoder that a layout drops on purpose (heads, projectors, momentum copies).
-DROPPED_HEADS = (
-    "fc",
-    "head",
-    "heads",
-    "classifier",
-    "projection_head",
-    "prediction_head",
-    "projector",
-    "predictor",
-    "backbone_momentum",
-    "head_momentum",
-    "projection_head_momentum",
-    "momentum_backbone",
-    "momentum_projection_head",
-    "teacher",
-    "teacher_backbone",
-    "teacher_head",
-    "student_head",
-    "decoder",
-    "segmentation_head",
-    "criterion",
-    "loss",
+from rtl_core.models.contracts import InputContract
+from rtl_core.models.layouts import (  # noqa: F401 (IMAGENET_MEAN / _STD: kept importable from here)
+    DROPPED_BUFFERS,
+    DROPPED_HEADS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RADIMAGENET_CONTRACT,
+    XRV_CONTRACT,
+    Layout,
+    build_densenet,
+    build_radimagenet_resnet50,
+    build_vit,
+    densenet_layout,
+    is_radimagenet,
+    vit_layout,
 )
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def infer_arch(state: dict[str, torch.Tensor]) -> str:
@@ -113,9 +108,9 @@ def _read(path: Path) -> tuple[Any, dict[str, str]]:
     raise error
 
 
-def read_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dict[str, str]]:
-    """The encoder's torchvision-keyed state dict in ``path``, a description of the layout found, and metadata."""
-    path = Path(path).expanduser()
+def _unwrap(path: Path) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]]:
+    """The flat state dict in ``path`` (a checkpoint's ``state_dict`` / ``model``, ``module.`` removed), what was
+    unwrapped, and any metadata."""
     obj, meta = _read(path)
     layout = []
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -135,6 +130,19 @@ def read_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str, 
     if all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
         layout.append("DataParallel/DDP 'module.' prefix removed")
+    return state, layout, meta
+
+
+def read_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dict[str, str]]:
+    """The encoder's torchvision-keyed ResNet state dict in ``path``, a description of the layout found, and
+    metadata."""
+    path = Path(path).expanduser()
+    state, layout, meta = _unwrap(path)
+    return (*_resnet_state(state, layout, path), meta)
+
+
+def _resnet_state(state: dict[str, torch.Tensor], layout: list[str], path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The torchvision ResNet keys of ``state`` (under the shortest prefix; heads dropped) and the layout text."""
     anchor = "layer1.0.conv1.weight"
     prefixes = sorted({k[: -len(anchor)] for k in state if k.endswith(anchor)}, key=len)
     prefixes = [p for p in prefixes if not any(part in DROPPED_HEADS for part in p.split(".")[:-1])]
@@ -149,6 +157,9 @@ def read_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str, 
     encoder, dropped, unexpected = {}, set(), []
     for key, value in state.items():
         parts = key.split(".")
+        if parts[-1] in DROPPED_BUFFERS:
+            dropped.add(key)
+            continue
         if key.startswith(prefix) and not (prefix == "" and parts[0] in DROPPED_HEADS):
             inner = key[len(prefix) :]
             if inner.split(".")[0] == "fc":
@@ -172,10 +183,37 @@ def read_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str, 
         layout.append(f"dropped: {', '.join(sorted(dropped))}")
     if path.suffix == ".safetensors":
         layout.insert(0, "safetensors")
-    return encoder, "; ".join(layout), meta
+    return encoder, "; ".join(layout)
 
 
-def load_strict(encoder_state: dict[str, torch.Tensor], arch: str, source: str) -> nn.Module:
+def read_layout(path: str | Path) -> tuple[dict[str, torch.Tensor], Layout, dict[str, str]]:
+    """The encoder state dict in ``path`` in the keys of the model that loads it, its recognised :class:`Layout`
+    (name, architecture, default input contract) and metadata; see the module docs and
+    :mod:`rtl_core.models.layouts` for the layouts."""
+    path = Path(path).expanduser()
+    state, notes, meta = _unwrap(path)
+    head = (["safetensors"] if path.suffix == ".safetensors" else []) + notes
+    for recognise in (densenet_layout, vit_layout):
+        found = recognise(state, str(path))
+        if found is not None:
+            encoder, layout = found
+            layout.name = "; ".join([*head, layout.name])
+            return encoder, layout, meta
+    encoder, text = _resnet_state(state, notes, path)
+    arch = infer_arch(encoder)
+    if is_radimagenet(encoder):
+        if arch != "resnet50":
+            raise CheckpointError(f"{path}: a ResNet with convolution biases that is not a ResNet-50 ({arch}).")
+        name = f"RadImageNet ResNet-50 (PyTorch port: convolution biases, Keras strides); {text}"
+        return encoder, Layout(name, arch, "radimagenet", RADIMAGENET_CONTRACT), meta
+    channels = int(encoder["conv1.weight"].shape[1]) if "conv1.weight" in encoder else 3
+    if channels == 1:
+        name = f"TorchXRayVision ResNet (1-channel torchvision {arch}); {text}"
+        return encoder, Layout(name, arch, "resnet", XRV_CONTRACT, {"in_channels": 1}), meta
+    return encoder, Layout(text, arch, "resnet", InputContract(source="torchvision ResNet layout")), meta
+
+
+def load_strict(encoder_state: dict[str, torch.Tensor], arch: str, source: str, in_channels: int = 3) -> nn.Module:
     """``build_backbone(arch)`` with ``encoder_state`` loaded strictly; the error lists missing / unexpected keys."""
     found = infer_arch(encoder_state)
     if found != arch:
@@ -183,7 +221,12 @@ def load_strict(encoder_state: dict[str, torch.Tensor], arch: str, source: str) 
             f"{source} holds a {found} encoder but the study's backbone is {arch}; set "
             f"pretrain.backbone: {found} in the config (or use a {arch} file)."
         )
-    model = build_backbone(arch)
+    return strict_into(build_backbone(arch, in_channels=in_channels), encoder_state, source, f"torchvision's {arch}")
+
+
+def strict_into(model: nn.Module, encoder_state: dict[str, torch.Tensor], source: str, what: str) -> nn.Module:
+    """``model`` with ``encoder_state`` loaded strictly (``what`` names the model in the error, which lists the
+    first missing / unexpected keys and wrongly shaped tensors)."""
     wanted = set(model.state_dict())
     # BatchNorm's step counter is absent from files saved before PyTorch 0.4.1 (torchvision's older ImageNet
     # weights among them); it is unused in eval mode and with a momentum, so it is the one key filled in (zeros).
@@ -194,7 +237,7 @@ def load_strict(encoder_state: dict[str, torch.Tensor], arch: str, source: str) 
     missing, unexpected = sorted(wanted - set(encoder_state)), sorted(set(encoder_state) - wanted)
     if missing or unexpected:
         raise CheckpointError(
-            f"{source}: the encoder does not match torchvision's {arch}: missing keys {missing[:10]}"
+            f"{source}: the encoder does not match {what}: missing keys {missing[:10]}"
             f"{' …' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
             f"{' …' if len(unexpected) > 10 else ''}. No layer is left at random: fix the file."
         )
@@ -203,22 +246,47 @@ def load_strict(encoder_state: dict[str, torch.Tensor], arch: str, source: str) 
         k = shapes[0]
         raise CheckpointError(
             f"{source}: {len(shapes)} tensor(s) have the wrong shape, e.g. {k}: "
-            f"{tuple(encoder_state[k].shape)} vs {tuple(model.state_dict()[k].shape)}."
+            f"{tuple(encoder_state[k].shape)} vs {tuple(model.state_dict()[k].shape)} in {what}. Fix the file, or "
+            "set pretrain.backbone to the architecture it was saved from."
         )
     model.load_state_dict(encoder_state, strict=True)
     return model
 
 
-def load_file_encoder(path: str | Path, arch: str) -> tuple[nn.Module, dict[str, Any]]:
-    """An encoder from a weights file in a known layout; info has the layout, the file and (from safetensors
-    metadata written by ``rtl export``) the input normalisation."""
+def build_layout(state: dict[str, torch.Tensor], layout: Layout, source: str) -> nn.Module:
+    """The model of ``layout`` (by the library that defines it) with ``state`` loaded strictly."""
+    if layout.family == "resnet":
+        return load_strict(state, layout.arch, source, layout.options.get("in_channels", 3))
+    if layout.family == "radimagenet":
+        return strict_into(build_radimagenet_resnet50(), state, source, "the RadImageNet port's ResNet-50")
+    if layout.family == "densenet":
+        model = build_densenet(layout.arch, layout.options["in_channels"])
+        return strict_into(model, state, source, layout.arch)
+    return strict_into(build_vit(layout.options), state, source, f"timm's VisionTransformer ({layout.arch})")
+
+
+def load_file_encoder(path: str | Path, arch: str | None) -> tuple[nn.Module, dict[str, Any]]:
+    """An encoder from a weights file in a known layout, checked against the study's backbone ``arch`` (``None``:
+    any); info has the layout, its architecture, the file, the :class:`InputContract` (the layout's default, or
+    the one ``rtl export`` wrote in the metadata) and the sidecar of an exported encoder."""
     path = Path(path).expanduser().resolve()
-    state, layout, meta = read_encoder_state(path)
-    model = load_strict(state, arch, str(path))
-    info: dict[str, Any] = {"checkpoint": str(path), "layout": layout}
-    if "normalize" in meta:
+    state, layout, meta = read_layout(path)
+    if arch is not None and layout.arch != arch:
+        raise CheckpointError(
+            f"{path} holds a {layout.arch} encoder but the study's backbone is {arch}; set "
+            f"pretrain.backbone: {layout.arch} in the config (or use a {arch} file). Layout: {layout.name}."
+        )
+    model = build_layout(state, layout, str(path))
+    contract = layout.contract
+    if "contract" in meta:
+        contract = InputContract.from_dict({**json.loads(meta["contract"]), "source": f"metadata of {path.name}"})
+    elif "normalize" in meta:
         norm = json.loads(meta["normalize"])
-        info["mean"], info["std"] = tuple(norm["mean"]), tuple(norm["std"])
+        contract = replace(
+            contract, mean=tuple(norm["mean"]), std=tuple(norm["std"]), source=f"metadata of {path.name}"
+        )
+    info: dict[str, Any] = {"checkpoint": str(path), "layout": layout.name, "arch": layout.arch, "contract": contract}
+    info["mean"], info["std"] = contract.mean, contract.std
     if "sidecar" in meta:
         info["sidecar"] = json.loads(meta["sidecar"])
     return model, info
@@ -265,9 +333,12 @@ def load_torchvision_encoder(arch: str, weights: str, download: bool = True) -> 
     state, layout, _ = read_encoder_state(path)
     model = load_strict(state, arch, f"torchvision:{arch}:{weights} ({path})")
     preprocessing = entry.transforms()
+    mean, std = tuple(float(v) for v in preprocessing.mean), tuple(float(v) for v in preprocessing.std)
     return model, {
         "checkpoint": str(path),
         "layout": f"torchvision {arch} {weights} ({layout})",
-        "mean": tuple(float(v) for v in preprocessing.mean),
-        "std": tuple(float(v) for v in preprocessing.std),
+        "arch": arch,
+        "contract": InputContract(mean=mean, std=std, source=f"torchvision {arch} {weights} transforms"),
+        "mean": mean,
+        "std": std,
     }

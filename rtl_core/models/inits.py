@@ -11,6 +11,7 @@ from rtl_core.config import study_option
 from rtl_core.errors import CheckpointError
 from rtl_core.models.backbones import build_backbone
 from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, checkpoint_paths, input_normalization, load_encoder
+from rtl_core.models.contracts import InputContract
 from rtl_core.names import Init, parse_init
 
 #: Input normalisation when a checkpoint's sidecar has no ``normalize`` entry (see ``input_normalization``).
@@ -52,7 +53,8 @@ def load_init(
     name: str, profile: str, arch: str, seed: int, details: dict | None = None, replicate: int = 0
 ) -> tuple[nn.Module, dict]:
     """The encoder an init starts from (pooled-feature torchvision ResNet, ``fc`` = identity) and its info
-    (``{"init", "checkpoint", "mean", "std", "layout", "label", "domain", "sidecar"}``). ``details`` are the
+    (``{"init", "checkpoint", "mean", "std", "contract", "layout", "label", "domain", "sidecar"}``; ``contract``:
+    :class:`~rtl_core.models.contracts.InputContract` as a dict). ``details`` are the
     config's ``evaluate.init_details[name]`` (label, domain, mean / std for file inits); ``replicate`` picks one
     of a replicated arm's encoders (ours only; ``pretrain.replicates``)."""
     from rtl_core.models.foreign import load_file_encoder, load_torchvision_encoder
@@ -69,6 +71,7 @@ def load_init(
             "checkpoint": None,
             "mean": DEFAULT_MEAN,
             "std": DEFAULT_STD,
+            "contract": InputContract(mean=DEFAULT_MEAN, std=DEFAULT_STD, source="random init").as_dict(),
             "layout": "random init",
             "sidecar": {},
         }
@@ -83,13 +86,13 @@ def load_init(
                     f"Init {name!r} is a {init.arch} but the study's backbone is {arch}; set "
                     f"pretrain.backbone: {init.arch} or pick {arch} weights."
                 )
-        mean = tuple(details.get("mean") or found.get("mean", DEFAULT_MEAN))
-        std = tuple(details.get("std") or found.get("std", DEFAULT_STD))
+        contract = found["contract"].with_details(details, name)  # the layout's, or evaluate.init_details'
         return encoder, {
             **base,
             "checkpoint": found["checkpoint"],
-            "mean": mean,
-            "std": std,
+            "mean": contract.mean,
+            "std": contract.std,
+            "contract": contract.as_dict(),
             "layout": found["layout"],
             "sidecar": found.get("sidecar", {}),
         }
@@ -101,6 +104,7 @@ def load_init(
         "checkpoint": str(checkpoint_paths(stem)[0]),
         "mean": mean,
         "std": std,
+        "contract": InputContract(mean=mean, std=std, source="rtl_core checkpoint sidecar").as_dict(),
         "layout": "rtl_core checkpoint",
         "sidecar": {
             k: sidecar.get(k)

@@ -55,7 +55,8 @@ def pool_licences(pool: str) -> list[dict[str, str]]:
 
 
 def export_encoder(config: StudyConfig, init: str, out: Path | None = None) -> Path:
-    """Write ``encoder.safetensors`` and ``README.md`` for ``init`` (one of ours: ``ssl:`` / ``sequential:``)
+    """Write ``encoder.safetensors`` and ``README.md`` for ``init`` (one of ours: ``ssl:`` / ``sequential:``, or a
+    ``file:`` init: :func:`export_file_init`)
     into ``out`` (default ``artifacts/exports/<study>/<init>/``); returns the folder."""
     from safetensors.torch import save_file
 
@@ -64,10 +65,12 @@ def export_encoder(config: StudyConfig, init: str, out: Path | None = None) -> P
     from rtl_core.names import parse_init
 
     parsed = parse_init(init)
+    if parsed.kind == "file":
+        return export_file_init(config, init, out)
     if not parsed.ours:
         raise ConfigError(
             f"rtl export: {init!r} is not one of this study's pretrained encoders (ssl:<pool>:<method> or "
-            "sequential:<pool>:<method>); torchvision: and file: inits are files already."
+            "sequential:<pool>:<method>) or a file: init; torchvision: inits are files already."
         )
     check_checkpoint(parsed, config.study)
     encoder, sidecar = load_encoder(parsed.stem(config.study))
@@ -84,6 +87,49 @@ def export_encoder(config: StudyConfig, init: str, out: Path | None = None) -> P
     }
     atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     card = model_card(config, init, sidecar, mean, std)
+    atomic_write(out / "README.md", lambda tmp: tmp.write_text(card))
+    return out
+
+
+def export_file_init(config: StudyConfig, init: str, out: Path | None = None) -> Path:
+    """A ``file:`` init in any recognised layout (:mod:`rtl_core.models.layouts`) rewritten as
+    ``encoder.safetensors`` in the keys of the model that loads it (torchvision's ResNet / DenseNet, the
+    RadImageNet port's ResNet-50, timm's ViT), with its architecture, layout and input contract (the layout's, or
+    ``evaluate.init_details``') in the metadata, so that ``file:encoder.safetensors`` reads it back exactly."""
+    from safetensors.torch import save_file
+
+    from rtl_core.models.foreign import load_file_encoder
+    from rtl_core.names import parse_init
+
+    details = config.evaluate.init_details.get(init)
+    encoder, found = load_file_encoder(parse_init(init).file, None)
+    contract = found["contract"].with_details(details.model_dump() if details else None, init)
+    out = Path(out) if out else export_dir(config, init)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    fields = {k: v for k, v in contract.as_dict().items() if k != "source"}
+    metadata = {
+        "format": "pt",
+        "arch": found["arch"],
+        "init": init,
+        "layout": found["layout"],
+        "contract": json.dumps(fields),
+        "normalize": json.dumps({"mean": list(contract.mean), "std": list(contract.std)}),
+    }
+    atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    card = "\n".join(
+        [
+            f"# {found['arch']} from {init}",
+            "",
+            "Re-exported by rtl_core (`rtl export`) from a weights file in the layout",
+            f"*{found['layout']}*, loaded strictly; keys are those of the model that loads it.",
+            "",
+            f"Input contract: {json.dumps(fields)} (from {contract.source}).",
+            "",
+            f'Use it as an init: `"file:/path/to/{WEIGHTS_NAME}"` (the contract is read from the metadata).',
+            "",
+        ]
+    )
     atomic_write(out / "README.md", lambda tmp: tmp.write_text(card))
     return out
 
