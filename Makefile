@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-stamp
 PROFILE ?= default
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup browser test test-fast lint format reproduce bench lab summary clean-artifacts
+.PHONY: setup browser test test-fast lint format reproduce bench gpu-check lab summary clean-artifacts
 
 setup: $(STAMP)
 
@@ -46,6 +46,12 @@ reproduce: setup
 
 bench: setup
 	$(PY) -m rtl_core.cli bench
+
+# On a machine with a CUDA GPU: the GPU bench and a small study at the paper's settings (pretrain, evaluate,
+# analyze), one summary, non-zero exit on any failure (rtl_core/bench/gpu_check.py). Without a GPU it says so and
+# fails; CPU_SMOKE=1 runs the study at smoke size on the CPU instead.
+gpu-check: setup
+	$(PY) -m rtl_core.bench.gpu_check $(if $(CPU_SMOKE),--cpu-smoke,)
 
 summary: setup
 	$(PY) -m rtl_core.data --summary

@@ -188,11 +188,15 @@ def _bench(args: argparse.Namespace) -> None:
         evaluate_bench,
         gpu_pretrain_bench,
         merge_figures,
+        pool_bench,
         pretrain_bench,
+        stream_bench,
     )
 
     sections = {
         "data": data_bench.run,
+        "data_pool": pool_bench.run,
+        "data_stream": stream_bench.run,
         "pretrain": pretrain_bench.run,
         "evaluate": evaluate_bench.run,
         "cka": cka_section.run,
@@ -292,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only",
         nargs="*",
-        choices=["data", "pretrain", "evaluate", "cka", "advisor", "gpu", "grid_full"],
-        help="run only these sections (gpu: the paper profile's pretraining step on one CUDA GPU; grid_full: "
+        choices=["data", "data_pool", "data_stream", "pretrain", "evaluate", "cka", "advisor", "gpu", "grid_full"],
+        help="run only these sections (data_pool: a user pool of 1 M files resolved for pretraining; data_stream: "
+        "one loader worker per pool format; gpu: the paper profile's pretraining step on one CUDA GPU; grid_full: "
         "the whole default grid on the old and the new path, ~15 min, not run by default)",
     )
     p.set_defaults(func=_bench)

@@ -93,6 +93,38 @@ def _decode_mask(img: Image.Image, mask_rgb: tuple[int, int, int] | None, rgb_to
     return grey.astype(np.uint8)
 
 
+def _listing(folder: Path, exts: set[str]) -> dict[str, Path]:
+    """``{file name: path}`` of the image files directly in ``folder`` (hidden files left out)."""
+    with os.scandir(folder) as entries:
+        return {
+            e.name: Path(e.path)
+            for e in entries
+            if e.is_file() and not e.name.startswith(".") and Path(e.name).suffix.lower() in exts
+        }
+
+
+def _group(pattern: re.Pattern[str], name: str, path: Path) -> str:
+    """The patient id of slice file ``name``: ``pattern``'s first group in the stem (the whole match without one)."""
+    match = pattern.search(Path(name).stem)
+    if match is None:
+        raise DataError(f"{path}: cannot parse a patient id from the name with group_regex={pattern.pattern!r}.")
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def list_png_slices(
+    root: PathLike, group_regex: str = r"^([^_]+)_", images_dir: str = "images", extensions: Sequence[str] = (".png",)
+) -> tuple[list[Path], np.ndarray]:
+    """The slice image files of a folder :func:`read_png_slice_folder` reads, in its order, and each one's patient
+    id, without decoding any file (to list a task's split files)."""
+    folder = Path(root) / images_dir
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found. Expected {root}/{images_dir}/ and its masks folder.")
+    images = _listing(folder, {e.lower() for e in extensions})
+    pattern = re.compile(group_regex)
+    names = sorted(images)
+    return [images[n] for n in names], np.asarray([_group(pattern, n, images[n]) for n in names])
+
+
 def read_png_slice_folder(
     root: PathLike,
     images_dir: str = "images",
@@ -119,16 +151,7 @@ def read_png_slice_folder(
         if not folder.is_dir():
             raise DataError(f"{folder}: folder not found. Expected {root}/{images_dir}/ and {root}/{masks_dir}/.")
     exts = {e.lower() for e in extensions}
-
-    def listing(folder: Path) -> dict[str, Path]:
-        with os.scandir(folder) as entries:
-            return {
-                e.name: Path(e.path)
-                for e in entries
-                if e.is_file() and not e.name.startswith(".") and Path(e.name).suffix.lower() in exts
-            }
-
-    images, masks = listing(img_root), listing(mask_root)
+    images, masks = _listing(img_root, exts), _listing(mask_root, exts)
     if not images:
         raise DataError(f"{img_root}: no {sorted(exts)} images found.")
     missing = sorted(set(images) - set(masks))
@@ -159,12 +182,9 @@ def read_png_slice_folder(
                 f"{ipath} is {image.shape[1]}x{image.shape[0]} px but {images[names[0]]} is "
                 f"{out_img[0].shape[1]}x{out_img[0].shape[0]} px; resize all slices to one size first."
             )
-        match = pattern.search(Path(name).stem)
-        if match is None:
-            raise DataError(f"{ipath}: cannot parse a patient id from the name with group_regex={group_regex!r}.")
         out_img.append(image)
         out_mask.append(mask)
-        groups.append(match.group(1) if match.groups() else match.group(0))
+        groups.append(_group(pattern, name, ipath))
     return SliceFolder(
         images=np.stack(out_img), masks=np.stack(out_mask), groups=np.asarray(groups), names=names, root=root
     )

@@ -9,8 +9,9 @@ name like any other.
   every later process (grid workers, analysis, notebooks) loads it in a fraction of a second instead of
   decompressing, grouping and resizing the pack's images again.
 * pools: :func:`study_pool` → the dataset and its file listing (fingerprinted in the checkpoint sidecar). A user
-  pool never holds a val/test image of the study's user tasks (files compared by SHA-256 of their bytes; demo
-  pools are checked against the demo tasks by decoded content, :mod:`rtl_core.data.registry`).
+  pool never holds a val/test image of the study's user tasks (files compared by size, then SHA-256 of their bytes,
+  :mod:`rtl_core.data.held_out`; demo pools are checked against the demo tasks by decoded content,
+  :mod:`rtl_core.data.registry`).
 """
 
 from __future__ import annotations
@@ -267,9 +268,10 @@ class StudyPool:
         return self.dataset[index]
 
 
-def study_pool(config: StudyConfig, name: str, seed: int | None = None) -> StudyPool:
-    """Pool ``name``: a user's pool (``data.pools``, streamed, without the user tasks' val/test files) or a demo
-    pool (in memory, size-matched, without any demo task's val/test image)."""
+def study_pool(config: StudyConfig, name: str, seed: int | None = None, check: bool = True) -> StudyPool:
+    """Pool ``name``: a user's pool (``data.pools``, streamed, without the user tasks' val/test files; ``check``:
+    read every file first, :func:`rtl_core.data.user.user_pool`) or a demo pool (in memory, size-matched, without
+    any demo task's val/test image)."""
     from rtl_core.names import DEMO_POOLS
 
     data = config.data
@@ -277,7 +279,8 @@ def study_pool(config: StudyConfig, name: str, seed: int | None = None) -> Study
         from rtl_core.data.user import existing_path, held_out_files, user_pool
 
         existing_path(data.pools[name], f"pools.{name}")  # the pool's own path first: the error names it
-        pool = user_pool(name, data.pools[name], data.image_size, held_out_files(data.tasks, data.split_seed))
+        held_out = held_out_files(data.tasks, data.split_seed)
+        pool = user_pool(name, data.pools[name], data.image_size, held_out, check=check)
         return StudyPool(name, pool.dataset, np.asarray(pool.files), streaming=True, excluded=pool.excluded)
     if name not in DEMO_POOLS:
         raise ConfigError(

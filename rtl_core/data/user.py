@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import os
 import re
@@ -26,13 +25,14 @@ from rtl_core.config import UserDataset
 from rtl_core.data.arrays import ImageSet
 from rtl_core.data.ct_streams import DicomSliceStream, NiftiSliceStream
 from rtl_core.data.datasets import TensorImageDataset, render_set
+from rtl_core.data.held_out import HeldOutFiles, held_out_digests
 from rtl_core.data.imagefolder import (
     FolderIndex,
     ImageFolderStream,
     index_image_folder,
 )
 from rtl_core.data.medical import list_dicom_files, read_nifti_volume
-from rtl_core.data.png_slices import read_png_slice_folder
+from rtl_core.data.png_slices import list_png_slices, read_png_slice_folder
 from rtl_core.data.pool_check import check_pool_files
 from rtl_core.data.splits import grouped_split
 from rtl_core.errors import ConfigError, DataError
@@ -84,16 +84,15 @@ class UserPool:
     excluded: int = 0
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _keep(files: list[Path], held_out: frozenset[str]) -> list[bool]:
-    return [file_sha256(f) not in held_out for f in files] if held_out else [True] * len(files)
+def _excluded(name: str, spec: UserDataset, root: Path, rel: list[str]) -> np.ndarray:
+    """Mask of the files (``rel``: posix paths relative to ``root``) matched by the pool's ``exclude`` globs."""
+    hit = np.zeros(len(rel), dtype=bool)
+    for pattern in spec.exclude:
+        matched = np.fromiter((fnmatch.fnmatchcase(r, pattern) for r in rel), dtype=bool, count=len(rel))
+        if not matched.any():
+            log.warning("data.pools.%s: exclude pattern %r matches no file below %s", name, pattern, root)
+        hit |= matched
+    return hit
 
 
 def _without_excluded(name: str, spec: UserDataset, root: Path, files: list[Path]) -> list[Path]:
@@ -101,23 +100,19 @@ def _without_excluded(name: str, spec: UserDataset, root: Path, files: list[Path
     if not spec.exclude:
         return files
     rel = [f.relative_to(root).as_posix() if f.is_relative_to(root) else f.as_posix() for f in files]
-    hit = np.zeros(len(files), dtype=bool)
-    for pattern in spec.exclude:
-        matched = np.asarray([fnmatch.fnmatchcase(r, pattern) for r in rel], dtype=bool)
-        if not matched.any():
-            log.warning("data.pools.%s: exclude pattern %r matches no file below %s", name, pattern, root)
-        hit |= matched
-    return [f for f, h in zip(files, hit) if not h]
+    return [f for f, h in zip(files, _excluded(name, spec, root, rel)) if not h]
 
 
 def user_pool(
-    name: str, spec: UserDataset, size: int, held_out: frozenset[str] = frozenset(), check: bool = True
+    name: str, spec: UserDataset, size: int, held_out: HeldOutFiles | None = None, check: bool = True
 ) -> UserPool:
-    """A streaming, unlabelled pool; files matched by the pool's ``exclude`` patterns and files whose bytes hash to
-    one of ``held_out`` (the study's tasks' val/test files, :func:`held_out_files`) are left out. With ``check``,
+    """A streaming, unlabelled pool; files matched by the pool's ``exclude`` patterns and byte copies of
+    ``held_out`` (the study's tasks' val/test files, :func:`held_out_files`; compared by size first, then SHA-256,
+    :mod:`rtl_core.data.held_out`) are left out. With ``check``,
     every file is read first (:func:`rtl_core.data.pool_check.check_pool_files`: in parallel, remembered by path,
     size and mtime), so a damaged file fails here, naming it, not when a batch first draws it."""
     path = existing_path(spec, f"pools.{name}")
+    held_out = held_out or HeldOutFiles()
     if spec.format in ("dicom", "nifti") and spec.window is None:
         raise ConfigError(
             f"data.pools.{name}: HU data need a CT window, e.g. `window: abdomen` or `window: [40, 400]`."
@@ -127,21 +122,23 @@ def user_pool(
     if spec.format == "imagefolder":
         index = index_image_folder(path)
         if spec.exclude:
-            listed = set(_without_excluded(name, spec, index.root, index.paths))
-            keep = np.asarray([p in listed for p in index.paths], dtype=bool)
+            keep = ~_excluded(name, spec, index.root, [os.fsdecode(r) for r in index.rel_paths])
             index = FolderIndex(index.root, index.rel_paths[keep], index.labels[keep], index.class_names)
-        held = np.asarray(_keep(index.paths, held_out), dtype=bool)
-        index = FolderIndex(index.root, index.rel_paths[held], index.labels[held], index.class_names)
+        root = "" if str(index.root) == "." else os.path.join(str(index.root), "")
+        files = [root + os.fsdecode(r) for r in index.rel_paths]  # str(index.root / rel), without a Path per file
+        held = held_out.keep(files) if held_out else np.ones(len(files), dtype=bool)
+        if not held.all():
+            index = FolderIndex(index.root, index.rel_paths[held], index.labels[held], index.class_names)
+            files = [f for f, k in zip(files, held) if k]
         if not len(index):
             raise DataError(f"data.pools.{name}: no image files left below {path}.")
-        files = [str(p) for p in index.paths]
         if check:
             check_pool_files(name, files, "imagefolder", root=path)
         stream = ImageFolderStream(index, size, window=spec.window)
         return UserPool(ImagesOnly(stream), files, int((~held).sum()))
     if spec.format == "dicom":
         files = _without_excluded(name, spec, path, [Path(f) for f in list_dicom_files(path, recursive=True)])
-        keep = _keep(files, held_out)
+        keep = held_out.keep(files) if held_out else np.ones(len(files), dtype=bool)
         kept = [f for f, k in zip(files, keep) if k]
         if not kept:
             raise DataError(f"data.pools.{name}: no DICOM files left below {path}.")
@@ -228,18 +225,31 @@ def user_task_splits(name: str, spec: UserDataset, size: int, split_seed: int = 
     return user_task(name, spec, size, split_seed).splits
 
 
-def held_out_files(tasks: dict[str, UserDataset], split_seed: int = 0) -> frozenset[str]:
-    """SHA-256 of every val/test image file of the user's tasks (a pool must not contain them)."""
-    hashes: set[str] = set()
+def task_split_files(name: str, spec: UserDataset, split_seed: int = 0) -> dict[str, list[str]]:
+    """The files of each split of an ``imagefolder`` or ``png_slices`` task, as :func:`user_task` splits them,
+    without decoding any image (listing and the seeded grouped split only)."""
+    path = existing_path(spec, f"tasks.{name}")
+    if spec.format == "imagefolder":
+        return {
+            p: [str(f) for f in index.paths] for p, index in _imagefolder_parts(name, spec, path, split_seed).items()
+        }
+    if spec.format != "png_slices":
+        raise ConfigError(f"data.tasks.{name}: split files are listed for imagefolder and png_slices tasks only.")
+    files, groups = list_png_slices(path, spec.group_regex or r"^([^_]+)_")
+    fractions = (1 - spec.val_fraction - spec.test_fraction, spec.val_fraction, spec.test_fraction)
+    splits = grouped_split(None, groups, fractions=fractions, seed=split_seed, name=name)
+    return {p: [str(f) for f, s in zip(files, splits) if s == p] for p in SPLITS}
+
+
+def held_out_files(tasks: dict[str, UserDataset], split_seed: int = 0) -> HeldOutFiles:
+    """The val/test image files of the user's tasks (a pool must not contain them): listed without decoding,
+    hashed once per set of files (:func:`rtl_core.data.held_out.held_out_digests`)."""
+    files: list[str] = []
     for name, spec in tasks.items():
-        if spec.format not in ("imagefolder", "png_slices"):
-            continue
-        task = user_task(name, spec, 8, split_seed)
-        for part in ("val", "test"):
-            for file in task.files.get(part, ()):
-                if Path(str(file)).is_file():
-                    hashes.add(file_sha256(Path(str(file))))
-    return frozenset(hashes)
+        if spec.format in ("imagefolder", "png_slices"):
+            parts = task_split_files(name, spec, split_seed)
+            files += parts.get("val", []) + parts.get("test", [])
+    return held_out_digests(files) if files else HeldOutFiles()
 
 
 def _materialise(dataset: Dataset, name: str, num_workers: int) -> TensorImageDataset:
@@ -287,9 +297,8 @@ def _nifti_slices(name: str, spec: UserDataset, path: Path) -> ImageSet:
     )
 
 
-def _imagefolder_task(
-    name: str, spec: UserDataset, path: Path, size: int, split_seed: int, num_workers: int
-) -> UserTask:
+def _imagefolder_parts(name: str, spec: UserDataset, path: Path, split_seed: int) -> dict[str, FolderIndex]:
+    """Each split's files of an imagefolder task (its folders; val / test carved out of train where absent)."""
     parts = {p: path / p for p in SPLITS if (path / p).is_dir()}
     if "train" not in parts:
         raise DataError(
@@ -326,13 +335,23 @@ def _imagefolder_task(
         )
         for p in ["train"] + missing:
             chosen[p] = (train, np.flatnonzero(splits == p))
-    out, groups_out, files = {}, {}, {}
+    out: dict[str, FolderIndex] = {}
     for p, (index, rows) in chosen.items():
-        sub = FolderIndex(index.root, index.rel_paths[rows], index.labels[rows], index.class_names)
-        if not len(sub):
+        out[p] = FolderIndex(index.root, index.rel_paths[rows], index.labels[rows], index.class_names)
+        if not len(out[p]):
             raise DataError(f"{path}: the {p} split of task {name} is empty; add images or change val/test_fraction.")
+    return out
+
+
+def _imagefolder_task(
+    name: str, spec: UserDataset, path: Path, size: int, split_seed: int, num_workers: int
+) -> UserTask:
+    out, groups_out, files = {}, {}, {}
+    classes: list[str] = []
+    for p, sub in _imagefolder_parts(name, spec, path, split_seed).items():
         out[p] = _materialise(ImageFolderStream(sub, size, window=spec.window), f"{name}:{p}", num_workers)
         paths = sub.paths
         groups_out[p] = _groups_from_paths(paths, spec.group_regex)
         files[p] = np.asarray([str(f) for f in paths])
+        classes = sub.class_names
     return UserTask(name, "classification", list(classes), out, groups_out, files)

@@ -2,7 +2,15 @@
 
 Demo pools (``ct``, ``natural``, ``mixed``) are rendered once to uint8 ``(N, 3, S, S)`` and batches are uint8
 (a quarter of the float bytes), augmented on the training device. A pool named in ``config.data.pools`` is
-streamed by DataLoader workers (``data.num_workers``) from an image folder, DICOM files or NIfTI volumes.
+streamed by DataLoader workers (``data.num_workers``) from an image folder, DICOM files or NIfTI volumes; each
+worker decodes, windows and resizes an item and hands it over as uint8 too (:class:`UInt8Items`), so a batch
+crosses to the trainer and to the GPU at a quarter of the float bytes.
+
+:func:`pool_loader` on a CUDA machine: batches in pinned (page-locked) memory, so the copy to the GPU runs
+asynchronously beside the step; each worker keeps :data:`PREFETCH` batches ready ahead of the step; workers persist
+across epochs (no restart, no re-fork of the index). On a CPU-only machine the same, without pinning (there is no
+device copy to overlap); a demo pool is read in the training process (``num_workers`` 0: it is in memory already).
+``make bench`` measures a worker's rate per format through this loader (``data.stream_loader_*``).
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ class UInt8Images(Dataset):
         return self.images[index]
 
 
+PREFETCH = 4
+"""Batches each DataLoader worker of a streamed pool keeps ready ahead of the step (PyTorch's default is 2)."""
+
+
 class ImagesOnly(Dataset):
     """Drop the label of ``(image, label)`` items (an ImageFolder used as an unlabelled pool)."""
 
@@ -42,6 +54,17 @@ class ImagesOnly(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         item = self.dataset[index]
         return item[0] if isinstance(item, tuple) else item
+
+
+class UInt8Items(ImagesOnly):
+    """Items of a streamed pool as uint8 ``(3, S, S)``: a float image in [0, 1] is scaled to 0–255 and rounded in
+    the DataLoader worker (exact for 8-bit sources; windowed CT is quantised to 8 bits, as the demo CT pool is)."""
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = super().__getitem__(index)
+        if image.dtype == torch.uint8:
+            return image
+        return image.mul(255).round_().clamp_(0, 255).to(torch.uint8)
 
 
 @dataclass
@@ -63,14 +86,15 @@ def known_pools(config: StudyConfig) -> list[str]:
     return sorted(set(DEMO_POOLS) | set(config.data.pools))
 
 
-def load_pretrain_pool(config: StudyConfig, pool: str) -> PretrainPool:
-    """The pool ``pool`` as the study resolves it (:func:`rtl_core.data.study.study_pool`): a user pool of
-    ``config.data.pools`` (streamed), else a demo pool (in memory, uint8)."""
+def load_pretrain_pool(config: StudyConfig, pool: str, check: bool = True) -> PretrainPool:
+    """The pool ``pool`` as the study resolves it (:func:`rtl_core.data.study.study_pool`; ``check``: read every
+    file of a user pool first): a user pool of ``config.data.pools`` (streamed, uint8 items), else a demo pool (in
+    memory, uint8)."""
     from rtl_core.data.study import study_pool
 
-    found = study_pool(config, pool)
+    found = study_pool(config, pool, check=check)
     if found.streaming:
-        dataset = ImagesOnly(found.dataset)
+        dataset = UInt8Items(found.dataset)
         fingerprint = fingerprint_arrays(np.asarray([str(config.data.pools[pool].path).encode()]), found.listing)
         return PretrainPool(pool, dataset, fingerprint, streaming=True)
     images = found.dataset.images
@@ -94,4 +118,5 @@ def pool_loader(
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
+        prefetch_factor=PREFETCH if workers > 0 else None,
     )
