@@ -27,22 +27,21 @@ image_size = 64
 # %%
 from IPython.display import HTML, Markdown, display
 
-from rtl_core.data import overview
 from rtl_core.report import views
 from rtl_core.report.context import provenance_html, study_config
 
 cfg = study_config(profile, config)
-demo_tasks, demo_pools = views.demo_data_used(cfg)
+demo_tasks, demo_pools = views.data.demo_data_used(cfg)
 display(HTML(provenance_html(profile, seeds=[], config=config)))
 
 # %%
-views.own_data_section(cfg)
+views.data.own_data_section(cfg)
 
 # %%
-views.own_data_samples(cfg)
+views.data.own_data_samples(cfg)
 
 # %%
-views.demo_data_intro(cfg)
+views.data.demo_data_intro(cfg)
 
 # %%
 if demo_tasks:
@@ -53,7 +52,7 @@ if demo_tasks:
             "`fingerprint` identifies the exact split."
         )
     )
-    tasks = overview.task_table(split_seed)
+    tasks = views.data.task_table(split_seed)
     display(views.table(tasks[tasks["task"].isin(demo_tasks)]))
 
 # %%
@@ -64,7 +63,7 @@ if demo_pools:
             "is in a pool (checked by source row and by content hash)."
         )
     )
-    pools = overview.pool_table(size=image_size)
+    pools = views.data.pool_table(size=image_size)
     display(views.table(pools[pools["pool"].isin(demo_pools)]))
 
 # %%
@@ -75,7 +74,7 @@ if demo_tasks or demo_pools:
             "(caption: source), as the model sees them."
         )
     )
-overview.sample_grid(demo_tasks + demo_pools, size=image_size) if demo_tasks or demo_pools else None
+views.data.sample_grid(demo_tasks + demo_pools, size=image_size) if demo_tasks or demo_pools else None
 
 # %%
 if demo_tasks:
@@ -85,6 +84,6 @@ if demo_tasks:
             "after windowing."
         )
     )
-overview.hu_histograms() if demo_tasks else None
+views.data.hu_histograms() if demo_tasks else None
 # %%
-overview.intensity_histograms(demo_tasks) if demo_tasks else None
+views.data.intensity_histograms(demo_tasks) if demo_tasks else None

@@ -29,7 +29,7 @@ warnings.filterwarnings("ignore")
 from IPython.display import HTML, display
 
 from rtl_core.analysis.study import sanity_results
-from rtl_core.pretrain import views
+from rtl_core.report import views
 from rtl_core.report.context import provenance_html, study_config
 
 cfg = study_config(profile, config)
@@ -42,10 +42,10 @@ display(HTML(provenance_html(profile, config=config)))
 # Throughput in image pairs per second (two augmented views per image).
 
 # %%
-views.pretraining_table(study)
+views.pretrain.pretraining_table(study)
 
 # %%
-views.curves_figure(study)
+views.pretrain.curves_figure(study)
 # %% [markdown]
 # ## What the encoders learnt: kNN accuracy of frozen features
 #

@@ -29,8 +29,8 @@ import warnings
 from IPython.display import HTML, display
 
 warnings.filterwarnings("ignore")
-from rtl_core.analysis import figures
 from rtl_core.analysis.study import load_analysis
+from rtl_core.report import views
 from rtl_core.report.context import provenance_html, study_config
 
 display(HTML(provenance_html(profile, config=config)))
@@ -56,9 +56,9 @@ tables["sanity"].round(4)
 # depth.
 
 # %%
-figures.cka_heatmaps(tables["cka"], pairs)
+views.features.cka_heatmaps(tables["cka"], pairs)
 # %%
-figures.cka_diagonal_figure(tables["cka"], pairs)
+views.features.cka_diagonal_figure(tables["cka"], pairs)
 # %% [markdown]
 # ## Feature reuse after fine-tuning
 #
@@ -86,7 +86,7 @@ tables["weight_uniqueness"].pivot_table(index=["init_a", "init_b"], columns="lay
 # How well each layer's features tell the pack's domains apart: leave-patients-out kNN accuracy and silhouette score.
 
 # %%
-figures.separability_figure(tables["separability"])
+views.features.separability_figure(tables["separability"])
 # %%
 tables["separability"].pivot_table(index=["init", "layer"], columns="metric", values="score").round(3)
 
@@ -99,7 +99,7 @@ tables["separability"].pivot_table(index=["init", "layer"], columns="metric", va
 # sets).
 
 # %%
-figures.probe_figure(tables["probes"])
+views.features.probe_figure(tables["probes"])
 # %%
 tables["probes"].pivot_table(index=["property", "metric"], columns=["init", "layer"], values="score").round(3)
 
@@ -121,7 +121,7 @@ overlap.groupby(["task", "protocol", "init_a", "init_b"])[cols].mean().round(3).
 if len(overlap):
     first = overlap[(overlap["protocol"] == "finetune") & (overlap["seed"] == overlap["seed"].min())]
     for task, part in first.groupby("task"):
-        figures.overlap_heatmap(part).suptitle(f"{task} (fine-tune)")
+        views.features.overlap_heatmap(part).suptitle(f"{task} (fine-tune)")
 
 # %% [markdown]
 # ## Embeddings
@@ -129,7 +129,7 @@ if len(overlap):
 # UMAP of layer-4 features of every domain's test images, per init.
 
 # %%
-figures.embedding_grid(tables["umap"], hue="domain", row=None, col="init")
+views.features.embedding_grid(tables["umap"], hue="domain", row=None, col="init")
 # %% [markdown]
 # ### Interactive view
 #
@@ -138,4 +138,4 @@ figures.embedding_grid(tables["umap"], hue="domain", row=None, col="init")
 # %%
 for init, page in tables["embedding_html"].items():
     if init.startswith("ssl"):
-        display(HTML(figures.as_iframe(page)))
+        display(HTML(views.features.as_iframe(page)))

@@ -34,6 +34,7 @@ pd.set_option("display.max_rows", 1000)
 from IPython.display import HTML, Markdown, display
 
 from rtl_core.analysis import advisor
+from rtl_core.report import views
 from rtl_core.report.context import provenance_html, study_config
 
 cfg = study_config(profile, config)
@@ -47,13 +48,13 @@ scores, validation, summary = advisor.load_study_advice(cfg)
 # `seconds` is the forward pass plus scoring.
 
 # %%
-advisor.scores_table(scores)
+views.advisor.scores_table(scores)
 
 # %% [markdown]
 # ## Recommendations
 
 # %%
-advisor.recommendations_table(scores)
+views.advisor.recommendations_table(scores)
 
 # %% [markdown]
 # ## Validation on the measured grid
@@ -63,11 +64,11 @@ advisor.recommendations_table(scores)
 # values and a random ranking has top-1 1/3.
 
 # %%
-display(Markdown(advisor.verdict_text(summary)))
-advisor.summary_table(summary)
+display(Markdown(views.advisor.verdict_text(summary)))
+views.advisor.summary_table(summary)
 
 # %%
-advisor.summary_figure(summary)
+views.advisor.summary_figure(summary)
 # %% [markdown]
 # ### Every cell
 

@@ -75,7 +75,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> None:
-    from rtl_core.report.pipeline import reproduce
+    from rtl_core.pipeline.run import reproduce
 
     overrides = {}
     if args.launcher or args.workers:

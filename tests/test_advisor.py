@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rtl_core.analysis.advisor import summarize_validation, validate, verdict_text
+from rtl_core.analysis.advisor import summarize_validation, validate
 from rtl_core.analysis.transferability import (
     frechet_distance,
     grouped_folds,
@@ -16,6 +16,7 @@ from rtl_core.analysis.transferability import (
     logme_target,
     probe_accuracy,
 )
+from rtl_core.report.views.advisor import summary_table, verdict_text
 
 
 def direct_evidence(f: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> float:
@@ -142,7 +143,7 @@ def test_a_validation_on_too_few_cells_says_so_instead_of_printing_its_figures(t
     assert line.startswith("Not validated on study 'mine'") and "1 task × protocol cell(s) of 1 task(s)" in line
     assert "top-1 agreement" not in line and "nan" not in line.lower()
     assert verdict_text(summary).startswith("**Too few cells to validate the advisor")
-    assert list(advisor.summary_table(summary).columns) == ["note"]
+    assert list(summary_table(summary).columns) == ["note"]
     _, enough = validate(scores, measured, {"ct_cls": "ct", "natural_cls": "natural"}, n_boot=50)
     assert advisor.validation_shortfall(enough) is None and "Validated on study" in advisor.validated_line(enough, "x")
 

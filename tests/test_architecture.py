@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rtl_core"
+NOTEBOOKS = PACKAGE.parent / "notebooks"
 
 #: Stages from the bottom up. A stage imports only stages of a lower rank (its own modules aside); stages of one
 #: rank know nothing of each other (data and models; pretraining and the results store).
@@ -27,8 +28,9 @@ RANKS = {
     "evaluate": 7,
     "analysis": 8,
     "report": 9,
-    "bench": 10,
-    "cli": 11,
+    "pipeline": 10,
+    "bench": 11,
+    "cli": 12,
 }
 
 
@@ -120,3 +122,43 @@ def test_benchmarks_live_only_in_bench():
     """One job per room (issue 27): a benchmark module (``*bench*``) outside ``rtl_core/bench/`` is misplaced."""
     misplaced = sorted(m for m in MODULES if "bench" in m.split(".")[-1] and _stage(m) != "bench")
     assert misplaced == [], f"benchmarks outside rtl_core/bench/: {misplaced}"
+
+
+def test_notebook_views_live_only_in_report_views():
+    """One job per room (issue 27): what a notebook shows is built under ``rtl_core/report/views/``; no other stage
+    has a views module, and a notebook imports nothing from the stages below analysis (it reads their outputs
+    through a view)."""
+    misplaced = sorted(
+        m for m in MODULES if m.split(".")[-1] in ("views", "overview") and not m.startswith("rtl_core.report.views")
+    )
+    assert misplaced == [], f"notebook views outside rtl_core/report/views/: {misplaced}"
+    sources = sorted(NOTEBOOKS.glob("*.py"))
+    assert sources, f"no notebook sources in {NOTEBOOKS}"
+    below = sorted(
+        f"{source.name} -> {module}"
+        for source in sources
+        for module in _imports(source, set(MODULES))
+        if _stage(module) == "rtl_core" or RANKS[_stage(module)] < RANKS["analysis"]
+    )
+    assert below == [], "notebooks importing from below analysis (use rtl_core.report.views):\n" + "\n".join(below)
+
+
+def test_reproduce_sits_above_the_report_stage():
+    """``rtl reproduce`` drives every stage, so it lives at the CLI's level (``rtl_core/pipeline/``), not in report."""
+    assert RANKS["report"] < RANKS["pipeline"] < RANKS["cli"]
+    defines = sorted(
+        name
+        for name, path in MODULES.items()
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef) and node.name == "reproduce"
+    )
+    assert defines == ["rtl_core.pipeline.run"]
+
+
+@pytest.mark.parametrize("stage", ["analysis", "report", "pipeline"])
+def test_rooms_of_the_upper_stages_stay_small(stage):
+    """No module of these stages over 500 lines (issue 27: split a module by job before it grows past that)."""
+    sizes = {m: len(MODULES[m].read_text().splitlines()) for m in MODULES if _stage(m) == stage}
+    assert sizes, f"no modules in stage {stage}"
+    large = sorted(f"{m}: {n} lines" for m, n in sizes.items() if n > 500)
+    assert large == [], f"modules over 500 lines in {stage}: {large}"

@@ -27,15 +27,14 @@ from rtl_core.analysis.embeddings import (  # noqa: E402
 )
 from rtl_core.analysis.figures import (  # noqa: E402
     as_iframe,
-    embedding_grid,
     figures_by_init,
     interactive_embedding_html,
-    separability_figure,
     thumbnail_uris,
 )
 from rtl_core.errors import ConfigError, DataError  # noqa: E402
 from rtl_core.models.backbones import build_backbone  # noqa: E402
 from rtl_core.models.checkpoints import IDENTITY_MEAN, IDENTITY_STD, save_encoder  # noqa: E402
+from rtl_core.report.views.features import embedding_grid, separability_figure  # noqa: E402
 
 TASKS = ("ct_liver_seg", "fundus_cls")
 

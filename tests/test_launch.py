@@ -182,7 +182,7 @@ def test_a_signal_stops_rtl_evaluate_with_143_keeping_the_finished_records(
 
 def test_a_signal_stops_rtl_reproduce_at_its_step_with_143(tmp_path, monkeypatch, capsys, sigterm_fails_the_test):
     """`rtl reproduce` stops at the step the signal came in (the steps after it never run) and says which."""
-    import rtl_core.report.pipeline as pipeline
+    import rtl_core.pipeline.run as pipeline
     from rtl_core.cli import main
 
     monkeypatch.setenv("RTL_OUTPUT_DIR", str(tmp_path))

@@ -10,7 +10,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from rtl_core.analysis.figures import overlap_heatmap, upset_figure  # noqa: E402
 from rtl_core.analysis.overlap import (  # noqa: E402
     correct_from_predictions,
     intersection_counts,
@@ -18,6 +17,7 @@ from rtl_core.analysis.overlap import (  # noqa: E402
     pair_overlap,
 )
 from rtl_core.errors import DataError  # noqa: E402
+from rtl_core.report.views.features import overlap_heatmap, upset_figure  # noqa: E402
 
 
 def test_expected_overlap_is_pa_pb_n():

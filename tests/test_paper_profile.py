@@ -16,8 +16,8 @@ import torch
 import yaml
 
 from rtl_core.config import load_config
+from rtl_core.pipeline import reproduce
 from rtl_core.report.notebooks import study_pages
-from rtl_core.report.pipeline import reproduce
 
 CPU_SCALE = {
     "profile": "paper",

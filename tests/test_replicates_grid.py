@@ -155,7 +155,7 @@ def test_the_grid_runs_every_replicate_on_its_part_of_the_grid_and_the_table_nam
 
 
 def test_reproduce_pretrains_every_replicate_and_sequential_replicates_start_from_naturals():
-    from rtl_core.report.pipeline import study_steps
+    from rtl_core.pipeline.run import study_steps
 
     config = load_config(
         "smoke",

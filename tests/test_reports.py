@@ -16,6 +16,7 @@ from PIL import Image
 
 from rtl_core.analysis.claims import CLAIMS, VERDICTS
 from rtl_core.errors import ConfigError, RtlError
+from rtl_core.pipeline import reproduce
 from rtl_core.report.browser import dump_dom, screenshot
 from rtl_core.report.notebooks import (
     NOTEBOOK_DIR,
@@ -26,7 +27,6 @@ from rtl_core.report.notebooks import (
     notebook_parameters,
     study_pages,
 )
-from rtl_core.report.pipeline import reproduce
 
 #: What each report must contain (key tables / figure captions), beyond at least one embedded figure.
 _RESULTS = [
@@ -237,9 +237,9 @@ def test_summary_and_index_render_with_protocols_outside_the_default_claims(smok
     from rtl_core.analysis.claims import study_claims
     from rtl_core.config import load_config
     from rtl_core.paths import output_root
+    from rtl_core.pipeline.run import _summary
     from rtl_core.report.index import build_index
     from rtl_core.report.notebooks import to_html
-    from rtl_core.report.pipeline import _summary
 
     source = output_root() / "results" / "smoke"
     root = tmp_path / "artifacts"
@@ -283,7 +283,7 @@ def test_with_rtl_output_dir_set_bench_and_reports_write_nothing_into_the_reposi
     from rtl_core.cli import main
     from rtl_core.config import load_config
     from rtl_core.paths import REPO_REPORTS, bench_json, output_root, reports_dir
-    from rtl_core.report.pipeline import report_dir_of
+    from rtl_core.pipeline import report_dir_of
 
     before = _repository_reports()
     assert main(["bench", "--only", "advisor"]) == 0
@@ -299,7 +299,7 @@ def test_the_plan_has_one_line_per_stage_with_an_estimate():
     """The calibration measures positive rates on this machine; the plan prints one line per stage with its number
     of steps and a duration, and the total."""
     from rtl_core.config import load_config
-    from rtl_core.report import eta
+    from rtl_core.pipeline import eta
 
     config = load_config("smoke", overrides={"launcher": {"kind": "inline"}})
     cal = eta.calibrate(config, threads=1)
@@ -556,7 +556,7 @@ def test_90_summary_variance_components_per_task_and_protocol_say_when_k_is_one(
 def test_reproduce_renders_only_the_pages_asked_for_and_names_the_studys_pages_for_an_unknown_one():
     from rtl_core.config import load_config
     from rtl_core.errors import ConfigError
-    from rtl_core.report.pipeline import chosen_pages
+    from rtl_core.pipeline.run import chosen_pages
 
     config = load_config("smoke")
     assert [spec.name for spec in chosen_pages(config, ["90_summary", "00_data"])] == ["00_data", "90_summary"]

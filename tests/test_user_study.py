@@ -22,8 +22,8 @@ from PIL import Image
 from rtl_core.analysis.claims import COMPACT, VERDICTS
 from rtl_core.data.pack import read_arrays
 from rtl_core.paths import output_root
+from rtl_core.pipeline import reproduce
 from rtl_core.report.notebooks import study_pages
-from rtl_core.report.pipeline import reproduce
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -267,7 +267,7 @@ def test_a_config_file_without_a_study_name_gets_its_own_study(tmp_path):
     """A user's smoke-sized config without `study:` must not write into the stock smoke study's folders or reports:
     it is named after its file."""
     from rtl_core.config import PROFILE_DIR, load_config, study_from_file
-    from rtl_core.report.pipeline import report_dir_of
+    from rtl_core.pipeline import report_dir_of
 
     mine = tmp_path / "my smoke-test.yaml"
     mine.write_text("profile: smoke\nevaluate: {epochs: 1}\n")

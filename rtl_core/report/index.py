@@ -12,7 +12,7 @@ import pandas as pd
 from rtl_core.analysis.claims.rule import RULE_SUMMARY
 from rtl_core.io import atomic_write
 from rtl_core.provenance import git_commit, machine
-from rtl_core.report.views import overview_details, split_questions, without_paper
+from rtl_core.report.views.verdicts import overview_details, split_questions, without_paper
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;

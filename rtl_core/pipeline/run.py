@@ -5,7 +5,7 @@ Steps: data splits → pretraining (each pool × method) → evaluation grid →
 ``reports/`` is :func:`rtl_core.paths.reports_dir`: ``$RTL_OUTPUT_DIR/reports`` when that is set (nothing is written
 into the repository then), else the repository's. The pages follow the study (:func:`study_pages`).
 After the data step a plan is printed: a short calibration on this machine and an estimate per stage
-(:mod:`rtl_core.report.eta`); each finished step prints its time beside its estimate and the time left.
+(:mod:`rtl_core.pipeline.eta`); each finished step prints its time beside its estimate and the time left.
 Progress is printed per step; a failing notebook names its cell and
 where its partial output is. Wall time and peak memory are printed, put on the index page and merged into
 ``reports/bench.json`` (``reproduce.wall_minutes``, ``reproduce.peak_rss_mb``).
@@ -25,7 +25,7 @@ from rtl_core.config import StudyConfig, load_config
 from rtl_core.errors import ConfigError, Interrupted, RtlError
 from rtl_core.io import write_json
 from rtl_core.paths import checkpoints_dir, results_dir, study_dir
-from rtl_core.report.notebooks import execute_page, study_pages, to_html
+from rtl_core.report.notebooks import NOTEBOOK_DIR, execute_page, study_pages, to_html
 
 
 @dataclass
@@ -68,8 +68,7 @@ def _inputs_fingerprint(config: StudyConfig) -> str:
     """What the notebooks read: results, checkpoints, analysis tables, the notebooks themselves, the config."""
     return _fingerprint(
         config,
-        _compute_roots(config)
-        + [study_dir("analysis", config.study), Path(__file__).resolve().parents[2] / "notebooks"],
+        _compute_roots(config) + [study_dir("analysis", config.study), NOTEBOOK_DIR],
     )
 
 
@@ -276,7 +275,7 @@ def _summary(config: StudyConfig):
     """The claims table for the index page: the rows that apply to the study (None before ``rtl claims`` ran or
     when none applies; :func:`_claims_note` says which were not run)."""
     from rtl_core.analysis.claims import COMPACT, display_table, load_claims
-    from rtl_core.report.views import split_claims
+    from rtl_core.report.views.verdicts import split_claims
 
     applies, _ = split_claims(load_claims(config.study))
     return display_table(applies)[COMPACT] if len(applies) else None
@@ -285,7 +284,7 @@ def _summary(config: StudyConfig):
 def _overview(config: StudyConfig):
     """One line per claim that applies to the study, for the index page: statement, our verdicts, the paper's."""
     from rtl_core.analysis.claims import claim_overview, load_claims
-    from rtl_core.report.views import split_claims
+    from rtl_core.report.views.verdicts import split_claims
 
     applies, _ = split_claims(load_claims(config.study))
     return claim_overview(applies) if len(applies) else None
@@ -294,7 +293,7 @@ def _overview(config: StudyConfig):
 def _claims_note(config: StudyConfig) -> str | None:
     """The index page's line on the paper's claims this study did not run (None when it ran them all)."""
     from rtl_core.analysis.claims import load_claims
-    from rtl_core.report.views import not_run_note
+    from rtl_core.report.views.verdicts import not_run_note
 
     return not_run_note(load_claims(config.study), where="in claims.json and 90 · Summary")
 
@@ -302,24 +301,25 @@ def _claims_note(config: StudyConfig) -> str | None:
 def _plan(config: StudyConfig, steps: list[Step], first: int, threads: int | None):
     """Calibrate on this machine and print the plan: one line per stage with its estimate (steps before
     ``first`` are done). An estimate that cannot be made is said and skipped: it never stops the study."""
-    from rtl_core.report import eta
+    from rtl_core.pipeline.eta import Plan
+    from rtl_core.pipeline.eta import plan as estimate
 
     try:
-        plan = eta.plan(
+        plan = estimate(
             config,
             [(s.stage, s.name, s.what, i < first or s.done()) for i, s in enumerate(steps)],
             threads,
         )
     except (RtlError, OSError, ValueError, RuntimeError) as exc:
         print(f"rtl reproduce: no time estimate ({type(exc).__name__}: {exc})", flush=True)
-        return eta.Plan([], None)
+        return Plan([], None)
     print("rtl reproduce: plan, " + "\n".join(plan.lines()), flush=True)
     return plan
 
 
 def _progress(plan, index: int, start: float) -> str:
     """`` (estimated …); … elapsed, about … to go`` after step ``index``, from ``plan``."""
-    from rtl_core.report.eta import duration
+    from rtl_core.pipeline.eta import duration
 
     if plan is None or index >= len(plan.steps):
         return ""

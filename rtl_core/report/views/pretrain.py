@@ -1,4 +1,5 @@
-"""Tables and figures of pretraining runs (used by ``notebooks/10_pretrain``)."""
+"""10 · Pretraining: one row per pretrained encoder (method, pool, size, time, throughput, final loss) and its loss
+and throughput curves, from the checkpoints' sidecars and Lightning's metrics.csv."""
 
 from __future__ import annotations
 
