@@ -116,11 +116,10 @@ def test_a_missing_layer_an_unknown_key_and_the_wrong_architecture_are_named(sou
     with pytest.raises(CheckpointError, match=r"no rule drops: \['stray.bias'\]"):
         load_init(f"file:{tmp_path / 'stray.pt'}", "smoke", "resnet18", seed=0)
     torch.save(models.resnet34(weights=None).state_dict(), tmp_path / "r34.pt")
-    with pytest.raises(
-        CheckpointError,
-        match="holds a resnet34 encoder but the study's backbone is resnet18.*pretrain.backbone: resnet34",
-    ):
-        load_init(f"file:{tmp_path / 'r34.pt'}", "smoke", "resnet18", seed=0)
+    encoder, info = load_init(f"file:{tmp_path / 'r34.pt'}", "smoke", "resnet18", seed=0)  # its own architecture
+    assert info["arch"] == "resnet34" and len(encoder.layer3) == 6
+    with pytest.raises(CheckpointError, match="declares arch 'resnet18' but .* holds a resnet34.*set it to 'resnet34'"):
+        load_init(f"file:{tmp_path / 'r34.pt'}", "smoke", "resnet18", seed=0, details={"arch": "resnet18"})
     torch.save(models.resnet18(weights=None), tmp_path / "pickled.pt")  # a whole module: needs pickles
     with pytest.raises(CheckpointError, match="refuses.*Convert it once"):
         load_init(f"file:{tmp_path / 'pickled.pt'}", "smoke", "resnet18", seed=0)
@@ -314,7 +313,7 @@ def test_export_round_trip_and_model_card(tmp_path):
 # --------------------------------------------------------------------------------------------- studies
 def test_a_named_study_keeps_every_artifact_under_its_name(tmp_path):
     from rtl_core.paths import output_root, results_dir
-    from rtl_core.report.pipeline import report_dir_of
+    from rtl_core.pipeline import report_dir_of
 
     config_file = tmp_path / "my.yaml"
     config_file.write_text("profile: smoke\nstudy: my_liver_study\nevaluate: {epochs: 1}\n")
@@ -343,7 +342,7 @@ def test_the_config_files_profile_wins_unless_the_command_names_one():
     def fake(profile, config_path, show_code=False, pages=None):
         seen.update(profile=profile, config=config_path, pages=pages)
 
-    import rtl_core.report.pipeline as pipeline
+    import rtl_core.pipeline.run as pipeline
 
     original = pipeline.reproduce
     pipeline.reproduce = fake

@@ -11,6 +11,7 @@ the verdicts that rest on it (Jonske et al. compare encoders that converged; a n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -37,6 +38,7 @@ COLUMNS = [
     "n_test",
     "beats_random",
 ]
+log = logging.getLogger(__name__)
 
 
 def init_domains(init: str, domain: str | None = None) -> tuple[str, ...]:
@@ -63,9 +65,18 @@ class Normalised(nn.Module):
         return self.encoder((x - self.mean) / self.std)
 
 
+def patch_problem(encoder: nn.Module, size: int) -> str | None:
+    """Why ``encoder`` cannot read ``size`` px images (a ViT patch size that does not divide it), else ``None``."""
+    patch = getattr(getattr(encoder, "patch_embed", None), "patch_size", None)
+    patch = patch[0] if isinstance(patch, (tuple, list)) else patch
+    if patch and size % int(patch):
+        return f"its patch size {int(patch)} does not divide the {size} px images"
+    return None
+
+
 def sanity_table(
     encoders: Mapping[str, nn.Module],
-    arch: str,
+    arch: str | Mapping[str, str],
     size: int,
     seeds: Sequence[int],
     alpha: float = 0.05,
@@ -76,13 +87,23 @@ def sanity_table(
     """One row per pretrained encoder and domain task: kNN accuracy of the encoder and of random inits (mean and
     best over ``seeds``), McNemar's p (worst over the seeds) and whether it beats every random init at ``alpha``.
     ``gates`` marks the domain's own task (:data:`DOMAIN_TASKS`); with ``reported`` the rows of
-    :data:`REPORTED_TASKS` follow with ``gates`` false. The one kNN path of the package: the analysis's
-    ``sanity.csv``, ``make bench``'s ``pretrain.knn_*`` keys and the pretraining notebook all come from here."""
+    :data:`REPORTED_TASKS` follow with ``gates`` false. ``arch`` is the backbone of the random inits: one for all,
+    or each encoder's own (``init -> arch``, a study whose inits differ in architecture); an encoder that cannot
+    read ``size`` px images (a ViT's patch size) is left out with a logged reason. The one kNN path of the
+    package: the analysis's ``sanity.csv``, ``make bench``'s ``pretrain.knn_*`` keys and the pretraining notebook
+    all come from here."""
     from rtl_core.data.datasets import task_dataset
     from rtl_core.pretrain.knn import knn_correct, knn_random_inits
 
     domains = domains or {}
-    wanted = {init: init_domains(init, domains.get(init)) for init in encoders}
+    archs = {init: arch if isinstance(arch, str) else arch[init] for init in encoders}
+    wanted = {}
+    for init in encoders:
+        problem = patch_problem(encoders[init], size)
+        if problem is None:
+            wanted[init] = init_domains(init, domains.get(init))
+        else:
+            log.warning("kNN sanity check: %s (%s) left out: %s", init, archs[init], problem)
     checks = [(domain, task, True) for domain, task in DOMAIN_TASKS.items()]
     if reported:
         checks += [(domain, task, False) for domain, tasks in REPORTED_TASKS.items() for task in tasks]
@@ -92,8 +113,9 @@ def sanity_table(
         if not inits:
             continue
         train, test = task_dataset(task, "train", size), task_dataset(task, "test", size)
-        randoms = knn_random_inits(arch, train, test, seeds)
+        by_arch = {a: knn_random_inits(a, train, test, seeds) for a in dict.fromkeys(archs[i] for i in inits)}
         for init in inits:
+            randoms = by_arch[archs[init]]  # the same backbone at random init
             mean, std = (stats or {}).get(init, (None, None))
             correct = knn_correct(
                 Normalised(encoders[init], mean, std) if mean is not None else encoders[init], train, test

@@ -36,8 +36,9 @@ from rtl_core.analysis.embeddings import (
     separability_table,
     umap_frame,
 )
-from rtl_core.analysis.sanity import sanity_table
+from rtl_core.analysis.sanity import patch_problem, sanity_table
 from rtl_core.config import StudyConfig
+from rtl_core.errors import ConfigError
 from rtl_core.io import atomic_write, write_json
 from rtl_core.models.backbones import RESNET_STAGES, analysis_layers, stage_layers
 from rtl_core.names import init_slug
@@ -58,18 +59,39 @@ CKA_LAYERS = tuple(s for s in RESNET_STAGES if s != "avgpool")
 CKA_DEBIASED = True
 
 
-def study_encoders(config: StudyConfig) -> tuple[dict[str, nn.Module], dict[str, tuple]]:
-    """``init -> encoder`` and ``init -> (mean, std)`` for the study's inits, loaded exactly as the evaluation
-    loads them (:func:`rtl_core.models.inits.load_init`; ``scratch`` is the random encoder of ``config.seed``)."""
+def study_encoders(config: StudyConfig) -> tuple[dict[str, nn.Module], dict[str, tuple], dict[str, str]]:
+    """``init -> encoder``, ``init -> (mean, std)`` and ``init -> arch`` (each encoder's own architecture: a
+    ``file:`` or ``torchvision:`` init's may differ from ``pretrain.backbone``) for the study's inits, loaded
+    exactly as the evaluation loads them (:func:`rtl_core.models.inits.load_init`; ``scratch`` is the random
+    encoder of ``config.seed``)."""
     from rtl_core.models.inits import load_init
 
-    encoders, stats = {}, {}
+    encoders, stats, archs = {}, {}, {}
     details = config.evaluate.init_details
     for init in config.evaluate.inits:
         detail = details[init].model_dump() if init in details else None
         encoders[init], info = load_init(init, config.study, config.pretrain.backbone, config.seed, detail)
         stats[init] = (tuple(info["mean"]), tuple(info["std"]))
-    return encoders, stats
+        archs[init] = info["arch"]
+    return encoders, stats, archs
+
+
+def readable(encoders: dict[str, nn.Module], archs: dict[str, str], size: int, table: str) -> list[str]:
+    """The inits whose encoder reads ``size`` px images (a ViT's patch size must divide it) and whose layers the
+    analysis knows (:func:`rtl_core.models.backbones.analysis_layers`); the others are left out of ``table`` with a
+    logged reason."""
+    kept = []
+    for init, model in encoders.items():
+        try:
+            problem = patch_problem(model, size)
+            analysis_layers(archs[init])
+        except ConfigError as exc:
+            problem = str(exc)
+        if problem is None:
+            kept.append(init)
+        else:
+            log.warning("%s: %s (%s) left out: %s", table, init, archs[init], problem)
+    return kept
 
 
 def init_domains(config: StudyConfig) -> dict[str, str | None]:
@@ -88,32 +110,49 @@ def _normalised_batches(images: torch.Tensor, stats: tuple, batch_size: int = 12
         yield normalize(images[start : start + batch_size].float().div(255), *stats)
 
 
-def cka_tables(config: StudyConfig, encoders, stats, n_images: int) -> pd.DataFrame:
-    """Tidy layer-wise CKA: one row per (model_a, model_b, inputs, layer_a, layer_b); the layers are the backbone's
-    (:func:`rtl_core.models.backbones.analysis_layers`: a ResNet's ``CKA_LAYERS``, a ViT's blocks, …)."""
-    rows, layers = [], analysis_layers(config.pretrain.backbone)
+def _is_resnet(arch: str) -> bool:
+    return analysis_layers(arch)[0] == "conv1"
+
+
+def cka_layers(arch_a: str, arch_b: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The layers CKA compares between encoders of ``arch_a`` and ``arch_b``: every layer against every layer of
+    the same architecture (:func:`rtl_core.models.backbones.analysis_layers`: a ResNet's ``CKA_LAYERS``, a ViT's
+    blocks, …); across architectures, whose layers do not correspond, each one's last layer (pooled features)."""
+    if arch_a == arch_b:
+        return analysis_layers(arch_a), analysis_layers(arch_a)
+    return analysis_layers(arch_a)[-1:], analysis_layers(arch_b)[-1:]
+
+
+def cka_tables(
+    config: StudyConfig, encoders, stats, n_images: int, archs: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Tidy layer-wise CKA: one row per (model_a, model_b, inputs, layer_a, layer_b) over :func:`cka_layers` of the
+    two encoders' architectures (``archs``; default: all ``pretrain.backbone``)."""
+    rows = []
+    archs = archs or dict.fromkeys(encoders, config.pretrain.backbone)
     inputs = {
         "ct": sample_tasks(CT_TASKS, n_per_task=max(2, n_images // len(CT_TASKS)), size=config.data.image_size, seed=1),
         "natural": sample_tasks(NATURAL_TASKS, n_per_task=n_images, size=config.data.image_size, seed=1),
     }
-    names = list(encoders)
+    names = readable(encoders, archs, config.data.image_size, "CKA")
     for domain, sample in inputs.items():
         for i, a in enumerate(names):
             for b in names[i:]:
+                layers_a, layers_b = cka_layers(archs[a], archs[b])
                 # Both models see the same images, each normalised its own way; pair them batch by batch.
                 loader = zip(_normalised_batches(sample.images, stats[a]), _normalised_batches(sample.images, stats[b]))
                 matrix = layerwise_cka(
                     encoders[a],
                     encoders[b],
                     loader,
-                    layers,
-                    layers,
+                    layers_a,
+                    layers_b,
                     debiased=CKA_DEBIASED,
                     paired_inputs=True,
                     progress=False,
                 )
-                for la, row in zip(layers, matrix):
-                    for lb, value in zip(layers, row):
+                for la, row in zip(layers_a, matrix):
+                    for lb, value in zip(layers_b, row):
                         rows.append(
                             {
                                 "model_a": a,
@@ -143,12 +182,19 @@ def weight_reuse_table(config: StudyConfig, encoders) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["init", "task", "run", "layer", "weight_cka"])
 
 
-def weight_uniqueness_table(encoders) -> pd.DataFrame:
+def weight_uniqueness_table(encoders, archs: dict[str, str] | None = None) -> pd.DataFrame:
     """The paper's "feature uniqueness": weight-space RBF CKA between differently pretrained encoders (low = the
-    pretraining sources left different filters in conv1 / layer1)."""
+    pretraining sources left different filters in conv1 / layer1); pairs of the same architecture only
+    (``archs``; default: one), whose filters correspond."""
     names, rows = list(encoders), []
+    archs = archs or dict.fromkeys(encoders, "")
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
+            if archs[a] != archs[b]:
+                log.info(
+                    "weight-space CKA: %s (%s) and %s (%s) differ in architecture: no row", a, archs[a], b, archs[b]
+                )
+                continue
             for layer, value in weight_cka(encoders[a].state_dict(), encoders[b].state_dict()).items():
                 rows.append({"init_a": a, "init_b": b, "layer": layer, "weight_cka": value})
     return pd.DataFrame(rows, columns=["init_a", "init_b", "layer", "weight_cka"])
@@ -182,11 +228,13 @@ def _is_current(out: Path, config: StudyConfig) -> bool:
     return info.get("version") == ANALYSIS_VERSION and info.get("config_hash") == config.hash()
 
 
-def _sanity_check(config: StudyConfig, encoders: dict[str, nn.Module], stats: dict[str, tuple]) -> pd.DataFrame:
+def _sanity_check(
+    config: StudyConfig, encoders: dict[str, nn.Module], stats: dict[str, tuple], archs: dict[str, str]
+) -> pd.DataFrame:
     pretrained = {init: model for init, model in encoders.items() if init != "scratch"}
     return sanity_table(
         pretrained,
-        config.pretrain.backbone,
+        {init: archs[init] for init in pretrained},  # each against random inits of its own architecture
         knn_image_size(config.pretrain.crop_size),
         seeds=range(config.analysis.sanity_random_seeds),
         alpha=config.analysis.alpha,
@@ -202,7 +250,7 @@ def sanity_results(config: StudyConfig) -> pd.DataFrame:
     out = study_dir("analysis", config.study)
     if _is_current(out, config) and (out / "sanity.csv").is_file():
         return pd.read_csv(out / "sanity.csv")
-    return _sanity_check(config, *study_encoders(config))
+    return _sanity_check(config, *study_encoders(config))  # encoders, stats, archs
 
 
 def analyze(config: StudyConfig, force: bool = False) -> Path:
@@ -214,31 +262,34 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
     done = out / "done.json"
     if not force and _is_current(out, config):
         return out
-    encoders, stats = study_encoders(config)
+    encoders, stats, archs = study_encoders(config)
     n = config.analysis.cka_images
-    cka_tables(config, encoders, stats, n).to_csv(out / "cka.csv", index=False)
-    if analysis_layers(config.pretrain.backbone)[0] == "conv1":  # the paper's weight layers are a ResNet's
-        weight_reuse_table(config, encoders).to_csv(out / "weight_cka.csv", index=False)
-        weight_uniqueness_table(encoders).to_csv(out / "weight_uniqueness.csv", index=False)
-    else:
+    cka_tables(config, encoders, stats, n, archs).to_csv(out / "cka.csv", index=False)
+    # The paper's weight layers are a ResNet's conv1 and layer1: encoders of other architectures have no rows.
+    known = readable(encoders, archs, 0, "weight-space CKA")  # size 0: every patch size divides it
+    resnets = {i: encoders[i] for i in known if _is_resnet(archs[i])}
+    for init in sorted(set(known) - set(resnets)):
         log.warning(
-            "weight-space CKA reads a ResNet's conv1 and layer1; backbone %s has neither: its tables are empty",
-            config.pretrain.backbone,
+            "weight-space CKA reads a ResNet's conv1 and layer1; %s (%s) has neither: no rows", init, archs[init]
         )
-        pd.DataFrame(columns=["init", "task", "run", "layer", "weight_cka"]).to_csv(out / "weight_cka.csv", index=False)
-        weight_uniqueness_table({}).to_csv(out / "weight_uniqueness.csv", index=False)
+    weight_reuse_table(config, resnets).to_csv(out / "weight_cka.csv", index=False)
+    weight_uniqueness_table(resnets, archs).to_csv(out / "weight_uniqueness.csv", index=False)
     who_knew_what(config).to_csv(out / "overlap.csv", index=False)
-    _sanity_check(config, encoders, stats).to_csv(out / "sanity.csv", index=False)
+    _sanity_check(config, encoders, stats, archs).to_csv(out / "sanity.csv", index=False)
 
     per_task = max(8, config.analysis.embedding_images // len(EMBEDDING_TASKS))
     sample = sample_tasks(EMBEDDING_TASKS, n_per_task=per_task, size=config.data.image_size, seed=2)
-    stages = stage_layers(config.pretrain.backbone)  # a ResNet's LAYERS (layer1 … layer4)
-    features = encoder_features(encoders, sample.images, stages, stats=stats)
+    # Each encoder's own stages (a ResNet's layer1 … layer4, a ViT's evenly spaced blocks); UMAP of its last.
+    stages = {i: stage_layers(archs[i]) for i in readable(encoders, archs, config.data.image_size, "embeddings")}
+    features = {
+        i: encoder_features({i: encoders[i]}, sample.images, layers, stats=stats)[i] for i, layers in stages.items()
+    }
     separability_table(features, sample.meta).to_csv(out / "separability.csv", index=False)
     separability_table(features, sample.meta, by="task").to_csv(out / "separability_task.csv", index=False)
     targets = probe_targets(sample)
     probe_table(features, targets, sample.meta["group"].to_numpy()).to_csv(out / "probes.csv", index=False)
-    frame = umap_frame(features, sample.meta, layers=[stages[-1]], n_neighbors=15, seed=config.seed)
+    last = {i: {layers[-1]: features[i][layers[-1]]} for i, layers in stages.items()}
+    frame = umap_frame(last, sample.meta, n_neighbors=15, seed=config.seed)
     frame.to_csv(out / "umap.csv", index=False)
     thumbs = thumbnail_uris(sample.images, size=48, fmt="webp")
     for init, part in frame.groupby("init", sort=False):
@@ -246,7 +297,7 @@ def analyze(config: StudyConfig, force: bool = False) -> Path:
             part.reset_index(drop=True),
             [thumbs[i] for i in part["image_index"]],
             color="domain",
-            title=f"{init}: {stages[-1]} features of every domain (UMAP)",
+            title=f"{init}: {stages[init][-1]} features of every domain (UMAP)",
             include_plotlyjs=True,
             full_html=False,
         )

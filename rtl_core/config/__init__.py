@@ -233,6 +233,19 @@ class InitDetails(Strict):
         None, description="pixel values the init takes before mean/std, e.g. [-1024, 1024] (TorchXRayVision)"
     )
     window: tuple[float, float] | None = Field(None, description="CT window [level, width] the init expects")
+    arch: str | None = Field(
+        None,
+        description="architecture of a file: init whose layout does not name one (a ViT of no DINOv2 size), as "
+        "pretrain.backbone spells it, e.g. timm:vit_small_patch16_224 (rtl_core.models.inits.own_arch)",
+    )
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str | None) -> str | None:
+        try:
+            return None if value is None else check_backbone_name(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class EvaluateConfig(Strict):
@@ -534,6 +547,16 @@ class StudyConfig(Strict):
                 check_input_size(self.pretrain.backbone, size, where)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
+        # An init that names its own architecture (torchvision:<arch>, init_details.<init>.arch) is checked here;
+        # a file: init's layout, once its file is read (rtl_core.evaluate.runner.run_one).
+        where, size = list(sizes.items())[-1]
+        for init in self.evaluate.inits:
+            details = self.evaluate.init_details.get(init)
+            if details is not None and details.arch is not None:
+                try:
+                    check_input_size(details.arch, size, where)
+                except ConfigError as exc:
+                    raise ValueError(f"evaluate.init_details.{init}.arch: {exc}") from None
         return self
 
     @model_validator(mode="after")

@@ -91,13 +91,18 @@ def check_input_size(arch: str, size: int, where: str) -> None:
     """:class:`ConfigError` when a ViT's patch size does not divide the image side ``size`` (set at ``where``)."""
     if timm_name(arch) is None:
         return
-    spec = timm_spec(arch)
-    if spec.patch_size is None or size % spec.patch_size == 0:
+    check_patch_size(timm_spec(arch).patch_size, size, where, f"backbone {arch!r}")
+
+
+def check_patch_size(patch: int | None, size: int, where: str, what: str) -> None:
+    """:class:`ConfigError` when ``patch`` (a ViT's patch side; ``None``: a CNN) does not divide the image side
+    ``size`` (set at ``where``); ``what`` names the model in the message."""
+    if patch is None or size % patch == 0:
         return
-    lower = size // spec.patch_size * spec.patch_size
-    options = [str(s) for s in (lower, lower + spec.patch_size) if s >= spec.patch_size]
+    lower = size // patch * patch
+    options = [str(s) for s in (lower, lower + patch) if s >= patch]
     raise ConfigError(
-        f"{where} = {size} px is not a multiple of the patch size {spec.patch_size} of backbone {arch!r} "
-        f"({size / spec.patch_size:.2f} patches a side). Set {where} to a multiple of {spec.patch_size} "
+        f"{where} = {size} px is not a multiple of the patch size {patch} of {what} "
+        f"({size / patch:.2f} patches a side). Set {where} to a multiple of {patch} "
         f"(e.g. {' or '.join(options)}) or pick a model with another patch size."
     )

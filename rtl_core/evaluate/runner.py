@@ -41,7 +41,7 @@ from rtl_core.evaluate.protocols import get_protocol
 from rtl_core.evaluate.segmentation import run_segmentation
 from rtl_core.models.checkpoints import checkpoint_paths
 from rtl_core.models.devices import default_device
-from rtl_core.models.inits import check_checkpoint, load_init
+from rtl_core.models.inits import check_checkpoint, check_encoder_input, load_init
 from rtl_core.names import init_slug, parse_init
 from rtl_core.paths import results_dir
 from rtl_core.provenance import provenance, settings_digest
@@ -104,9 +104,9 @@ def settings_hash(config: StudyConfig, device_type: str | None = None) -> str:
         values["evaluate"].pop(key, None)
     for spec in [*values["data"].get("tasks", {}).values(), *values["data"].get("pools", {}).values()]:
         spec.pop("domain", None)  # a name for the advisor, not a setting of any run
-    # Of an init's details only its declared input contract changes its runs (labels and domains are names).
+    # Of an init's details only its declared input contract and arch change its runs (labels, domains are names).
     norms = {
-        init: {k: d[k] for k in ("mean", "std", "channels", "value_range", "window") if d.get(k) is not None}
+        init: {k: d[k] for k in ("mean", "std", "channels", "value_range", "window", "arch") if d.get(k) is not None}
         for init, d in values["evaluate"].pop("init_details", {}).items()
     }
     if any(norms.values()):
@@ -248,6 +248,9 @@ def run_one(
             f"{identity['file']} changed while run {key} loaded it (is `rtl pretrain` writing it?). "
             "Rerun `rtl evaluate` once the pretraining has finished."
         )
+    arch = info["arch"]  # the init's own: a file's or torchvision's architecture, else pretrain.backbone
+    where = "evaluate.image_size" if ev.image_size else "data.image_size (evaluate.image_size unset)"
+    check_encoder_input(encoder, size, where, key.init, arch)
     if task.kind == "segmentation":
         ctx = RunContext(plan, key.seed, arch, info)
         out = run_segmentation(task, protocol, encoder, ev, ctx)

@@ -17,7 +17,8 @@ Each layout brings its input contract (:mod:`rtl_core.models.contracts`): channe
 Loading is strict: after the documented prefixes and heads are removed, every key must match the study's
 backbone exactly; a missing or unexpected key is a :class:`CheckpointError` that lists them (the paper's own
 fine-tuning code loads with ``strict=False``, which leaves a layer at random without a word). The architecture
-is inferred from the keys (ResNet-18/34/50) and checked against the study's. Files are read with
+is inferred from the keys (ResNet-18/34/50) and checked against an expected one where the caller gives it; an
+init evaluates a file as its own architecture (:func:`rtl_core.models.inits.own_arch`). Files are read with
 ``torch.load(..., weights_only=True)``; one that needs arbitrary pickles is refused with a way to convert it.
 
 ``torchvision:<arch>:<WEIGHTS>`` reads torchvision's weights enum (e.g. ``IMAGENET1K_V2``) from the folder torch
