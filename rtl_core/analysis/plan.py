@@ -40,9 +40,10 @@ from rtl_core.analysis.stats import units_needed
 #: D options a plan lists; K is searched up to :data:`K_MAX`.
 D_OPTIONS = (1, 2, 3, 4, 6, 8)
 K_MAX = 500
-#: One pretraining costs about this many downstream runs (docs/measurements.md, the default reproduce: 5 encoders in
-#: 14.5 min, 432 runs in 31.7 min on 2 workers, i.e. ~2.9 min per encoder and ~0.15 min per run): the default of
-#: ``rtl plan --encoder-cost``, used only to mark the cheapest design.
+#: One pretraining costs about this many downstream runs (docs/measurements.md, the default reproduces: 5 encoders in
+#: 14.5 min and 432 runs in 31.7 min on 2 workers (2026-12-03), 9 encoders in 19.1 min and 264 runs in 11.3 min
+#: (2026-12-08): ~20 and ~50 runs per encoder): the default of ``rtl plan --encoder-cost``, used only to mark the
+#: cheapest design.
 ENCODER_COST_RUNS = 20.0
 _TESTS = {"a_better": "two_sided", "b_better": "two_sided", "no_difference": "tost", "non_inferior": "one_sided"}
 
