@@ -294,3 +294,23 @@ def test_a_file_inits_contract_is_declared_in_init_details(tmp_path):
         load_config(
             "smoke", overrides={"evaluate": {"inits": ["scratch", init], "init_details": {init: {"channels": 2}}}}
         )
+
+
+def test_the_analysis_leaves_out_an_encoder_whose_contract_it_cannot_apply(tmp_path, caplog):
+    """The feature-space analysis feeds 3-channel [0, 1] images: a 1-channel [-1024, 1024] encoder is left out with
+    the reason logged, never fed inputs it would silently misread."""
+    from rtl_core.analysis.study import study_encoders
+    from rtl_core.models.contracts import unconverted_inputs
+
+    xrv = InputContract(channels=1, value_range=(-1024.0, 1024.0), mean=(0.0,), std=(1.0,)).as_dict()
+    assert unconverted_inputs(xrv) == "1 channel, values in [-1024, 1024]"
+    assert unconverted_inputs(InputContract(mean=(0.5,) * 3, std=(0.2,) * 3).as_dict()) is None
+    model = models.resnet18(weights=None)
+    model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    torch.save({f"model.{k}": v for k, v in model.state_dict().items()}, tmp_path / "xrv18.pt")
+    init = f"file:{tmp_path / 'xrv18.pt'}"
+    config = load_config("smoke", overrides={"evaluate": {"inits": ["scratch", init]}})
+    with caplog.at_level("WARNING"):
+        encoders, stats, archs = study_encoders(config)
+    assert set(encoders) == set(stats) == set(archs) == {"scratch"}
+    assert f"leaves out {init}: its input contract (1 channel, values in [-1024, 1024])" in caplog.text

@@ -63,16 +63,23 @@ def study_encoders(config: StudyConfig) -> tuple[dict[str, nn.Module], dict[str,
     """``init -> encoder``, ``init -> (mean, std)`` and ``init -> arch`` (each encoder's own architecture: a
     ``file:`` or ``torchvision:`` init's may differ from ``pretrain.backbone``) for the study's inits, loaded
     exactly as the evaluation loads them (:func:`rtl_core.models.inits.load_init`; ``scratch`` is the random
-    encoder of ``config.seed``)."""
+    encoder of ``config.seed``). An init whose input contract is not 3-channel ``[0, 1]`` images (a TorchXRayVision
+    model) is left out with a logged reason (:func:`rtl_core.models.contracts.unconverted_inputs`)."""
+    from rtl_core.models.contracts import unconverted_inputs
     from rtl_core.models.inits import load_init
 
     encoders, stats, archs = {}, {}, {}
     details = config.evaluate.init_details
     for init in config.evaluate.inits:
         detail = details[init].model_dump() if init in details else None
-        encoders[init], info = load_init(init, config.study, config.pretrain.backbone, config.seed, detail)
-        stats[init] = (tuple(info["mean"]), tuple(info["std"]))
-        archs[init] = info["arch"]
+        encoder, info = load_init(init, config.study, config.pretrain.backbone, config.seed, detail)
+        wrong = unconverted_inputs(info.get("contract"))
+        if wrong:  # the analysis feeds 3-channel [0, 1] images: never a silently wrong input
+            log.warning(
+                "the feature-space analysis leaves out %s: its input contract (%s) is not applied here", init, wrong
+            )
+            continue
+        encoders[init], stats[init], archs[init] = encoder, (tuple(info["mean"]), tuple(info["std"])), info["arch"]
     return encoders, stats, archs
 
 

@@ -110,6 +110,19 @@ class InputStage(nn.Module):
         return (x - self.mean) / self.std
 
 
+def unconverted_inputs(contract: Mapping[str, Any] | None) -> str | None:
+    """What of ``contract`` a reader that feeds 3-channel ``[0, 1]`` images with mean / std only (the feature-space
+    analysis, the advisor) would get wrong, in words (``"1 channel, values in [-1024, 1024]"``); ``None`` when
+    nothing: such a reader must leave the encoder out rather than feed it silently wrong inputs."""
+    if not contract:
+        return None
+    c = InputContract.from_dict(contract)
+    wrong = [f"{c.channels} channel" for _ in [0] if c.channels != 3]
+    if tuple(c.value_range) != TASK_RANGE:
+        wrong.append(f"values in [{c.value_range[0]:g}, {c.value_range[1]:g}]")
+    return ", ".join(wrong) or None
+
+
 def is_grey(images: torch.Tensor) -> bool:
     """Whether ``(N, C, H, W)`` images have one channel or three equal ones (exactly: the pack's grey images are
     replicated, so a single differing pixel makes them colour)."""

@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -20,6 +21,8 @@ import torch
 
 from rtl_core.analysis.transferability import frechet_distance, knn_accuracy, logme, probe_accuracy
 from rtl_core.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 SCORES = ("knn", "probe", "logme", "domain_distance", "advisor")
 #: Scores where a smaller value predicts better transfer.
@@ -77,6 +80,7 @@ def advise(config, task: str, inits: Sequence[str] | None = None, max_images: in
     """One row per candidate init with every score, its rank by each and the advisor's rank (module doc)."""
     from rtl_core.evaluate.data import load_task_data
     from rtl_core.evaluate.protocols import get_protocol
+    from rtl_core.models.contracts import unconverted_inputs
     from rtl_core.models.inits import check_checkpoint, load_init
     from rtl_core.names import parse_init
 
@@ -104,6 +108,12 @@ def advise(config, task: str, inits: Sequence[str] | None = None, max_images: in
         encoder, info = load_init(
             name, config.study, config.pretrain.backbone, ev.seeds[0], details.model_dump() if details else None
         )
+        wrong = unconverted_inputs(info.get("contract"))
+        if wrong:  # the advisor feeds 3-channel [0, 1] images: never a silently wrong input
+            log.warning(
+                "rtl advise leaves out %s on %s: its input contract (%s) is not applied here", name, task, wrong
+            )
+            continue
         feats = _features(encoder, info["arch"], images, info["mean"], info["std"])  # the init's own architecture
         row = {
             "task": task,

@@ -151,8 +151,8 @@ def cka_heatmaps(cka: pd.DataFrame, pairs: Sequence[tuple[str, str]], inputs: Se
                 part = cka[(cka.model_a == b) & (cka.model_b == a) & (cka.inputs == domain)].rename(
                     columns={"layer_a": "layer_b", "layer_b": "layer_a"}
                 )
-            layers = list(dict.fromkeys(part["layer_a"]))
-            matrix = part.pivot(index="layer_a", columns="layer_b", values="cka").reindex(index=layers, columns=layers)
+            rows, cols = list(dict.fromkeys(part["layer_a"])), list(dict.fromkeys(part["layer_b"]))  # two archs: own
+            matrix = part.pivot(index="layer_a", columns="layer_b", values="cka").reindex(index=rows, columns=cols)
             ax = axes[r, c]
             sns.heatmap(
                 matrix,
