@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rtl_core.config import StudyConfig, load_config
 from rtl_core.errors import ConfigError, Interrupted, RtlError
-from rtl_core.io import write_json
+from rtl_core.io import atomic_write, write_json
 from rtl_core.paths import checkpoints_dir, results_dir, study_dir
 from rtl_core.report.notebooks import NOTEBOOK_DIR, execute_page, study_pages, to_html
 
@@ -350,6 +350,19 @@ def report_dir_of(config: StudyConfig) -> Path:
     return reports_dir() if config.study == config.profile else reports_dir() / config.study
 
 
+def _resolved_config(config: StudyConfig) -> Path:
+    """Write ``config`` (a profile, a file and overrides, resolved) to ``report_stamps/<study>/config.yaml`` for the
+    notebooks, which load their study with :func:`load_config` in their own kernel; it loads back to the same hash."""
+    import yaml
+
+    path = study_dir("report_stamps", config.study, create=True) / "config.yaml"
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    if load_config(None, path).hash() != config.hash():
+        raise RtlError(f"{path}: the resolved study does not load back to config {config.hash()}; this is a bug.")
+    return path
+
+
 def reproduce(
     profile: str | None = None,
     config_path: str | None = None,
@@ -367,6 +380,8 @@ def reproduce(
 
     start = time.perf_counter()
     config = load_config(profile, config_path, overrides)
+    if overrides:  # the notebooks load the study from a file: give them the study as resolved here, overrides included
+        config_path = str(_resolved_config(config))
     report_dir = Path(report_dir) if report_dir else report_dir_of(config)
     report_dir.mkdir(parents=True, exist_ok=True)
     steps = study_steps(config, threads) + notebook_steps(config, report_dir, show_code, config_path, pages)
