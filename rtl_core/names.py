@@ -27,7 +27,7 @@ from pathlib import Path
 from rtl_core.errors import ConfigError
 from rtl_core.paths import encoder_stem
 
-#: The demo suite's pretraining pools (:func:`rtl_core.data.registry.load_pool`).
+#: The demo suite's pretraining pools (:func:`rtl_core.data.demo_pools.load_pool`).
 DEMO_POOLS = ("ct", "natural", "mixed", "ct_less")
 #: The pretraining domain of each demo pool's images (``ct_less``, the data-scale arm, is CT).
 POOL_DOMAINS = {"ct": "ct", "natural": "natural", "mixed": "mixed", "ct_less": "ct"}

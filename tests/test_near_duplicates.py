@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from rtl_core.data import near_duplicates as nd
+from rtl_core.data.demo_pools import _pool_candidates, held_out_fingerprints
 from rtl_core.data.pack import read_folder
-from rtl_core.data.registry import TASKS, _pool_candidates, held_out_fingerprints, load_task
+from rtl_core.data.registry import TASKS, load_task
 from rtl_core.paths import data_root
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rtl_core.data.datasets import pool_dataset, task_dataset
-from rtl_core.data.registry import TASKS, core_tasks, get_task, load_pool, load_task
+from rtl_core.data.demo_pools import load_pool
+from rtl_core.data.registry import TASKS, core_tasks, get_task, load_task
 from rtl_core.data.splits import (
     check_split,
     content_hashes,
@@ -136,7 +137,7 @@ def test_pools_are_size_matched_and_mixed_is_half_half():
     assert len(ct) == len(natural) == len(mixed) > 4000
     is_ct = np.isin(
         mixed.extras["pool_source"],
-        [s.label for s in __import__("rtl_core.data.registry", fromlist=["POOL_SOURCES"]).POOL_SOURCES["ct"]],
+        [s.label for s in __import__("rtl_core.data.demo_pools", fromlist=["POOL_SOURCES"]).POOL_SOURCES["ct"]],
     )
     assert abs(is_ct.mean() - 0.5) < 0.01
     small = load_pool("ct", pool_size=100, seed=3)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from rtl_core.bench.cka_bench import bench_cka
-from rtl_core.data.registry import load_pool
+from rtl_core.data.demo_pools import load_pool
 from rtl_core.models.backbones import build_backbone
 from rtl_core.models.checkpoints import load_encoder
 from rtl_core.paths import encoder_stem

@@ -27,7 +27,8 @@ import time
 
 
 def _child() -> None:
-    from rtl_core.data.registry import TASKS, load_pool, load_task
+    from rtl_core.data.demo_pools import load_pool
+    from rtl_core.data.registry import TASKS, load_task
     from rtl_core.names import DEMO_POOLS
 
     rows = []
@@ -58,7 +59,7 @@ def _jpeg_tree(root) -> int:
     import numpy as np
     from PIL import Image
 
-    from rtl_core.data.registry import load_pool
+    from rtl_core.data.demo_pools import load_pool
 
     images = load_pool("natural").images[:STREAM_IMAGES]  # uint8 (N, 3, 64, 64), the natural pool's sources
     for i, img in enumerate(images):

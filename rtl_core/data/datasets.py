@@ -22,8 +22,9 @@ import torch
 from torch.utils.data import Dataset
 
 from rtl_core.data.arrays import ImageSet
+from rtl_core.data.demo_pools import load_pool
 from rtl_core.data.intensity import render, resize_masks
-from rtl_core.data.registry import get_task, load_pool, load_task
+from rtl_core.data.registry import get_task, load_task
 from rtl_core.errors import DataError
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rtl_core.data.registry import TASKS, load_pool, load_task
+from rtl_core.data.demo_pools import load_pool
+from rtl_core.data.registry import TASKS, load_task
 from rtl_core.data.splits import content_hashes
 from rtl_core.io import atomic_write
 from rtl_core.names import DEMO_POOLS

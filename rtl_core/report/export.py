@@ -32,7 +32,7 @@ def export_dir(config: StudyConfig, init: str) -> Path:
 
 def pool_licences(pool: str) -> list[dict[str, str]]:
     """Each source of a demo pool with the licence and citation its ``meta.json`` states (empty for user pools)."""
-    from rtl_core.data.registry import POOL_SOURCES
+    from rtl_core.data.demo_pools import POOL_SOURCES
     from rtl_core.paths import data_root
 
     rows, seen = [], set()

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from rtl_core.data.demo_pools import load_pool
 from rtl_core.data.intensity import render
-from rtl_core.data.registry import TASKS, get_task, load_pool, load_task
+from rtl_core.data.registry import TASKS, get_task, load_task
 from rtl_core.data.summary import pool_summary, task_summary
 from rtl_core.names import DEMO_POOLS
 from rtl_core.report.views.tables import table
