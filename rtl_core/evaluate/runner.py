@@ -40,6 +40,7 @@ from rtl_core.evaluate.data import load_task_data
 from rtl_core.evaluate.protocols import get_protocol
 from rtl_core.evaluate.segmentation import run_segmentation
 from rtl_core.models.checkpoints import checkpoint_paths
+from rtl_core.models.contracts import CONTRACT_KEYS
 from rtl_core.models.devices import default_device
 from rtl_core.models.inits import check_checkpoint, check_encoder_input, load_init
 from rtl_core.names import init_slug, parse_init
@@ -106,7 +107,7 @@ def settings_hash(config: StudyConfig, device_type: str | None = None) -> str:
         spec.pop("domain", None)  # a name for the advisor, not a setting of any run
     # Of an init's details only its declared input contract and arch change its runs (labels, domains are names).
     norms = {
-        init: {k: d[k] for k in ("mean", "std", "channels", "value_range", "window", "arch") if d.get(k) is not None}
+        init: {k: d[k] for k in (*CONTRACT_KEYS, "arch") if d.get(k) is not None}
         for init, d in values["evaluate"].pop("init_details", {}).items()
     }
     if any(norms.values()):
@@ -153,8 +154,8 @@ def plan_grid(
         get_protocol(name)
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"evaluate.seeds: {seeds} repeats a seed; each seed is one run.")
-    extra_protocols = set(ev.replicate_protocols or ev.protocols)
-    extra_seeds = set(ev.replicate_seeds or ev.seeds)
+    extra_protocols = set(ev.protocols if ev.replicate_protocols is None else ev.replicate_protocols)
+    extra_seeds = set(ev.seeds if ev.replicate_seeds is None else ev.replicate_seeds)  # []: replicate 0 only
     keys = []
     for t in tasks:
         for i in inits:

@@ -30,6 +30,8 @@ from rtl_core.errors import ConfigError
 
 #: The value range of the study's task images (floats from ``uint8`` / 255 or a CT window).
 TASK_RANGE = (0.0, 1.0)
+#: The keys of ``evaluate.init_details.<init>`` that declare an init's input contract (they change its runs).
+CONTRACT_KEYS = ("channels", "value_range", "mean", "std", "window")
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,7 @@ class InputContract:
     def with_details(self, details: Mapping[str, Any] | None, init: str) -> InputContract:
         """This contract with what ``evaluate.init_details[init]`` declares (channels, value_range, mean, std,
         window) in place of the layout's defaults."""
-        declared = {
-            k: details[k]
-            for k in ("channels", "value_range", "mean", "std", "window")
-            if details and details.get(k) is not None
-        }
+        declared = {k: details[k] for k in CONTRACT_KEYS if details and details.get(k) is not None}
         if not declared:
             return self
         fields = {**self.as_dict(), **declared, "source": f"{self.source}; declared in evaluate.init_details[{init!r}]"}
